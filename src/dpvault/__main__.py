@@ -1,0 +1,3 @@
+from dpvault.cli import main
+
+main()

@@ -1,0 +1,255 @@
+"""The composition root: ``create_app(settings)`` builds everything in a visible order, and the
+ASGI application that turns HTTP into routed, authenticated ARM calls.
+
+Per request: method check (405) -> authentication (401) -> route (404/405) -> handler, which checks
+api-version, names and body. Every failure is an ArmError rendered as a CloudError; anything else
+is logged and answered 500 (a bug: no input should get there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.responses import Response
+
+from dpvault import errors
+from dpvault.arm.http import Call, Reply, base_url_for, encode
+from dpvault.arm.routing import Router, split_path
+from dpvault.clock import Clock
+from dpvault.identity import keys
+from dpvault.identity.tokens import Verifier
+from dpvault.jobs.worker import JobType, Worker
+from dpvault.resources.groups import ResourceGroupRoutes
+from dpvault.resources.instances import lifecycle
+from dpvault.resources.instances.handlers import InstanceRoutes
+from dpvault.resources.operations import OperationRoutes
+from dpvault.resources.policies.handlers import PolicyRoutes
+from dpvault.resources.provider import ProviderRoutes
+from dpvault.resources.vaults import handlers as vault_handlers
+from dpvault.resources.vaults.handlers import VaultRoutes
+from dpvault.services import Services
+from dpvault.settings import Settings
+from dpvault.store import Store
+
+log = structlog.get_logger("dpvault.http")
+
+ALLOWED_METHODS = frozenset({"GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"})
+
+_S = "/subscriptions/{subscriptionId}"
+_RG = _S + "/resourceGroups/{resourceGroupName}"
+_DP = "/providers/Microsoft.DataProtection"
+_V = _RG + _DP + "/backupVaults/{vaultName}"
+_BI = _V + "/backupInstances/{backupInstanceName}"
+
+
+def build_router(svc: Services) -> Router:
+    groups = ResourceGroupRoutes(svc)
+    vaults = VaultRoutes(svc)
+    policies = PolicyRoutes(svc)
+    instances = InstanceRoutes(svc)
+    ops = OperationRoutes(svc)
+    provider = ProviderRoutes(svc)
+    r = Router()
+    # Microsoft.Resources stubs
+    r.add(_S + "/resourcegroups", {"GET": groups.list}, api="resources")
+    r.add(_RG, {"PUT": groups.put, "GET": groups.get, "DELETE": groups.delete}, api="resources")
+    # provider
+    r.add(_DP + "/operations", {"GET": provider.operations})
+    # vaults
+    r.add(_S + _DP + "/backupVaults", {"GET": vaults.list_in_subscription})
+    r.add(_RG + _DP + "/backupVaults", {"GET": vaults.list_in_group})
+    r.add(_V, {"PUT": vaults.put, "GET": vaults.get, "PATCH": vaults.patch, "DELETE": vaults.delete})
+    r.add(_RG + _DP + "/locations/{location}/checkNameAvailability", {"POST": vaults.check_name})
+    # policies
+    r.add(_V + "/backupPolicies", {"GET": policies.list})
+    r.add(_V + "/backupPolicies/{backupPolicyName}", {"PUT": policies.put, "GET": policies.get, "DELETE": policies.delete})
+    # instances
+    r.add(_V + "/backupInstances", {"GET": instances.list})
+    r.add(_BI, {"PUT": instances.put, "GET": instances.get, "DELETE": instances.delete})
+    r.add(_V + "/validateForBackup", {"POST": instances.validate_for_backup})
+    # long-running operations
+    r.add(_S + _DP + "/locations/{location}/operationStatus/{operationId}", {"GET": ops.status})
+    r.add(_RG + _DP + "/operationStatus/{operationId}", {"GET": ops.status})
+    r.add(_V + "/operationStatus/{operationId}", {"GET": ops.status})
+    r.add(_S + _DP + "/locations/{location}/operationResults/{operationId}", {"GET": ops.result})
+    r.add(_V + "/operationResults/{operationId}", {"GET": ops.result})
+    r.add(_BI + "/operationResults/{operationId}", {"GET": ops.result})
+    return r
+
+
+def job_types() -> dict[str, JobType]:
+    return {
+        vault_handlers.JOB_PROVISION: JobType(vault_handlers.provision, vault_handlers.give_up),
+        lifecycle.JOB_CONFIGURE: JobType(lifecycle.configure, lifecycle.give_up),
+        lifecycle.JOB_DELETE: JobType(lifecycle.delete, lifecycle.give_up),
+        lifecycle.JOB_VALIDATE: JobType(lifecycle.validate, lifecycle.give_up),
+    }
+
+
+class DpvaultApp:
+    """The ASGI application. State is built at lifespan startup, not at import or construction."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.services: Services | None = None
+        self.router: Router | None = None
+        self.verifier: Verifier | None = None
+        self.worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        scheme = "https" if settings.tls else "http"
+        self._fallback_base = settings.public_url or f"{scheme}://{settings.host}:{settings.port}"
+        self._scheme = scheme
+        self._static_headers = {
+            "Cache-Control": "no-cache",
+            "Pragma": "no-cache",
+            "Expires": "-1",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if settings.tls:
+            self._static_headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # 1. state (migrations run here)
+        store = await Store.open(settings.resolved_database_url)
+        # 2. identity: the key our tokens are signed with
+        signing_key = keys.load_or_create(settings.identity_dir)
+        self.verifier = Verifier(signing_key, extra_audiences=(self._fallback_base + "/",))
+        # 3. services shared by handlers and jobs
+        self.services = Services(settings=settings, store=store, clock=Clock(), wake_worker=self._wake)
+        # 4. routes
+        self.router = build_router(self.services)
+        # 5. the background worker
+        if settings.run_worker:
+            self.worker = Worker(self.services, job_types())
+            self._worker_task = asyncio.create_task(self.worker.run())
+
+    def _wake(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    async def shutdown(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker_task
+        if self.services is not None:
+            await self.services.store.close()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        method = scope["method"].upper()
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if b"?" in raw_path:
+            raw_path = raw_path.split(b"?", 1)[0]
+        call = Call(
+            method=method,
+            path=scope["path"],
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            base_url=self.settings.public_url or base_url_for(self._scheme, headers.get("host"), self._fallback_base),
+            receive=receive,
+            request_id=request_id,
+        )
+        try:
+            reply = await self._dispatch(call, raw_path)
+        except errors.ArmError as exc:
+            reply = Reply.json(exc.status, exc.body(), exc.headers)
+        except Exception:
+            log.exception("unhandled error", request_id=request_id, method=method, path=scope["path"])
+            internal = errors.ArmError(
+                500, "InternalServerError", f"The server encountered an internal error (request id {request_id})."
+            )
+            reply = Reply.json(500, internal.body())
+        await self._send(call, reply, send)
+        log.info(
+            "request", method=method, path=scope["path"], status=reply.status,
+            ms=round((time.perf_counter() - started) * 1000, 2), request_id=request_id,
+        )  # fmt: skip
+
+    async def _dispatch(self, call: Call, raw_path: bytes) -> Reply:
+        if call.method not in ALLOWED_METHODS:
+            raise errors.ArmError(
+                405,
+                "MethodNotAllowed",
+                f"The http method '{call.method}' is not supported.",
+                headers={"Allow": ", ".join(sorted(ALLOWED_METHODS))},
+            )
+        assert self.verifier is not None and self.router is not None
+        call.principal = self.verifier.verify(call.headers.get("authorization"))
+        parts = split_path(raw_path)
+        call.path = "/" + "/".join(parts)
+        _route, handler, params = self.router.resolve(call.method, parts)
+        call.params = params
+        return await handler(call)
+
+    async def _send(self, call: Call, reply: Reply, send: Any) -> None:
+        headers = dict(self._static_headers)
+        headers["x-ms-request-id"] = call.request_id
+        headers["x-ms-correlation-request-id"] = call.headers.get("x-ms-correlation-request-id") or call.request_id
+        client_id = call.headers.get("x-ms-client-request-id")
+        if client_id and call.headers.get("x-ms-return-client-request-id", "").lower() == "true":
+            headers["x-ms-client-request-id"] = client_id
+        if call.method in ("GET", "HEAD"):
+            headers["x-ms-ratelimit-remaining-subscription-reads"] = "11999"
+        else:
+            headers["x-ms-ratelimit-remaining-subscription-writes"] = "1199"
+        headers.update(reply.headers)
+        if reply.body is None:
+            response = Response(status_code=reply.status, headers=headers)
+        else:
+            response = Response(
+                content=reply.body, status_code=reply.status, headers=headers, media_type="application/json; charset=utf-8"
+            )
+        await response({"type": "http", "method": call.method}, _no_receive, send)
+
+
+async def _no_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
+def create_app(settings: Settings) -> DpvaultApp:
+    return DpvaultApp(settings)
+
+
+__all__ = ["DpvaultApp", "create_app", "encode"]

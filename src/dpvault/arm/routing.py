@@ -1,0 +1,91 @@
+"""ARM routing: literal segments match case-insensitively (ARM-1), names are percent-decoded per
+segment from the raw path (so an encoded ``/`` never splits a name), and a known path with an
+unknown method is a 405.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from dpvault import errors
+from dpvault.arm.http import Call, Reply
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    pattern: str
+    methods: dict[str, Handler]
+    # "provider": Microsoft.DataProtection api-versions; "resources": ARM-native; "none": no check.
+    api: str
+    resource_type: str
+    segments: tuple[tuple[bool, str], ...]  # (is_param, literal-lowercased or param name)
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for part, (is_param, value) in zip(parts, self.segments, strict=True):
+            if is_param:
+                params[value] = part
+            elif part.lower() != value:
+                return None
+        return params
+
+
+class Router:
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, pattern: str, methods: dict[str, Handler], *, api: str = "provider", resource_type: str = "") -> None:
+        segments = []
+        for seg in pattern.strip("/").split("/"):
+            if seg.startswith("{") and seg.endswith("}"):
+                segments.append((True, seg[1:-1]))
+            else:
+                segments.append((False, seg.lower()))
+        self._routes.append(Route(pattern, methods, api, resource_type, tuple(segments)))
+
+    def resolve(self, method: str, parts: list[str]) -> tuple[Route, Handler, dict[str, str]]:
+        allowed: set[str] = set()
+        for route in self._routes:
+            params = route.match(parts)
+            if params is None:
+                continue
+            handler = route.methods.get(method)
+            if handler is None and method == "HEAD":
+                handler = route.methods.get("GET")
+            if handler is not None:
+                return route, handler, params
+            allowed.update(route.methods)
+        if allowed:
+            raise errors.ArmError(
+                405,
+                "MethodNotAllowed",
+                f"The requested resource does not support http method '{method}'.",
+                headers={"Allow": ", ".join(sorted(allowed))},
+            )
+        raise errors.ArmError(
+            404,
+            "NotFound",
+            "No HTTP resource was found that matches the request URI. Check the path and the resource type.",
+        )
+
+
+def split_path(raw_path: bytes) -> list[str]:
+    """Decoded segments of a raw request path; bad percent-encoding or UTF-8 is a 400."""
+    text = raw_path.decode("latin-1")
+    if not text.startswith("/"):
+        raise errors.bad_request("The request path must start with '/'.", code="InvalidRequestUri")
+    parts = text[1:].split("/")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    try:
+        return [unquote(p, encoding="utf-8", errors="strict") for p in parts]
+    except UnicodeDecodeError:
+        raise errors.bad_request(
+            "The request path is not valid percent-encoded UTF-8.", code="InvalidRequestUri"
+        ) from None

@@ -1,0 +1,1 @@
+"""Identity: the server's token-signing key, bearer-token issue and validation, and TLS material."""

@@ -1,0 +1,135 @@
+"""The worker loop. See the package docstring for the protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+
+from dpvault.services import Services
+from dpvault.store import JobRow
+
+log = structlog.get_logger("dpvault.worker")
+
+Run = Callable[[Services, dict[str, Any]], Awaitable[None]]
+GiveUp = Callable[[Services, dict[str, Any], str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class JobType:
+    run: Run
+    give_up: GiveUp | None = None
+
+
+class Worker:
+    def __init__(self, svc: Services, types: dict[str, JobType], *, concurrency: int = 8, poll: float = 1.0) -> None:
+        self.svc = svc
+        self.types = types
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._poll = poll
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        lease = self.svc.settings.lease_seconds
+        while not self._stopping:
+            await self._slots.acquire()
+            try:
+                now = self.svc.now()
+                job = await self.svc.store.transact(
+                    lambda tx: tx.claim_job(self.owner, now=now, lease_until=now + lease)
+                )
+            except Exception:
+                self._slots.release()
+                log.exception("claim failed")
+                await asyncio.sleep(self._poll)
+                continue
+            if job is None:
+                self._slots.release()
+                await self._idle()
+                continue
+            task = asyncio.create_task(self._execute(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _idle(self) -> None:
+        """Sleep until woken, until the next job is due, or for one poll interval (other processes)."""
+        timeout = self._poll
+        with contextlib.suppress(Exception):
+            async with self.svc.store.read() as tx:
+                due = await tx.next_job_time()
+            if due is not None:
+                timeout = max(0.0, min(timeout, due - self.svc.now()))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _execute(self, job: JobRow) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            payload = msgspec.json.decode(job.payload)
+            job_type = self.types.get(job.kind)
+            if job_type is None:
+                await self._finish(job, "failed", f"unknown job kind {job.kind!r}")
+                return
+            try:
+                await job_type.run(self.svc, payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("job failed", job=job.id, kind=job.kind, attempt=job.attempts, error=reason,
+                            trace=traceback.format_exc(limit=5))
+                if job.attempts >= job.max_attempts:
+                    if job_type.give_up is not None:
+                        with contextlib.suppress(Exception):
+                            await job_type.give_up(self.svc, payload, reason)
+                    await self._finish(job, "failed", reason)
+                else:
+                    backoff = min(30.0, 0.5 * 2 ** (job.attempts - 1))
+                    run_at = self.svc.now() + backoff
+                    await self.svc.store.transact(
+                        lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason)
+                    )
+                return
+            await self._finish(job, "done", None)
+        finally:
+            heartbeat.cancel()
+            self._slots.release()
+            self.wake()
+
+    async def _finish(self, job: JobRow, state: str, error: str | None) -> None:
+        now = self.svc.now()
+        await self.svc.store.transact(lambda tx: tx.finish_job(job.id, self.owner, now=now, state=state, error=error))
+
+    async def _heartbeat(self, job: JobRow) -> None:
+        lease = self.svc.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            now = self.svc.now()
+            with contextlib.suppress(Exception):
+                await self.svc.store.transact(
+                    lambda tx, now=now: tx.renew_lease(job.id, self.owner, lease_until=now + lease)
+                )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,162 @@
+"""Resource groups: the minimal Microsoft.Resources surface the provider's resources live in.
+
+With ``--auto-create-resource-groups`` (the default) a write into a missing group creates it, so
+clients that never call Microsoft.Resources still work; reads of a missing group are 404
+``ResourceGroupNotFound``, as in Azure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from dpvault import errors
+from dpvault.arm import apiversions, ids
+from dpvault.arm.http import Call, Reply
+from dpvault.arm.schema import decode
+from dpvault.resources.common import check_tags
+from dpvault.resources.schema import Base
+from dpvault.services import Services
+from dpvault.store import ResourceRow, Tx
+from dpvault.types import Kind
+
+
+class ResourceGroupInput(Base):
+    location: str
+    tags: dict[str, str] | None = None
+    managedBy: str | None = None  # noqa: N815 - the JSON name
+
+
+def _body(sub: str, name: str, location: str, tags: dict[str, str] | None, managed_by: str | None) -> bytes:
+    body: dict[str, Any] = {
+        "id": ids.resource_group_id(sub, name),
+        "name": name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": location,
+    }
+    if tags is not None:
+        body["tags"] = tags
+    if managed_by:
+        body["managedBy"] = managed_by
+    body["properties"] = {"provisioningState": "Succeeded"}
+    return msgspec.json.encode(body)
+
+
+def group_key(sub: str, rg: str) -> str:
+    return ids.key(ids.resource_group_id(sub, rg))
+
+
+async def require(tx: Tx, sub: str, rg: str) -> ResourceRow:
+    row = await tx.resource(group_key(sub, rg))
+    if row is None:
+        raise errors.resource_group_not_found(rg)
+    return row
+
+
+async def ensure(tx: Tx, svc: Services, sub: str, rg: str, location: str) -> ResourceRow:
+    """The group, created on first use when the server allows it."""
+    key = group_key(sub, rg)
+    row = await tx.resource(key)
+    if row is not None:
+        return row
+    if not svc.settings.auto_create_resource_groups:
+        raise errors.resource_group_not_found(rg)
+    now = svc.now()
+    values = {
+        "key": key,
+        "kind": Kind.RESOURCE_GROUP.value,
+        "subscription": sub.lower(),
+        "rg_key": key,
+        "parent_key": f"/subscriptions/{sub.lower()}",
+        "name": rg,
+        "body": _body(sub, rg, location, None, None),
+        "state": "Succeeded",
+        "active_operation": None,
+        "revision": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await tx.insert_resource(**values)
+    return ResourceRow(pk=0, **values)
+
+
+class ResourceGroupRoutes:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def _check(self, call: Call) -> tuple[str, str]:
+        apiversions.check_resources(call.api_version)
+        sub = ids.check_subscription(call.params["subscriptionId"])
+        rg = call.params.get("resourceGroupName", "")
+        if rg:
+            ids.check_resource_group(rg)
+        return sub, rg
+
+    async def put(self, call: Call) -> Reply:
+        sub, rg = self._check(call)
+        body = decode(await call.json_body() or b"", ResourceGroupInput)
+        check_tags(body.tags)
+        location = body.location.replace(" ", "").lower()
+        key = group_key(sub, rg)
+
+        async def write(tx: Tx) -> tuple[int, bytes]:
+            row = await tx.resource(key)
+            now = self.svc.now()
+            if row is not None:
+                existing = msgspec.json.decode(row.body)
+                if existing["location"].replace(" ", "").lower() != location:
+                    raise errors.ArmError(
+                        409,
+                        "InvalidResourceGroupLocation",
+                        f"Invalid resource group location '{body.location}'. The Resource group already exists "
+                        f"in location '{existing['location']}'.",
+                    )
+                new = _body(sub, rg, existing["location"], body.tags, body.managedBy)
+                await tx.update_resource(key, name=rg, body=new, updated_at=now)
+                return 200, new
+            new = _body(sub, rg, body.location, body.tags, body.managedBy)
+            await tx.insert_resource(
+                key=key, kind=Kind.RESOURCE_GROUP.value, subscription=sub.lower(), rg_key=key,
+                parent_key=f"/subscriptions/{sub.lower()}", name=rg, body=new, state="Succeeded",
+                active_operation=None, revision=1, created_at=now, updated_at=now,
+            )  # fmt: skip
+            return 201, new
+
+        status, new = await self.svc.store.transact(write)
+        return Reply.json(status, new)
+
+    async def get(self, call: Call) -> Reply:
+        sub, rg = self._check(call)
+        async with self.svc.store.read() as tx:
+            row = await require(tx, sub, rg)
+        if call.method == "HEAD":
+            return Reply.empty(204)
+        return Reply.json(200, row.body)
+
+    async def delete(self, call: Call) -> Reply:
+        """Deletes the group and everything in it, as ARM does; refused while an operation runs in it."""
+        sub, rg = self._check(call)
+        key = group_key(sub, rg)
+
+        async def write(tx: Tx) -> bool:
+            row = await tx.resource(key)
+            if row is None:
+                return False
+            busy = await tx.busy_resources(rg_key=key)
+            if busy:
+                raise errors.conflict(
+                    f"Resource group '{rg}' cannot be deleted while operations run on: {', '.join(busy[:5])}.",
+                    code="ResourceGroupDeletionBlocked",
+                )
+            await tx.delete_resources(rg_key=key)
+            return True
+
+        existed = await self.svc.store.transact(write)
+        return Reply.empty(200 if existed else 204)
+
+    async def list(self, call: Call) -> Reply:
+        sub, _ = self._check(call)
+        async with self.svc.store.read() as tx:
+            rows = await tx.resources_by(Kind.RESOURCE_GROUP.value, subscription=sub.lower())
+        return Reply.json(200, b'{"value":[' + b",".join(r.body for r in rows) + b"]}")

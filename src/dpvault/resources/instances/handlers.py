@@ -1,0 +1,226 @@
+"""Backup instance routes: the PUT (201/200 + Azure-AsyncOperation), GET, list, DELETE (202), and
+``validateForBackup``. Each write records resource, operation and job in one transaction; the
+worker (``lifecycle.py``) finishes the operation.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from dpvault import errors
+from dpvault.arm import ids, paging
+from dpvault.arm.http import Call, Reply
+from dpvault.arm.schema import decode
+from dpvault.resources import operations
+from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
+from dpvault.resources.instances import lifecycle, rules
+from dpvault.resources.instances.schema import BackupInstanceResource, ValidateForBackupRequest
+from dpvault.resources.vaults.rules import require_vault, vault_location
+from dpvault.services import Services
+from dpvault.store import ResourceRow, Tx
+from dpvault.types import INSTANCE_TYPE, Kind, OperationKind, ProtectionState, ProvisioningState
+
+RESOURCE_TYPE = "backupVaults/backupInstances"
+
+
+def _vault_names(call: Call) -> tuple[str, str, str]:
+    p = call.params
+    return (
+        p["subscriptionId"],
+        ids.check_resource_group(p["resourceGroupName"]),
+        ids.check_resource_name(p["vaultName"], "backup vault"),
+    )
+
+
+def _instance_name(call: Call) -> str:
+    return ids.check_resource_name(call.params["backupInstanceName"], "backup instance")
+
+
+def _not_found(name: str, vault: str, rg: str) -> errors.ArmError:
+    return errors.resource_not_found(f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg)
+
+
+def _busy(name: str, kind: str) -> errors.ArmError:
+    return errors.conflict(
+        f"Another operation ({kind}) is in progress on backup instance '{name}'; retry when it has ended.",
+        code="AnotherOperationInProgress",
+    )
+
+
+class InstanceRoutes:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def _put_headers(self, call: Call, scope: operations.Scope, name: str, op_id: str, version: str) -> dict[str, str]:
+        return {
+            "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
+            "Location": operations.instance_result_url(call, scope, name, op_id, version),
+            "Retry-After": str(self.svc.settings.retry_after),
+        }
+
+    async def put(self, call: Call) -> Reply:
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
+        sub, rg, vault = _vault_names(call)
+        name = _instance_name(call)
+        body = decode(await call.json_body() or b"", BackupInstanceResource)
+        check_tags(body.tags)
+        rules.check_shape(body.properties)
+        request_hash = fingerprint("instance.put", body.tags, body.properties)
+        deep = body.properties.validationType == "DeepValidation"
+
+        async def write(tx: Tx) -> tuple[int, bytes, str, operations.Scope]:
+            vault_row = await require_vault(tx, sub, rg, vault)
+            scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
+            key = rules.instance_key(vault_row.key, name)
+            row = await tx.resource(key)
+            previous = rules.decode_instance(row.body) if row else None
+            if row is not None and row.active_operation:
+                op = await tx.operation(row.active_operation)
+                if op is not None and not op.terminal:
+                    if op.kind != OperationKind.DELETE and op.request_hash == request_hash:
+                        return (201 if op.kind == OperationKind.CREATE else 200), row.body, op.id, scope
+                    raise _busy(name, op.kind)
+            requested_state = body.properties.provisioningState
+            if row is not None and requested_state and requested_state.lower() != row.state.lower():
+                raise errors.bad_request(
+                    "The property 'properties.provisioningState' is read-only.", target="properties.provisioningState"
+                )
+            policy_row, policy = await rules.resolve_policy(tx, body.properties, vault_row)
+            creating = row is None
+            provisioning = ProvisioningState.PROVISIONING if creating else ProvisioningState.UPDATING
+            protection = ProtectionState.CONFIGURING if creating else ProtectionState.UPDATING
+            stored = BackupInstanceResource(
+                id=ids.child_id(sub, rg, vault, Kind.INSTANCE.value, name),
+                name=name,
+                type=INSTANCE_TYPE,
+                tags=body.tags,
+                systemData=system_data(call, self.svc.now(), previous.systemData if previous else None),
+                properties=rules.stored_properties(
+                    body.properties, policy_row=policy_row, policy=policy,
+                    provisioning=provisioning.value, protection=protection,
+                ),
+            )  # fmt: skip
+            encoded = msgspec.json.encode(stored)
+            op = await operations.start(
+                tx, self.svc,
+                kind=OperationKind.CREATE if creating else OperationKind.UPDATE,
+                scope=scope, resource_key=key, resource_path=stored.id or "",
+                api_version=version, request_hash=request_hash,
+                job_kind=lifecycle.JOB_CONFIGURE, job_payload={"deep": deep},
+            )  # fmt: skip
+            now = self.svc.now()
+            if creating:
+                await tx.insert_resource(
+                    key=key, kind=Kind.INSTANCE.value, subscription=sub.lower(), rg_key=vault_row.rg_key,
+                    parent_key=vault_row.key, name=name, body=encoded, state=provisioning.value,
+                    active_operation=op.id, revision=1, created_at=now, updated_at=now,
+                )  # fmt: skip
+            else:
+                await tx.update_resource(
+                    key, name=name, body=encoded, state=provisioning.value, active_operation=op.id,
+                    revision=row.revision + 1, updated_at=now,
+                )  # fmt: skip
+            return (201 if creating else 200), encoded, op.id, scope
+
+        status, encoded, op_id, scope = await self.svc.store.transact(write)
+        self.svc.wake_worker()
+        return Reply.json(status, encoded, self._put_headers(call, scope, name, op_id, version))
+
+    async def _find(self, tx: Tx, call: Call) -> tuple[ResourceRow, ResourceRow | None, str]:
+        sub, rg, vault = _vault_names(call)
+        name = _instance_name(call)
+        vault_row = await require_vault(tx, sub, rg, vault)
+        return vault_row, await tx.resource(rules.instance_key(vault_row.key, name)), name
+
+    async def get(self, call: Call) -> Reply:
+        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        async with self.svc.store.read() as tx:
+            vault_row, row, name = await self._find(tx, call)
+        if row is None:
+            raise _not_found(name, vault_row.name, call.params["resourceGroupName"])
+        return Reply.json(200, row.body)
+
+    async def list(self, call: Call) -> Reply:
+        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        sub, rg, vault = _vault_names(call)
+        after, size = paging.window(call, self.svc.settings.page_size)
+        async with self.svc.store.read() as tx:
+            vault_row = await require_vault(tx, sub, rg, vault)
+            rows = await tx.resources_by(Kind.INSTANCE.value, parent_key=vault_row.key, after_pk=after, limit=size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return Reply.json(200, paging.body(call, [r.body for r in rows], rows[-1].pk if more else None))
+
+    async def delete(self, call: Call) -> Reply:
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
+        sub, rg, vault = _vault_names(call)
+        name = _instance_name(call)
+
+        async def write(tx: Tx) -> tuple[str, operations.Scope] | None:
+            vault_row = await require_vault(tx, sub, rg, vault)
+            scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
+            row = await tx.resource(rules.instance_key(vault_row.key, name))
+            if row is None:
+                return None
+            if row.active_operation:
+                op = await tx.operation(row.active_operation)
+                if op is not None and not op.terminal:
+                    if op.kind == OperationKind.DELETE:
+                        return op.id, scope  # a repeated DELETE gets the same URLs (ARM-22)
+                    raise _busy(name, op.kind)
+            resource = rules.with_state(rules.decode_instance(row.body), provisioning=ProvisioningState.DELETING.value)
+            op = await operations.start(
+                tx, self.svc,
+                kind=OperationKind.DELETE, scope=scope, resource_key=row.key,
+                resource_path=resource.id or "", api_version=version,
+                request_hash=fingerprint("instance.delete"), job_kind=lifecycle.JOB_DELETE,
+            )  # fmt: skip
+            await tx.update_resource(
+                row.key, body=msgspec.json.encode(resource), state=ProvisioningState.DELETING.value,
+                active_operation=op.id, updated_at=self.svc.now(),
+            )  # fmt: skip
+            return op.id, scope
+
+        started = await self.svc.store.transact(write)
+        if started is None:
+            return Reply.empty(204)
+        op_id, scope = started
+        self.svc.wake_worker()
+        return Reply.empty(
+            202,
+            {
+                "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
+                "Location": operations.location_result_url(call, scope, op_id, version),
+                "Retry-After": str(self.svc.settings.retry_after),
+            },
+        )
+
+    async def validate_for_backup(self, call: Call) -> Reply:
+        version = check_provider_call(self.svc, call, "backupVaults/validateForBackup")
+        sub, rg, vault = _vault_names(call)
+        request = decode(await call.json_body() or b"", ValidateForBackupRequest)
+        rules.check_shape(request.backupInstance, base="backupInstance")
+
+        async def write(tx: Tx) -> tuple[str, operations.Scope]:
+            vault_row = await require_vault(tx, sub, rg, vault)
+            scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
+            await rules.resolve_policy(tx, request.backupInstance, vault_row, base="backupInstance")
+            op = await operations.start(
+                tx, self.svc,
+                kind=OperationKind.VALIDATE, scope=scope, resource_key=vault_row.key,
+                resource_path=ids.vault_id(sub, rg, vault), api_version=version,
+                request_hash=fingerprint("validate", request.backupInstance), job_kind=lifecycle.JOB_VALIDATE,
+                job_payload={"backupInstance": msgspec.to_builtins(rules.without_secret(request.backupInstance))},
+            )  # fmt: skip
+            return op.id, scope
+
+        op_id, scope = await self.svc.store.transact(write)
+        self.svc.wake_worker()
+        return Reply.empty(
+            202,
+            {
+                "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
+                "Location": operations.location_result_url(call, scope, op_id, version),
+                "Retry-After": str(self.svc.settings.retry_after),
+            },
+        )

@@ -1,0 +1,58 @@
+"""Runtime settings: one immutable object built by the CLI (or tests) and handed to ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_API_VERSIONS: tuple[str, ...] = (
+    "2023-01-01",
+    "2023-05-01",
+    "2023-11-01",
+    "2024-04-01",
+    "2025-07-01",
+    "2025-09-01",
+    "2026-03-01",
+    "2026-06-01",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Seconds clients are told to wait between polls (Retry-After). Real Azure says 60; tests want 1.
+    retry_after: int = 1
+    auto_create_resource_groups: bool = True
+    api_versions: tuple[str, ...] = DEFAULT_API_VERSIONS
+    # Azure location reported in errors and used when a resource does not carry one.
+    default_location: str = "westus"
+    # Extra seconds the background worker spends configuring protection, to imitate the real
+    # service's timing (and to let tests observe a running operation).
+    provisioning_delay: float = 0.0
+    # How long a worker may hold a job without renewing its lease; a dead worker's job is re-claimed after it.
+    lease_seconds: float = 15.0
+    run_worker: bool = True
+    page_size: int = 200
+    public_url: str | None = None
+    tenant_id: str = "00000000-0000-0000-0000-000000000001"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def identity_dir(self) -> Path:
+        return self.data_dir / "identity"

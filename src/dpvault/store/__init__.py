@@ -1,0 +1,11 @@
+"""Persistence: resources, operations and the job queue in one SQL database.
+
+SQLite (WAL) by default, PostgreSQL by URL. Only this package imports SQLAlchemy; the rest of
+dpvault sees :class:`~dpvault.store.state.Store` and the row types of :mod:`dpvault.store.rows`.
+Writes happen in short transactions through :meth:`Store.transact`, which retries on races.
+"""
+
+from dpvault.store.rows import JobRow, OperationRow, ResourceRow
+from dpvault.store.state import Store, Tx
+
+__all__ = ["JobRow", "OperationRow", "ResourceRow", "Store", "Tx"]

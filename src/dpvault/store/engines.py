@@ -1,0 +1,84 @@
+"""Engine construction and schema migration for SQLite and PostgreSQL URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sync_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def async_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"unsupported database URL scheme: {parsed.drivername} (use sqlite:// or postgresql://)")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to head. On PostgreSQL an advisory lock keeps concurrent starters apart."""
+    engine: Engine = create_engine(sync_url(url))
+    if is_sqlite(url):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.begin() as conn:
+            if not is_sqlite(url):
+                conn.execute(text("SELECT pg_advisory_xact_lock(7243829110)"))
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
+
+
+def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """(reader, writer). SQLite gets one writer connection whose transactions BEGIN IMMEDIATE,
+    so read-modify-write never deadlocks on lock upgrade; readers use WAL snapshots in parallel."""
+    target = async_url(url)
+    if not is_sqlite(url):
+        engine = create_async_engine(target, pool_size=10, max_overflow=20, pool_pre_ping=False)
+        return engine, engine
+
+    reader = create_async_engine(target, pool_size=4, max_overflow=4)
+    writer = create_async_engine(target, pool_size=1, max_overflow=0)
+    event.listen(reader.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(writer.sync_engine, "connect", _sqlite_pragmas)
+
+    @event.listens_for(writer.sync_engine, "connect")
+    def _autocommit_driver(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(writer.sync_engine, "begin")
+    def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return reader, writer

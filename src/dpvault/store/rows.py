@@ -1,0 +1,72 @@
+"""Plain row types handed out by the store, so nothing outside ``store`` touches SQLAlchemy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRow:
+    pk: int
+    key: str
+    kind: str
+    subscription: str
+    rg_key: str
+    parent_key: str
+    name: str
+    body: bytes
+    state: str
+    active_operation: str | None
+    revision: int
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> ResourceRow:
+        return cls(**{f: m[f] for f in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRow:
+    id: str
+    kind: str
+    status: str
+    subscription: str
+    rg_key: str
+    vault_key: str
+    resource_key: str
+    resource_path: str
+    location: str
+    api_version: str
+    request_hash: str
+    start_time: float
+    end_time: float | None
+    error: bytes | None
+    result: bytes | None
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> OperationRow:
+        return cls(**{f: m[f] for f in cls.__slots__})
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("Succeeded", "Failed", "Canceled")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    kind: str
+    payload: bytes
+    state: str
+    run_at: float
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_expires_at: float | None
+    last_error: str | None
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> JobRow:
+        return cls(**{f: m[f] for f in cls.__slots__})

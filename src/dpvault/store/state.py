@@ -1,0 +1,243 @@
+"""The Store: short transactions over resources, operations and jobs.
+
+Read with ``async with store.read() as tx``; write with ``await store.transact(fn)``, which runs
+``fn(tx)`` in one transaction and re-runs it when a concurrent writer won a race (a unique key taken,
+a serialization failure). Everything a request changes (resource, operation, job) commits together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dpvault.store import engines
+from dpvault.store.rows import JobRow, OperationRow, ResourceRow
+from dpvault.store.tables import jobs, operations, resources
+
+T = TypeVar("T")
+
+
+class Tx:
+    """One transaction. Methods are thin, named statements; callers decide what they mean."""
+
+    def __init__(self, conn: AsyncConnection, *, writable: bool, postgres: bool) -> None:
+        self._conn = conn
+        self.writable = writable
+        self._lock_rows = writable and postgres
+        self._postgres = postgres
+
+    # -- resources ---------------------------------------------------------------------------
+
+    async def resource(self, key: str) -> ResourceRow | None:
+        stmt = select(resources).where(resources.c.key == key)
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return ResourceRow.from_mapping(row) if row else None
+
+    async def resources_by(
+        self,
+        kind: str,
+        *,
+        parent_key: str | None = None,
+        rg_key: str | None = None,
+        subscription: str | None = None,
+        after_pk: int = 0,
+        limit: int | None = None,
+    ) -> list[ResourceRow]:
+        stmt = select(resources).where(resources.c.kind == kind, resources.c.pk > after_pk)
+        if parent_key is not None:
+            stmt = stmt.where(resources.c.parent_key == parent_key)
+        if rg_key is not None:
+            stmt = stmt.where(resources.c.rg_key == rg_key)
+        if subscription is not None:
+            stmt = stmt.where(resources.c.subscription == subscription)
+        stmt = stmt.order_by(resources.c.pk)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return [ResourceRow.from_mapping(r) for r in rows]
+
+    async def count_resources(self, kind: str, *, parent_key: str) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(resources)
+            .where(resources.c.kind == kind, resources.c.parent_key == parent_key)
+        )
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def busy_resources(self, *, rg_key: str | None = None, parent_key: str | None = None) -> list[str]:
+        """Names of resources under a scope that have an operation running."""
+        stmt = select(resources.c.name).where(resources.c.active_operation.is_not(None))
+        if rg_key is not None:
+            stmt = stmt.where(resources.c.rg_key == rg_key)
+        if parent_key is not None:
+            stmt = stmt.where(resources.c.parent_key == parent_key)
+        return list((await self._conn.execute(stmt)).scalars().all())
+
+    async def insert_resource(self, **values: Any) -> None:
+        await self._conn.execute(insert(resources).values(**values))
+
+    async def update_resource(self, key: str, **values: Any) -> None:
+        await self._conn.execute(update(resources).where(resources.c.key == key).values(**values))
+
+    async def delete_resource(self, key: str) -> None:
+        await self._conn.execute(delete(resources).where(resources.c.key == key))
+
+    async def delete_resources(self, *, parent_key: str | None = None, rg_key: str | None = None) -> None:
+        stmt = delete(resources)
+        if parent_key is not None:
+            stmt = stmt.where(resources.c.parent_key == parent_key)
+        if rg_key is not None:
+            stmt = stmt.where(resources.c.rg_key == rg_key)
+        await self._conn.execute(stmt)
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def operation(self, op_id: str) -> OperationRow | None:
+        stmt = select(operations).where(operations.c.id == op_id)
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return OperationRow.from_mapping(row) if row else None
+
+    async def insert_operation(self, **values: Any) -> None:
+        await self._conn.execute(insert(operations).values(**values))
+
+    async def update_operation(self, op_id: str, **values: Any) -> None:
+        await self._conn.execute(update(operations).where(operations.c.id == op_id).values(**values))
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: bytes,
+        *,
+        now: float,
+        run_at: float | None = None,
+        dedupe_key: str | None = None,
+        max_attempts: int = 5,
+    ) -> None:
+        await self._conn.execute(
+            insert(jobs).values(
+                kind=kind,
+                payload=payload,
+                state="ready",
+                run_at=now if run_at is None else run_at,
+                attempts=0,
+                max_attempts=max_attempts,
+                dedupe_key=dedupe_key,
+                created_at=now,
+            )
+        )
+
+    async def claim_job(self, owner: str, *, now: float, lease_until: float) -> JobRow | None:
+        """Take the next due job, or one whose lease expired, exactly once across workers."""
+        due = (jobs.c.state == "ready") & (jobs.c.run_at <= now)
+        expired = (jobs.c.state == "running") & (jobs.c.lease_expires_at < now)
+        candidate = select(jobs.c.id).where(due | expired).order_by(jobs.c.run_at, jobs.c.id).limit(1)
+        if self._postgres:
+            candidate = candidate.with_for_update(skip_locked=True)
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == candidate.scalar_subquery())
+            .values(
+                state="running",
+                lease_owner=owner,
+                lease_expires_at=lease_until,
+                attempts=jobs.c.attempts + 1,
+            )
+            .returning(*jobs.c)
+        )
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return JobRow.from_mapping(row) if row else None
+
+    async def renew_lease(self, job_id: int, owner: str, *, lease_until: float) -> bool:
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.state == "running")
+            .values(lease_expires_at=lease_until)
+        )
+        result = await self._conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def finish_job(self, job_id: int, owner: str, *, now: float, state: str, error: str | None) -> bool:
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
+            .values(state=state, finished_at=now, last_error=error, lease_owner=None, lease_expires_at=None)
+        )
+        result = await self._conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def retry_job(self, job_id: int, owner: str, *, run_at: float, error: str) -> bool:
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
+            .values(state="ready", run_at=run_at, last_error=error, lease_owner=None, lease_expires_at=None)
+        )
+        result = await self._conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def next_job_time(self) -> float | None:
+        """When the earliest waiting job becomes due (ready run_at or running lease expiry)."""
+        ready = select(func.min(jobs.c.run_at)).where(jobs.c.state == "ready")
+        leased = select(func.min(jobs.c.lease_expires_at)).where(jobs.c.state == "running")
+        times = [t for t in ((await self._conn.execute(q)).scalar() for q in (ready, leased)) if t is not None]
+        return min(times) if times else None
+
+    async def jobs_by_state(self, states: Sequence[str]) -> list[JobRow]:
+        stmt = select(jobs).where(jobs.c.state.in_(states)).order_by(jobs.c.id)
+        return [JobRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = not engines.is_sqlite(url)
+        self._reader, self._writer = engines.make_engines(url)
+
+    @staticmethod
+    async def open(url: str) -> Store:
+        """Migrate the schema (in a thread: Alembic is synchronous) and connect."""
+        await asyncio.to_thread(engines.migrate, url)
+        return Store(url)
+
+    async def close(self) -> None:
+        await self._reader.dispose()
+        if self._writer is not self._reader:
+            await self._writer.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        async with self._reader.connect() as conn:
+            yield Tx(conn, writable=False, postgres=self.postgres)
+            await conn.rollback()
+
+    async def transact(self, fn: Callable[[Tx], Awaitable[T]], *, attempts: int = 5) -> T:
+        for attempt in range(attempts):
+            try:
+                async with self._writer.begin() as conn:
+                    return await fn(Tx(conn, writable=True, postgres=self.postgres))
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == attempts - 1 or not _retryable(exc):
+                    raise
+            except DBAPIError as exc:
+                if attempt == attempts - 1 or not _retryable(exc):
+                    raise
+            await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    text = str(exc.orig).lower()
+    return any(s in text for s in ("database is locked", "could not serialize", "deadlock detected"))

@@ -1,0 +1,72 @@
+"""The schema. Migrations in ``migrations/versions`` must reproduce it (a test checks)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# One row per ARM resource (resource groups, vaults, policies, instances). ``key`` is the lower-cased
+# id: names compare case-insensitively while ``name`` and ``body`` keep the casing last sent.
+resources = Table(
+    "resources",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(1024), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("subscription", String(64), nullable=False),
+    Column("rg_key", String(512), nullable=False),
+    Column("parent_key", String(1024), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("active_operation", String(128), nullable=True),
+    Column("revision", Integer, nullable=False, default=1),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_resources_parent", resources.c.parent_key, resources.c.kind, resources.c.pk)
+Index("ix_resources_rg", resources.c.rg_key, resources.c.kind, resources.c.pk)
+Index("ix_resources_subscription", resources.c.subscription, resources.c.kind, resources.c.pk)
+
+# Long-running operations: what the status and result URLs answer. Kept after the resource is gone.
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("subscription", String(64), nullable=False),
+    Column("rg_key", String(512), nullable=False),
+    Column("vault_key", String(1024), nullable=False),
+    Column("resource_key", String(1024), nullable=False),
+    Column("resource_path", String(1024), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("api_version", String(32), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=True),
+    Column("error", LargeBinary, nullable=True),
+    Column("result", LargeBinary, nullable=True),
+)
+
+# The durable job queue. A job is claimed by setting a lease; a dead worker's lease expires and the
+# job is claimed again. ``dedupe_key`` makes enqueueing idempotent (e.g. one backup per occurrence).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("run_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=5),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("dedupe_key", String(512), nullable=True, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+)
+Index("ix_jobs_ready", jobs.c.state, jobs.c.run_at)
