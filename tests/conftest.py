@@ -40,10 +40,14 @@ def make_server(
 ) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def make(*args: str, data_dir: Path | None = None, database_url: str | None = None, start: bool = True) -> Server:
+    def make(
+        *args: str, data_dir: Path | None = None, database_url: str | None = None, start: bool = True
+    ) -> Server:
         if database_url is None and postgres is not None:
             database_url = postgres.create_database()
-        server = Server(data_dir or tmp_path_factory.mktemp("dpvault"), database_url=database_url, args=list(args))
+        server = Server(
+            data_dir or tmp_path_factory.mktemp("dpvault"), database_url=database_url, args=list(args)
+        )
         started.append(server)
         return server.start() if start else server
 

@@ -93,7 +93,9 @@ class PostgresServer:
 class Server:
     """``dpvault serve`` as a child process on a free port, HTTPS with its generated CA."""
 
-    def __init__(self, data_dir: Path, *, database_url: str | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, database_url: str | None = None, args: list[str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.args = args or []
@@ -118,7 +120,7 @@ class Server:
                "--retry-after", "1", *self.args]  # fmt: skip
         if self.database_url:
             cmd += ["--database-url", self.database_url]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         token = self.token()
@@ -175,7 +177,10 @@ def vault_path(rg: str, vault: str, sub: str = SUB) -> str:
 
 
 def vault_body(location: str = "westus") -> dict[str, Any]:
-    return {"location": location, "properties": {"storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}]}}
+    return {
+        "location": location,
+        "properties": {"storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}]},
+    }
 
 
 def policy_body(datasource: str = "Microsoft.DBforPostgreSQL/servers/databases") -> dict[str, Any]:
@@ -191,7 +196,10 @@ def policy_body(datasource: str = "Microsoft.DBforPostgreSQL/servers/databases")
                     "dataStore": {"objectType": "DataStoreInfoBase", "dataStoreType": "VaultStore"},
                     "trigger": {
                         "objectType": "ScheduleBasedTriggerContext",
-                        "schedule": {"repeatingTimeIntervals": ["R/2021-08-15T06:30:00+00:00/P1W"], "timeZone": "UTC"},
+                        "schedule": {
+                            "repeatingTimeIntervals": ["R/2021-08-15T06:30:00+00:00/P1W"],
+                            "timeZone": "UTC",
+                        },
                         "taggingCriteria": [
                             {"isDefault": True, "taggingPriority": 99, "tagInfo": {"tagName": "Default"}},
                         ],
@@ -203,7 +211,10 @@ def policy_body(datasource: str = "Microsoft.DBforPostgreSQL/servers/databases")
                     "isDefault": True,
                     "lifecycles": [
                         {
-                            "sourceDataStore": {"objectType": "DataStoreInfoBase", "dataStoreType": "VaultStore"},
+                            "sourceDataStore": {
+                                "objectType": "DataStoreInfoBase",
+                                "dataStoreType": "VaultStore",
+                            },
                             "deleteAfter": {"objectType": "AbsoluteDeleteOption", "duration": "P3M"},
                         }
                     ],
@@ -213,7 +224,9 @@ def policy_body(datasource: str = "Microsoft.DBforPostgreSQL/servers/databases")
     }
 
 
-def instance_body(policy_id: str, *, database: str = "testdb", tags: dict[str, str] | None = None) -> dict[str, Any]:
+def instance_body(
+    policy_id: str, *, database: str = "testdb", tags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The seed's request body, pointed at ``policy_id``."""
     server_id = "/subscriptions/f75d8d8b-6735-4697-82e1-1a7a3ff0d5d4/resourceGroups/viveksipgtest/providers/Microsoft.DBforPostgreSQL/servers/viveksipgtest"
     return {
@@ -293,7 +306,9 @@ class Env:
         return self
 
     def put_instance(self, name: str, body: dict[str, Any] | None = None, api: str = API) -> httpx.Response:
-        return self.client.put(f"{self.instance_path(name)}?api-version={api}", json=body or instance_body(self.policy_id))
+        return self.client.put(
+            f"{self.instance_path(name)}?api-version={api}", json=body or instance_body(self.policy_id)
+        )
 
     def create_instance(self, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         r = self.put_instance(name, body)

@@ -67,7 +67,10 @@ def build_router(svc: Services) -> Router:
     r.add(_RG + _DP + "/locations/{location}/checkNameAvailability", {"POST": vaults.check_name})
     # policies
     r.add(_V + "/backupPolicies", {"GET": policies.list})
-    r.add(_V + "/backupPolicies/{backupPolicyName}", {"PUT": policies.put, "GET": policies.get, "DELETE": policies.delete})
+    r.add(
+        _V + "/backupPolicies/{backupPolicyName}",
+        {"PUT": policies.put, "GET": policies.get, "DELETE": policies.delete},
+    )
     # instances
     r.add(_V + "/backupInstances", {"GET": instances.list})
     r.add(_BI, {"PUT": instances.put, "GET": instances.get, "DELETE": instances.delete})
@@ -187,7 +190,8 @@ class DpvaultApp:
             path=scope["path"],
             query_string=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
-            base_url=self.settings.public_url or base_url_for(self._scheme, headers.get("host"), self._fallback_base),
+            base_url=self.settings.public_url
+            or base_url_for(self._scheme, headers.get("host"), self._fallback_base),
             receive=receive,
             request_id=request_id,
         )
@@ -198,7 +202,9 @@ class DpvaultApp:
         except Exception:
             log.exception("unhandled error", request_id=request_id, method=method, path=scope["path"])
             internal = errors.ArmError(
-                500, "InternalServerError", f"The server encountered an internal error (request id {request_id})."
+                500,
+                "InternalServerError",
+                f"The server encountered an internal error (request id {request_id}).",
             )
             reply = Reply.json(500, internal.body())
         await self._send(call, reply, send)
@@ -226,7 +232,9 @@ class DpvaultApp:
     async def _send(self, call: Call, reply: Reply, send: Any) -> None:
         headers = dict(self._static_headers)
         headers["x-ms-request-id"] = call.request_id
-        headers["x-ms-correlation-request-id"] = call.headers.get("x-ms-correlation-request-id") or call.request_id
+        headers["x-ms-correlation-request-id"] = (
+            call.headers.get("x-ms-correlation-request-id") or call.request_id
+        )
         client_id = call.headers.get("x-ms-client-request-id")
         if client_id and call.headers.get("x-ms-return-client-request-id", "").lower() == "true":
             headers["x-ms-client-request-id"] = client_id
@@ -239,7 +247,10 @@ class DpvaultApp:
             response = Response(status_code=reply.status, headers=headers)
         else:
             response = Response(
-                content=reply.body, status_code=reply.status, headers=headers, media_type="application/json; charset=utf-8"
+                content=reply.body,
+                status_code=reply.status,
+                headers=headers,
+                media_type="application/json; charset=utf-8",
             )
         await response({"type": "http", "method": call.method}, _no_receive, send)
 

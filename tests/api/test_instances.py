@@ -24,7 +24,10 @@ def test_seed_put_returns_201_with_the_seed_response_fields(env: Env) -> None:
     assert props["currentProtectionState"] == "ConfiguringProtection"
     assert props["policyInfo"]["policyId"] == env.policy_id
     assert props["policyInfo"]["policyVersion"]
-    assert props["policyInfo"]["policyParameters"]["dataStoreParametersList"][0]["dataStoreType"] == "OperationalStore"
+    assert (
+        props["policyInfo"]["policyParameters"]["dataStoreParametersList"][0]["dataStoreType"]
+        == "OperationalStore"
+    )
     # datasourceType echoed unchanged (the real service does not normalise to OssDB)
     assert props["dataSourceInfo"]["datasourceType"] == "Microsoft.DBforPostgreSQL/servers/databases"
     assert props["dataSourceSetInfo"]["resourceName"] == "viveksipgtest"
@@ -67,7 +70,9 @@ def test_second_put_updates_with_200_and_names_match_case_insensitively(env: Env
     assert r.json()["properties"]["provisioningState"] == "Updating"
     assert r.json()["name"] == "bI1"  # the casing last sent
     wait_operation(env.client, r.headers["Azure-AsyncOperation"])
-    got = env.client.get(f"{env.vault_path.upper().replace('SUBSCRIPTIONS', 'subscriptions')}/BACKUPINSTANCES/bi1?api-version={API}")
+    got = env.client.get(
+        f"{env.vault_path.upper().replace('SUBSCRIPTIONS', 'subscriptions')}/BACKUPINSTANCES/bi1?api-version={API}"
+    )
     assert got.status_code == 200, got.text
     assert got.json()["tags"] == {"k": "v2"}
     assert got.json()["name"] == "bI1"
@@ -89,7 +94,9 @@ def test_list_pages_with_next_link(env: Env) -> None:
         seen += [v["name"] for v in page["value"]]
         url = page.get("nextLink")
         if url:
-            assert url.startswith("https://") and "api-version=2023-01-01" in url and "%24skipToken=" in url or "$skipToken=" in url
+            assert (
+                url.startswith("https://") and "api-version=2023-01-01" in url and "%24skipToken=" in url
+            ) or "$skipToken=" in url
         pages += 1
     assert seen == names
     assert pages == 3
@@ -107,7 +114,10 @@ def test_delete_is_202_then_404_and_absent_delete_is_204(env: Env) -> None:
     assert r.status_code == 202, r.text
     assert r.content == b""
     assert "/operationStatus/" in r.headers["Azure-AsyncOperation"]
-    assert f"/subscriptions/{SUB}/providers/Microsoft.DataProtection/locations/westus/operationResults/" in r.headers["Location"]
+    assert (
+        f"/subscriptions/{SUB}/providers/Microsoft.DataProtection/locations/westus/operationResults/"
+        in r.headers["Location"]
+    )
     op = wait_operation(env.client, r.headers["Azure-AsyncOperation"])
     assert op["status"] == "Succeeded"
     final = env.client.get(r.headers["Location"])

@@ -21,8 +21,20 @@ from tests.support import SUB, Server
 
 pytestmark = pytest.mark.e2e
 
-SEED = Path(__file__).resolve().parents[1] / "spec" / "examples" / "BackupInstanceOperations" / "PutBackupInstance.json"
-POLICY = Path(__file__).resolve().parents[1] / "spec" / "examples" / "PolicyCRUD" / "CreateOrUpdateBackupPolicy.json"
+SEED = (
+    Path(__file__).resolve().parents[1]
+    / "spec"
+    / "examples"
+    / "BackupInstanceOperations"
+    / "PutBackupInstance.json"
+)
+POLICY = (
+    Path(__file__).resolve().parents[1]
+    / "spec"
+    / "examples"
+    / "PolicyCRUD"
+    / "CreateOrUpdateBackupPolicy.json"
+)
 
 
 class DpvaultCredential:
@@ -55,7 +67,9 @@ def vault(server: Server) -> tuple[str, str, str]:
     """Resource group (azure-mgmt-resource), vault and policy (azure-mgmt-dataprotection, default api-version)."""
     rg = f"sdk-rg-{uuid.uuid4().hex[:6]}"
     vault_name = f"sdk-vault-{uuid.uuid4().hex[:6]}"
-    resources = ResourceManagementClient(DpvaultCredential(server), SUB, base_url=server.base, connection_verify=server.ca)
+    resources = ResourceManagementClient(
+        DpvaultCredential(server), SUB, base_url=server.base, connection_verify=server.ca
+    )
     group = resources.resource_groups.create_or_update(rg, {"location": "westus"})
     assert group.name == rg
     assert resources.resource_groups.check_existence(rg)
@@ -85,7 +99,9 @@ def vault(server: Server) -> tuple[str, str, str]:
 
 
 @pytest.mark.parametrize("api_version", ["2023-01-01", None], ids=["2023-01-01", "sdk-default"])
-def test_seed_backup_instance_round_trip(server: Server, vault: tuple[str, str, str], api_version: str | None) -> None:
+def test_seed_backup_instance_round_trip(
+    server: Server, vault: tuple[str, str, str], api_version: str | None
+) -> None:
     rg, vault_name, policy_id = vault
     client = _clients(server, **({"api_version": api_version} if api_version else {}))
     name = f"testInstance1-{api_version or 'default'}"

@@ -21,12 +21,16 @@ def window(call: Call, default_size: int) -> tuple[int, int]:
         try:
             after = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
         except ValueError:
-            raise errors.bad_request(f"The $skipToken '{ids.printable(token)}' is not valid.", code="InvalidSkipToken") from None
+            raise errors.bad_request(
+                f"The $skipToken '{ids.printable(token)}' is not valid.", code="InvalidSkipToken"
+            ) from None
     size = default_size
     top = call.query.get("$top")
     if top is not None:
         if not top.isdigit() or not 1 <= int(top) <= MAX_TOP:
-            raise errors.bad_request(f"The $top value must be an integer from 1 to {MAX_TOP}.", code="InvalidTop")
+            raise errors.bad_request(
+                f"The $top value must be an integer from 1 to {MAX_TOP}.", code="InvalidTop"
+            )
         size = int(top)
     return after, size
 
@@ -36,7 +40,11 @@ def body(call: Call, items: Sequence[bytes], last_pk: int | None) -> bytes:
     out = b'{"value":[' + b",".join(items) + b"]"
     if last_pk is not None:
         token = base64.urlsafe_b64encode(str(last_pk).encode()).decode().rstrip("=")
-        query = [(k, v) for k, v in parse_qsl(call.query_string, keep_blank_values=True) if k.lower() != "$skiptoken"]
+        query = [
+            (k, v)
+            for k, v in parse_qsl(call.query_string, keep_blank_values=True)
+            if k.lower() != "$skiptoken"
+        ]
         query.append(("$skipToken", token))
         link = call.base_url + ids.url_path(*call.path.strip("/").split("/")) + "?" + urlencode(query)
         out += b',"nextLink":' + encode(link)

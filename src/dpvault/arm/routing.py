@@ -40,7 +40,9 @@ class Router:
     def __init__(self) -> None:
         self._routes: list[Route] = []
 
-    def add(self, pattern: str, methods: dict[str, Handler], *, api: str = "provider", resource_type: str = "") -> None:
+    def add(
+        self, pattern: str, methods: dict[str, Handler], *, api: str = "provider", resource_type: str = ""
+    ) -> None:
         segments = []
         for seg in pattern.strip("/").split("/"):
             if seg.startswith("{") and seg.endswith("}"):

@@ -106,7 +106,9 @@ def _literal_normalizer(values: tuple[Any, ...]) -> Normalizer:
         if isinstance(value, str):
             found = canonical.get(value.lower())
             if found is None:
-                raise _fail(path, f"The value '{value}' of '{path}' is not valid; expected one of: {expected}.")
+                raise _fail(
+                    path, f"The value '{value}' of '{path}' is not valid; expected one of: {expected}."
+                )
             return found
         return value
 

@@ -26,7 +26,9 @@ class SigningKey:
 
 
 def _kid(key: rsa.RSAPrivateKey) -> str:
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()[:15]).decode().rstrip("=")
 
 

@@ -18,7 +18,11 @@ from dpvault.arm.http import Principal
 from dpvault.identity.keys import SigningKey
 
 LOCAL_ISSUER = "https://sts.dpvault.local/{tenant}/"
-AUDIENCES = ("https://management.azure.com/", "https://management.core.windows.net/", "https://management.azure.com")
+AUDIENCES = (
+    "https://management.azure.com/",
+    "https://management.core.windows.net/",
+    "https://management.azure.com",
+)
 LEEWAY = 60
 
 
@@ -48,7 +52,9 @@ def issue(
     if application:
         claims.update({"appid": oid, "idtyp": "app", "roles": ["user_impersonation"]})
     else:
-        claims.update({"name": name, "upn": f"{name}@dpvault.local", "scp": "user_impersonation", "idtyp": "user"})
+        claims.update(
+            {"name": name, "upn": f"{name}@dpvault.local", "scp": "user_impersonation", "idtyp": "user"}
+        )
     return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
 
 
@@ -109,7 +115,9 @@ class Verifier:
                 "The access token carries neither the 'user_impersonation' scope nor an application role.",
                 "The access token has insufficient scope.",
             )
-        display = str(claims.get("upn") or claims.get("unique_name") or claims.get("appid") or claims.get("oid"))
+        display = str(
+            claims.get("upn") or claims.get("unique_name") or claims.get("appid") or claims.get("oid")
+        )
         return Principal(
             subject=str(claims.get("oid", "")),
             display=display,

@@ -31,7 +31,9 @@ class JobType:
 
 
 class Worker:
-    def __init__(self, svc: Services, types: dict[str, JobType], *, concurrency: int = 8, poll: float = 1.0) -> None:
+    def __init__(
+        self, svc: Services, types: dict[str, JobType], *, concurrency: int = 8, poll: float = 1.0
+    ) -> None:
         self.svc = svc
         self.types = types
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -51,7 +53,7 @@ class Worker:
             try:
                 now = self.svc.now()
                 job = await self.svc.store.transact(
-                    lambda tx: tx.claim_job(self.owner, now=now, lease_until=now + lease)
+                    lambda tx, now=now: tx.claim_job(self.owner, now=now, lease_until=now + lease)
                 )
             except Exception:
                 self._slots.release()
@@ -92,8 +94,14 @@ class Worker:
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-                log.warning("job failed", job=job.id, kind=job.kind, attempt=job.attempts, error=reason,
-                            trace=traceback.format_exc(limit=5))
+                log.warning(
+                    "job failed",
+                    job=job.id,
+                    kind=job.kind,
+                    attempt=job.attempts,
+                    error=reason,
+                    trace=traceback.format_exc(limit=5),
+                )
                 if job.attempts >= job.max_attempts:
                     if job_type.give_up is not None:
                         with contextlib.suppress(Exception):
@@ -114,7 +122,9 @@ class Worker:
 
     async def _finish(self, job: JobRow, state: str, error: str | None) -> None:
         now = self.svc.now()
-        await self.svc.store.transact(lambda tx: tx.finish_job(job.id, self.owner, now=now, state=state, error=error))
+        await self.svc.store.transact(
+            lambda tx: tx.finish_job(job.id, self.owner, now=now, state=state, error=error)
+        )
 
     async def _heartbeat(self, job: JobRow) -> None:
         lease = self.svc.settings.lease_seconds

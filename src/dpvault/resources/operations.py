@@ -220,15 +220,26 @@ class OperationRoutes:
         op = await self._load(call)
         if not op.terminal:
             headers = {
-                "Location": call.base_url + ids.url_path(*call.path.strip("/").split("/")) + _query(op.api_version),
+                "Location": call.base_url
+                + ids.url_path(*call.path.strip("/").split("/"))
+                + _query(op.api_version),
                 "Retry-After": str(self.svc.settings.retry_after),
             }
             return Reply.empty(202, headers)
         if op.status != OperationStatus.SUCCEEDED:
-            error = msgspec.json.decode(op.error) if op.error else {"code": "OperationFailed", "message": "Failed."}
+            error = (
+                msgspec.json.decode(op.error)
+                if op.error
+                else {"code": "OperationFailed", "message": "Failed."}
+            )
             status = int(error.pop("httpStatus", 400))
-            raise errors.ArmError(status, error.get("code", "OperationFailed"), error.get("message", ""),
-                                  target=error.get("target"), details=error.get("details"))
+            raise errors.ArmError(
+                status,
+                error.get("code", "OperationFailed"),
+                error.get("message", ""),
+                target=error.get("target"),
+                details=error.get("details"),
+            )
         if op.result is not None:
             return Reply.json(200, op.result)
         if op.kind == OperationKind.DELETE:

@@ -29,7 +29,9 @@ def async_url(url: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
     if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"unsupported database URL scheme: {parsed.drivername} (use sqlite:// or postgresql://)")
+        raise ValueError(
+            f"unsupported database URL scheme: {parsed.drivername} (use sqlite:// or postgresql://)"
+        )
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 

@@ -190,7 +190,9 @@ class Tx:
         """When the earliest waiting job becomes due (ready run_at or running lease expiry)."""
         ready = select(func.min(jobs.c.run_at)).where(jobs.c.state == "ready")
         leased = select(func.min(jobs.c.lease_expires_at)).where(jobs.c.state == "running")
-        times = [t for t in ((await self._conn.execute(q)).scalar() for q in (ready, leased)) if t is not None]
+        times = [
+            t for t in ((await self._conn.execute(q)).scalar() for q in (ready, leased)) if t is not None
+        ]
         return min(times) if times else None
 
     async def jobs_by_state(self, states: Sequence[str]) -> list[JobRow]:

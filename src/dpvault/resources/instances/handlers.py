@@ -37,7 +37,9 @@ def _instance_name(call: Call) -> str:
 
 
 def _not_found(name: str, vault: str, rg: str) -> errors.ArmError:
-    return errors.resource_not_found(f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg)
+    return errors.resource_not_found(
+        f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
+    )
 
 
 def _busy(name: str, kind: str) -> errors.ArmError:
@@ -51,7 +53,9 @@ class InstanceRoutes:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
 
-    def _put_headers(self, call: Call, scope: operations.Scope, name: str, op_id: str, version: str) -> dict[str, str]:
+    def _put_headers(
+        self, call: Call, scope: operations.Scope, name: str, op_id: str, version: str
+    ) -> dict[str, str]:
         return {
             "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
             "Location": operations.instance_result_url(call, scope, name, op_id, version),
@@ -83,7 +87,8 @@ class InstanceRoutes:
             requested_state = body.properties.provisioningState
             if row is not None and requested_state and requested_state.lower() != row.state.lower():
                 raise errors.bad_request(
-                    "The property 'properties.provisioningState' is read-only.", target="properties.provisioningState"
+                    "The property 'properties.provisioningState' is read-only.",
+                    target="properties.provisioningState",
                 )
             policy_row, policy = await rules.resolve_policy(tx, body.properties, vault_row)
             creating = row is None
@@ -146,7 +151,9 @@ class InstanceRoutes:
         after, size = paging.window(call, self.svc.settings.page_size)
         async with self.svc.store.read() as tx:
             vault_row = await require_vault(tx, sub, rg, vault)
-            rows = await tx.resources_by(Kind.INSTANCE.value, parent_key=vault_row.key, after_pk=after, limit=size + 1)
+            rows = await tx.resources_by(
+                Kind.INSTANCE.value, parent_key=vault_row.key, after_pk=after, limit=size + 1
+            )
         more = len(rows) > size
         rows = rows[:size]
         return Reply.json(200, paging.body(call, [r.body for r in rows], rows[-1].pk if more else None))
@@ -168,7 +175,9 @@ class InstanceRoutes:
                     if op.kind == OperationKind.DELETE:
                         return op.id, scope  # a repeated DELETE gets the same URLs (ARM-22)
                     raise _busy(name, op.kind)
-            resource = rules.with_state(rules.decode_instance(row.body), provisioning=ProvisioningState.DELETING.value)
+            resource = rules.with_state(
+                rules.decode_instance(row.body), provisioning=ProvisioningState.DELETING.value
+            )
             op = await operations.start(
                 tx, self.svc,
                 kind=OperationKind.DELETE, scope=scope, resource_key=row.key,

@@ -95,7 +95,9 @@ async def give_up(svc: Services, payload: dict[str, Any], reason: str) -> None:
         now = svc.now()
         row = await tx.resource(op.resource_key)
         if row is not None and row.active_operation == op_id and row.kind == "backupInstances":
-            error = UserFacingError(code="InternalError", message=message, isRetryable=True, isUserError=False)
+            error = UserFacingError(
+                code="InternalError", message=message, isRetryable=True, isUserError=False
+            )
             resource = rules.with_state(
                 rules.decode_instance(row.body),
                 provisioning=ProvisioningState.FAILED.value,

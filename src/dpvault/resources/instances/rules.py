@@ -49,7 +49,8 @@ def check_shape(bi: BackupInstance, base: str = "properties") -> None:
         )
     if not bi.policyInfo.policyId.strip():
         raise errors.bad_request(
-            f"The property '{base}.policyInfo.policyId' must not be empty.", target=f"{base}.policyInfo.policyId"
+            f"The property '{base}.policyInfo.policyId' must not be empty.",
+            target=f"{base}.policyInfo.policyId",
         )
     creds = bi.datasourceAuthCredentials
     if isinstance(creds, SecretStoreBasedAuthCredentials) and creds.secretStoreResource is not None:
@@ -108,7 +109,9 @@ def without_secret(bi: BackupInstance) -> BackupInstance:
     if creds is None or creds.secretStoreResource is None:
         return bi
     store = msgspec.structs.replace(creds.secretStoreResource, value=None)
-    return msgspec.structs.replace(bi, datasourceAuthCredentials=msgspec.structs.replace(creds, secretStoreResource=store))
+    return msgspec.structs.replace(
+        bi, datasourceAuthCredentials=msgspec.structs.replace(creds, secretStoreResource=store)
+    )
 
 
 def stored_properties(

@@ -61,7 +61,7 @@ class SecretStoreResource(Base):
     secretStoreType: Literal["Invalid", "AzureKeyVault"]
     uri: str | None = None
     # Never stored or returned: responses carry "value": null, as the real service does.
-    value: str | None | UnsetType = UNSET
+    value: str | UnsetType | None = UNSET
 
 
 class SecretStoreBasedAuthCredentials(Base, tag_field="objectType", tag="SecretStoreBasedAuthCredentials"):

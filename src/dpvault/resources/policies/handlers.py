@@ -41,7 +41,9 @@ def _names(call: Call) -> tuple[str, str, str, str]:
 
 
 def _not_found(name: str, vault: str, rg: str) -> errors.ArmError:
-    return errors.resource_not_found(f"Microsoft.DataProtection/backupVaults/{vault}/backupPolicies/{name}", rg)
+    return errors.resource_not_found(
+        f"Microsoft.DataProtection/backupVaults/{vault}/backupPolicies/{name}", rg
+    )
 
 
 class PolicyRoutes:
@@ -76,7 +78,9 @@ class PolicyRoutes:
                     active_operation=None, revision=1, created_at=now, updated_at=now,
                 )  # fmt: skip
             else:
-                await tx.update_resource(key, name=name, body=encoded, revision=row.revision + 1, updated_at=now)
+                await tx.update_resource(
+                    key, name=name, body=encoded, revision=row.revision + 1, updated_at=now
+                )
             return encoded
 
         return Reply.json(200, await self.svc.store.transact(write))
@@ -125,7 +129,9 @@ class PolicyRoutes:
         after, size = paging.window(call, self.svc.settings.page_size)
         async with self.svc.store.read() as tx:
             vault_row = await require_vault(tx, sub, rg, vault)
-            rows = await tx.resources_by(Kind.POLICY.value, parent_key=vault_row.key, after_pk=after, limit=size + 1)
+            rows = await tx.resources_by(
+                Kind.POLICY.value, parent_key=vault_row.key, after_pk=after, limit=size + 1
+            )
         more = len(rows) > size
         rows = rows[:size]
         return Reply.json(200, paging.body(call, [r.body for r in rows], rows[-1].pk if more else None))

@@ -5,7 +5,12 @@ from __future__ import annotations
 import msgspec
 
 from dpvault import errors
-from dpvault.resources.policies.schedule import ScheduleError, parse_datetime, parse_duration, parse_repeating_interval
+from dpvault.resources.policies.schedule import (
+    ScheduleError,
+    parse_datetime,
+    parse_duration,
+    parse_repeating_interval,
+)
 from dpvault.resources.policies.schema import (
     AdhocBasedTriggerContext,
     AzureBackupRule,
@@ -65,7 +70,10 @@ def _validate_retention(rule: AzureRetentionRule, path: str) -> None:
                 try:
                     parse_duration(duration)
                 except ScheduleError as exc:
-                    raise _bad(f"copyAfter.duration: {exc}.", f"{where}.targetDataStoreCopySettings[{k}].copyAfter.duration") from None
+                    raise _bad(
+                        f"copyAfter.duration: {exc}.",
+                        f"{where}.targetDataStoreCopySettings[{k}].copyAfter.duration",
+                    ) from None
 
 
 def _check_tag(tag: RetentionTag, retention_names: set[str], where: str) -> None:
@@ -87,7 +95,10 @@ def _validate_backup_rule(rule: AzureBackupRule, path: str, retention_names: set
     assert isinstance(trigger, ScheduleBasedTriggerContext)
     intervals = trigger.schedule.repeatingTimeIntervals
     if not intervals:
-        raise _bad("The schedule needs at least one repeating time interval.", f"{where}.schedule.repeatingTimeIntervals")
+        raise _bad(
+            "The schedule needs at least one repeating time interval.",
+            f"{where}.schedule.repeatingTimeIntervals",
+        )
     for j, text in enumerate(intervals):
         try:
             parse_repeating_interval(text)
@@ -117,7 +128,9 @@ def _validate_tagging(criteria: list[TaggingCriteria], path: str, retention_name
             cwhere = f"{where}.criteria[{k}]"
             for m, day in enumerate(crit.daysOfMonth or []):
                 if not day.isLast and (day.date is None or not 1 <= day.date <= 28):
-                    raise _bad("daysOfMonth.date must be 1-28 (or isLast true).", f"{cwhere}.daysOfMonth[{m}].date")
+                    raise _bad(
+                        "daysOfMonth.date must be 1-28 (or isLast true).", f"{cwhere}.daysOfMonth[{m}].date"
+                    )
             for m, moment in enumerate(crit.scheduleTimes or []):
                 try:
                     parse_datetime(moment)

@@ -30,7 +30,9 @@ def parse_duration(text: str) -> Any:
     try:
         value = aniso8601.parse_duration(text, builder=RelativeTimeBuilder)
     except (ISOFormatError, ValueError, NotImplementedError, TypeError) as exc:
-        raise ScheduleError(f"'{text}' is not an ISO 8601 duration such as P1D, PT4H, P1W or P3M ({exc})") from None
+        raise ScheduleError(
+            f"'{text}' is not an ISO 8601 duration such as P1D, PT4H, P1W or P3M ({exc})"
+        ) from None
     if not _positive(value):
         raise ScheduleError(f"the duration '{text}' must be longer than zero")
     return value
@@ -59,7 +61,9 @@ def parse_repeating_interval(text: str) -> RepeatingInterval:
     try:
         start = aniso8601.parse_datetime(parts[1])
     except (ISOFormatError, ValueError, NotImplementedError, TypeError) as exc:
-        raise ScheduleError(f"'{text}': the start '{parts[1]}' is not an ISO 8601 date-time ({exc})") from None
+        raise ScheduleError(
+            f"'{text}': the start '{parts[1]}' is not an ISO 8601 date-time ({exc})"
+        ) from None
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     step = parse_duration(parts[2])

@@ -27,8 +27,10 @@ JOB_PROVISION = "vault.provision"
 
 def _names(call: Call) -> tuple[str, str, str]:
     p = call.params
-    return p["subscriptionId"], ids.check_resource_group(p["resourceGroupName"]), ids.check_resource_name(
-        p["vaultName"], "backup vault"
+    return (
+        p["subscriptionId"],
+        ids.check_resource_group(p["resourceGroupName"]),
+        ids.check_resource_name(p["vaultName"], "backup vault"),
     )
 
 
@@ -94,7 +96,9 @@ class VaultRoutes:
                     )
             creating = row is None
             state = ProvisioningState.PROVISIONING if creating else ProvisioningState.UPDATING
-            identity = rules.identity_for(body.identity, previous.identity if previous else None, self.svc.settings.tenant_id)
+            identity = rules.identity_for(
+                body.identity, previous.identity if previous else None, self.svc.settings.tenant_id
+            )
             props: BackupVault = msgspec.structs.replace(
                 body.properties,
                 provisioningState=state.value,
@@ -173,7 +177,9 @@ class VaultRoutes:
                 properties=props,
             )
             encoded = msgspec.json.encode(updated)
-            await tx.update_resource(row.key, name=name, body=encoded, revision=row.revision + 1, updated_at=self.svc.now())
+            await tx.update_resource(
+                row.key, name=name, body=encoded, revision=row.revision + 1, updated_at=self.svc.now()
+            )
             return encoded
 
         return Reply.json(200, await self.svc.store.transact(write))
@@ -224,7 +230,10 @@ class VaultRoutes:
         after, size = paging.window(call, self.svc.settings.page_size)
         async with self.svc.store.read() as tx:
             rows = await tx.resources_by(
-                Kind.VAULT.value, subscription=call.params["subscriptionId"].lower(), after_pk=after, limit=size + 1
+                Kind.VAULT.value,
+                subscription=call.params["subscriptionId"].lower(),
+                after_pk=after,
+                limit=size + 1,
             )
         return self._page(call, rows, size)
 
@@ -243,7 +252,8 @@ class VaultRoutes:
             raise errors.bad_request("The property 'name' is required.", target="name")
         if request.type and request.type.lower() != VAULT_TYPE.lower():
             raise errors.bad_request(
-                f"The type '{ids.printable(request.type)}' is not supported; expected '{VAULT_TYPE}'.", target="type"
+                f"The type '{ids.printable(request.type)}' is not supported; expected '{VAULT_TYPE}'.",
+                target="type",
             )
         try:
             ids.check_resource_name(request.name, "backup vault")
@@ -254,7 +264,11 @@ class VaultRoutes:
         if row is not None:
             return Reply.json(
                 200,
-                {"nameAvailable": False, "reason": "AlreadyExists", "message": f"The vault name '{request.name}' is already in use."},
+                {
+                    "nameAvailable": False,
+                    "reason": "AlreadyExists",
+                    "message": f"The vault name '{request.name}' is already in use.",
+                },
             )
         return Reply.json(200, {"nameAvailable": True})
 
@@ -274,8 +288,13 @@ async def provision(svc: Services, payload: dict) -> None:
             vault = msgspec.structs.replace(
                 vault, properties=msgspec.structs.replace(vault.properties, provisioningState="Succeeded")
             )
-            await tx.update_resource(row.key, body=msgspec.json.encode(vault), state="Succeeded",
-                                     active_operation=None, updated_at=now)
+            await tx.update_resource(
+                row.key,
+                body=msgspec.json.encode(vault),
+                state="Succeeded",
+                active_operation=None,
+                updated_at=now,
+            )
         await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED)
 
     await svc.store.transact(write)
@@ -296,8 +315,13 @@ async def give_up(svc: Services, payload: dict, error: str) -> None:
             vault = msgspec.structs.replace(
                 vault, properties=msgspec.structs.replace(vault.properties, provisioningState="Failed")
             )
-            await tx.update_resource(row.key, body=msgspec.json.encode(vault), state="Failed",
-                                     active_operation=None, updated_at=now)
+            await tx.update_resource(
+                row.key,
+                body=msgspec.json.encode(vault),
+                state="Failed",
+                active_operation=None,
+                updated_at=now,
+            )
         await operations.finish(
             tx, op_id, now=now, status=OperationStatus.FAILED,
             error={"code": "InternalError", "message": f"Provisioning the vault failed: {error}", "httpStatus": 500},

@@ -1,0 +1,34 @@
+# Shared by scripts/serve and scripts/test: find Python 3.11+, make .venv, install dpvault into it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DPVAULT_VENV:-$ROOT/.venv}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+find_python() {
+  for py in python3.13 python3.12 python3.11 python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      echo "$py"; return 0
+    fi
+  done
+  echo "dpvault needs Python 3.11 or newer (apt-get install python3)" >&2
+  return 1
+}
+
+ensure_venv() {
+  local extras="$1" py stamp
+  py="$(find_python)"
+  if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$py" -m venv "$VENV" 2>/dev/null; then
+      echo "installing python3-venv ..." >&2
+      as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null
+      "$py" -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  stamp="$VENV/.dpvault-installed-$extras"
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    "$VENV/bin/pip" install -q -e "$ROOT[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+    "$VENV/bin/python" -c "import dpvault" && touch "$stamp"
+  fi
+}
