@@ -103,7 +103,7 @@ class Call:
 
     @property
     def api_version(self) -> str | None:
-        return self.query.get("api-version")
+        return self.query.get("api-version") or None
 
     async def body(self) -> bytes:
         """The raw body, refused above 4 MB before it is all read."""

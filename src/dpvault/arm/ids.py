@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from urllib.parse import quote
 
 from dpvault import errors
 
 _RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,90}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _FORBIDDEN_IN_RESOURCE = set("<>*%&:\\?/")
 MAX_RESOURCE_NAME = 260
 
@@ -28,12 +28,8 @@ def _has_control(value: str) -> bool:
 
 
 def check_subscription(value: str) -> str:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise errors.invalid_subscription(value) from None
-    if len(value) != 36:
-        raise errors.invalid_subscription(value)
+    if not _GUID.match(value):
+        raise errors.invalid_subscription(printable(value))
     return value
 
 

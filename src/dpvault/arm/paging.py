@@ -11,6 +11,7 @@ from dpvault.arm import ids
 from dpvault.arm.http import Call, encode
 
 MAX_TOP = 1000
+MAX_PK = 2**31 - 1
 
 
 def window(call: Call, default_size: int) -> tuple[int, int]:
@@ -21,9 +22,11 @@ def window(call: Call, default_size: int) -> tuple[int, int]:
         try:
             after = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
         except ValueError:
+            after = -1
+        if not 0 <= after <= MAX_PK:
             raise errors.bad_request(
                 f"The $skipToken '{ids.printable(token)}' is not valid.", code="InvalidSkipToken"
-            ) from None
+            )
     size = default_size
     top = call.query.get("$top")
     if top is not None:

@@ -98,6 +98,16 @@ def _tagged_union_normalizer(structs: list[mi.StructType]) -> Normalizer:
     return normalize
 
 
+def _string_map(value: Any, path: str) -> Any:
+    """Maps of strings (tags): each value must be a string, reported under its own key."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(v, str):
+                target = _join(path, k)
+                raise _fail(target, f"The value of '{target}' must be a string.")
+    return value
+
+
 def _literal_normalizer(values: tuple[Any, ...]) -> Normalizer:
     canonical = {v.lower(): v for v in values if isinstance(v, str)}
     expected = ", ".join(str(v) for v in values)
@@ -142,6 +152,8 @@ def _build(tp: mi.Type) -> Normalizer:
 
         return normalize_list
     if isinstance(tp, mi.DictType):
+        if isinstance(tp.value_type, mi.StrType):
+            return _string_map
         inner = _build(tp.value_type)
         if inner is _identity:
             return _identity
@@ -185,9 +197,12 @@ def decode_json(body: bytes) -> Any:
     try:
         return _decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise errors.bad_request(
-            f"The request content was invalid and could not be deserialized: {exc}.",
-        ) from None
+        reason = str(exc)
+    except UnicodeDecodeError:
+        reason = "it is not valid UTF-8"
+    except RecursionError:
+        reason = "it is nested too deeply"
+    raise errors.bad_request(f"The request content was invalid and could not be deserialized: {reason}.")
 
 
 def convert(value: Any, tp: type[T], path: str = "") -> T:

@@ -213,7 +213,9 @@ class OperationRoutes:
 
     async def status(self, call: Call) -> Reply:
         op = await self._load(call)
-        return Reply.json(200, status_body(op, call.path))
+        # Retry-After while running: without it the Python SDK waits its 30 s default between polls.
+        headers = {} if op.terminal else {"Retry-After": str(self.svc.settings.retry_after)}
+        return Reply.json(200, status_body(op, call.path), headers)
 
     async def result(self, call: Call) -> Reply:
         """202 while running (with Location back here); then what the synchronous call would have returned."""

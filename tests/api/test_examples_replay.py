@@ -1,0 +1,477 @@
+"""Replay the official 2023-01-01 x-ms-examples (tests/spec/examples) against a real dpvault server.
+
+Each example whose operation dpvault implements is parametrized into one test that builds the state the
+example's URL needs (resource group, vault, policy, instance, with the example's names and subscription),
+sends the example's request with its api-version, checks the status is one dpvault documents, and checks
+that every key of the example's response body is present in dpvault's: the top-level keys, and every key
+under ``properties`` recursively (lists are zipped by index; list responses are matched item by name).
+Values are never compared, so the value deviations of dataprotection-api.md §9 (names from the URL,
+``Succeeded`` not ``Provisioned``, no ``NotProtected`` protectionStatus, datasourceType echoed rather than
+``OssDB``, canonical ``backupVaults`` casing) need no entry; only missing keys do (``KEY_DEVIATIONS``).
+
+Examples of operations dpvault does not implement are listed in ``SKIPPED``, with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from tests.support import vault_body, wait_operation
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "spec" / "examples"
+RESOURCES_API = "2021-04-01"  # Microsoft.Resources, for cleaning up resource groups
+DEFAULT_RG = "SampleResourceGroup"  # for examples whose URL has no resource group
+DEFAULT_VAULT = "swaggerExample"  # for examples whose URL has no vault
+
+# Statuses dpvault documents per method. PUT never answers 202 (§9 #10); PATCH is synchronous.
+ACCEPTED = {
+    "GET": {200},
+    "PUT": {200, 201},
+    "PATCH": {200, 202},
+    "DELETE": {200, 202, 204},
+    "POST": {200, 202},
+}
+
+# Keys of an example response that dpvault documents it does not return (path relative to a resource).
+KEY_DEVIATIONS = {
+    "jobId": "§9 #18: OperationJobExtendedInfo carries jobId only when a job exists; validateForBackup "
+    "creates none (the real service returned {'objectType': 'OperationJobExtendedInfo'} too, §8.1)",
+    # No example response lists validationType today; kept so one that does is not reported as a gap.
+    "properties.validationType": "§9 #5: validationType is a request-only field and is omitted from responses",
+}
+
+# Read-only fields dropped when a PUT body is derived from an example's GET response.
+READ_ONLY = {
+    "provisioningState", "protectionStatus", "currentProtectionState", "protectionErrorDetails", "policyVersion",
+    "principalId", "tenantId", "resourceMoveState", "resourceMoveDetails", "isVaultProtectedByResourceGuard",
+}  # fmt: skip
+
+_GUARD = "resource guards are out of scope (dataprotection-api.md §1): no route in build_router"
+_PROXY = "resource guard proxies are out of scope (dataprotection-api.md §1): no route in build_router"
+_ACTION = "backup instance actions (backup/restore/rehydrate/stop/suspend/resume/sync) are not implemented"
+_RP = "recovery points are not implemented"
+_JOB = "backup jobs and export jobs are not implemented"
+_DELETED = "deleted (soft-deleted) backup instances are not implemented"
+_GUARDS = (
+    "DeleteResourceGuard", "GetDefaultBackupSecurityPINRequests", "GetDefaultDeleteProtectedItemRequests",
+    "GetDefaultDeleteResourceGuardProxyRequests", "GetDefaultDisableSoftDeleteRequests",
+    "GetDefaultUpdateProtectedItemRequests", "GetDefaultUpdateProtectionPolicyRequests", "GetResourceGuard",
+    "GetResourceGuardsInResourceGroup", "GetResourceGuardsInSubscription", "ListBackupSecurityPINRequests",
+    "ListDeleteProtectedItemRequests", "ListDeleteResourceGuardProxyRequests", "ListDisableSoftDeleteRequests",
+    "ListUpdateProtectedItemRequests", "ListUpdateProtectionPolicyRequests", "PatchResourceGuard", "PutResourceGuard",
+)  # fmt: skip
+_PROXIES = (
+    "DeleteResourceGuardProxy", "GetResourceGuardProxy", "ListResourceGuardProxy", "PutResourceGuardProxy",
+    "UnlockDeleteResourceGuardProxy",
+)  # fmt: skip
+SKIPPED = {
+    "BackupInstanceOperations/FindRestorableTimeRanges.json": "findRestorableTimeRanges is not implemented",
+    "BackupInstanceOperations/GetRecoveryPoint.json": _RP,
+    "BackupInstanceOperations/ListRecoveryPoints.json": _RP,
+    "BackupInstanceOperations/ResumeBackups.json": _ACTION,
+    "BackupInstanceOperations/ResumeProtection.json": _ACTION,
+    "BackupInstanceOperations/StopProtection.json": _ACTION,
+    "BackupInstanceOperations/SuspendBackups.json": _ACTION,
+    "BackupInstanceOperations/SyncBackupInstance.json": _ACTION,
+    "BackupInstanceOperations/TriggerBackup.json": _ACTION,
+    "BackupInstanceOperations/TriggerRehydrate.json": _ACTION,
+    "BackupInstanceOperations/TriggerRestore.json": _ACTION,
+    "BackupInstanceOperations/TriggerRestoreAsFiles.json": _ACTION,
+    "BackupInstanceOperations/TriggerRestoreWithRehydration.json": _ACTION,
+    "BackupInstanceOperations/ValidateRestore.json": _ACTION,
+    "CheckfeatureSupport.json": "checkFeatureSupport is not implemented",
+    "DeletedBackupInstanceOperations/GetDeletedBackupInstance.json": _DELETED,
+    "DeletedBackupInstanceOperations/ListDeletedBackupInstances.json": _DELETED,
+    "DeletedBackupInstanceOperations/UndeleteDeletedBackupInstance.json": _DELETED,
+    "JobCRUD/GetExportJobsOperationResult.json": _JOB,
+    "JobCRUD/GetJob.json": _JOB,
+    "JobCRUD/ListJobs.json": _JOB,
+    "JobCRUD/TriggerExportJobs.json": _JOB,
+    **dict.fromkeys((f"ResourceGuardCRUD/{n}.json" for n in _GUARDS), _GUARD),
+    **dict.fromkeys((f"ResourceGuardProxyCRUD/{n}.json" for n in _PROXIES), _PROXY),
+}
+
+# Replayed examples dpvault does not pass yet: file -> the server gap (strict, so a fix shows up).
+XFAIL: dict[str, str] = {}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def parse_id(resource_id: str) -> dict[str, str]:
+    """ARM id -> {lower-cased collection: name}, e.g. {"resourcegroups": "rg", "backupvaults": "v"}."""
+    parts = resource_id.strip("/").split("/")
+    return {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in READ_ONLY}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def put_body(resource: dict[str, Any]) -> dict[str, Any]:
+    """A PUT body derived from an example's GET response: envelope and read-only fields dropped."""
+    return _strip({k: v for k, v in resource.items() if k not in ("id", "name", "type", "systemData")})
+
+
+def missing_keys(expected: Any, actual: Any, path: str = "", deep: bool = False) -> list[str]:
+    """Keys of ``expected`` absent from ``actual``: top level, then everything under ``properties``."""
+    out: list[str] = []
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [path or "$"]
+        for key, value in expected.items():
+            where = f"{path}.{key}" if path else key
+            if key not in actual:
+                out.append(where)
+            elif deep or key == "properties":
+                out += missing_keys(value, actual[key], where, deep=True)
+    elif isinstance(expected, list) and isinstance(actual, list) and deep:
+        for i, (e, a) in enumerate(zip(expected, actual, strict=False)):
+            out += missing_keys(e, a, f"{path}[{i}]", deep=True)
+    return out
+
+
+def op_id(response: httpx.Response) -> str:
+    return unquote(response.headers["Azure-AsyncOperation"].split("/operationStatus/")[1].split("?")[0])
+
+
+class Replay:
+    """One example: its parameters, the state it needs, its request, and the key comparison."""
+
+    def __init__(self, client: httpx.Client, name: str) -> None:
+        self.c = client
+        self.name = name
+        self.ex = load(name)
+        self.p = self.ex["parameters"]
+        self.api = self.p["api-version"]
+        self.groups: set[tuple[str, str]] = set()
+
+    # paths, from the example's parameters (or an ARM id) ---------------------------------------
+    @property
+    def sub(self) -> str:
+        return self.p["subscriptionId"]
+
+    @property
+    def rg(self) -> str:
+        return self.p.get("resourceGroupName", DEFAULT_RG)
+
+    def vault_path(self, sub: str | None = None, rg: str | None = None, vault: str | None = None) -> str:
+        sub, rg = sub or self.sub, rg or self.rg
+        vault = vault or self.p.get("vaultName", DEFAULT_VAULT)
+        return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults/{vault}"
+
+    def instance_path(self, name: str | None = None) -> str:
+        return f"{self.vault_path()}/backupInstances/{name or self.p['backupInstanceName']}"
+
+    def body(self) -> dict[str, Any]:
+        """The request body: the parameter that is an object (named "parameters" in every example)."""
+        (value,) = [v for v in self.p.values() if isinstance(v, dict)]
+        return copy.deepcopy(value)
+
+    def response(self, status: str = "200") -> Any:
+        return self.ex["responses"][status]["body"]
+
+    # requests ---------------------------------------------------------------------------------
+    def send(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        ids = parse_id(path)
+        if method != "GET" and "resourcegroups" in ids:  # remembered for cleanup before anything can fail
+            self.groups.add((ids["subscriptions"], ids["resourcegroups"]))
+        r = self.c.request(method, f"{path}?api-version={self.api}", json=body)
+        assert r.status_code in ACCEPTED[method], f"{method} {path} -> {r.status_code} {r.text}"
+        return r
+
+    def finish(self, r: httpx.Response) -> None:
+        if "Azure-AsyncOperation" in r.headers:
+            op = wait_operation(self.c, r.headers["Azure-AsyncOperation"])
+            assert op["status"] == "Succeeded", op
+
+    def make_vault(self, path: str | None = None, body: dict[str, Any] | None = None) -> httpx.Response:
+        r = self.send("PUT", path or self.vault_path(), body or vault_body())
+        self.finish(r)
+        return r
+
+    def make_policy(self, name: str, body: dict[str, Any] | None = None) -> str:
+        """A policy in the example's vault; the CreateOrUpdateBackupPolicy example's body unless given one."""
+        path = f"{self.vault_path()}/backupPolicies/{name}"
+        self.send(
+            "PUT",
+            path,
+            body or load("PolicyCRUD/CreateOrUpdateBackupPolicy.json")["parameters"]["parameters"],
+        )
+        return path
+
+    def with_policy(self, instance: dict[str, Any]) -> dict[str, Any]:
+        """Create the policy an instance names, in the example's vault. A policyId already pointing into
+        that vault is sent as written (its ``Backupvaults`` casing exercises §9 #9); any other is rewritten."""
+        info = instance["policyInfo"]
+        path = self.make_policy(parse_id(info["policyId"])["backuppolicies"])
+        if info["policyId"].lower() != path.lower():
+            info["policyId"] = path
+        return instance
+
+    def make_instance(self, name: str, body: dict[str, Any]) -> httpx.Response:
+        self.with_policy(body["properties"])
+        r = self.send("PUT", self.instance_path(name), body)
+        self.finish(r)
+        return r
+
+    def cleanup(self, strict: bool = True) -> None:
+        """Delete every resource group the example wrote to, so the next example starts from nothing."""
+        for sub, rg in self.groups:
+            r = self.c.delete(f"/subscriptions/{sub}/resourceGroups/{rg}?api-version={RESOURCES_API}")
+            assert r.status_code in (200, 204) or not strict, r.text
+
+    # comparison -------------------------------------------------------------------------------
+    def compare(self, r: httpx.Response, expected: Any | None = None) -> None:
+        if expected is None:
+            status = str(r.status_code)
+            has_body = "body" in self.ex["responses"].get(status, {})
+            expected = self.response(status if has_body else "200")
+        actual = r.json()
+        if isinstance(expected, dict) and isinstance(expected.get("value"), list):
+            missing = missing_keys({k: v for k, v in expected.items() if k != "value"}, actual)
+            for item in expected["value"]:
+                found = [a for a in actual["value"] if a.get("name", "").lower() == item["name"].lower()]
+                where = f"value[{item['name']}]"
+                missing += [where] if not found else missing_keys(item, found[0], where)
+        else:
+            missing = missing_keys(expected, actual)
+        missing = [m for m in missing if m.split("]", 1)[-1].lstrip(".") not in KEY_DEVIATIONS]
+        assert not missing, f"{self.name}: keys missing from dpvault's response: {missing}\n{r.text}"
+
+
+# -- scenarios: one per implemented example ----------------------------------------------------
+
+
+def put_vault(x: Replay) -> None:
+    r = x.send("PUT", x.vault_path(), x.body())
+    assert r.status_code == 201, r.text  # nothing existed
+    x.compare(r)
+    x.finish(r)
+    x.compare(x.send("GET", x.vault_path()), x.response("200"))
+
+
+def get_vault(x: Replay) -> None:
+    x.make_vault(body=put_body(x.response()))
+    x.compare(x.send("GET", x.vault_path()))
+
+
+def patch_vault(x: Replay) -> None:
+    expected = x.response("200")
+    x.make_vault(body={**put_body(expected), "tags": {"key1": "val1"}})
+    r = x.send("PATCH", x.vault_path(), x.body())
+    x.finish(r)
+    x.compare(x.send("GET", x.vault_path()) if r.status_code == 202 else r, expected)
+
+
+def delete_vault(x: Replay) -> None:
+    x.make_vault()
+    x.finish(x.send("DELETE", x.vault_path()))
+    assert x.c.get(f"{x.vault_path()}?api-version={x.api}").status_code == 404
+
+
+def list_vaults(x: Replay) -> None:
+    for item in x.response()["value"]:
+        ids = parse_id(item["id"])
+        x.make_vault(x.vault_path(rg=ids["resourcegroups"], vault=item["name"]), put_body(item))
+    scope = f"/subscriptions/{x.sub}" + (f"/resourceGroups/{x.rg}" if "resourceGroupName" in x.p else "")
+    x.compare(x.send("GET", f"{scope}/providers/Microsoft.DataProtection/backupVaults"))
+
+
+def check_name(x: Replay) -> None:
+    path = f"/subscriptions/{x.sub}/resourceGroups/{x.rg}/providers/Microsoft.DataProtection"
+    x.compare(x.send("POST", f"{path}/locations/{x.p['location']}/checkNameAvailability", x.body()))
+
+
+def vault_operation_result(x: Replay) -> None:
+    """V/operationResults/{id}. dpvault's PATCH is synchronous (no operation), so a vault PUT's is used."""
+    op = op_id(x.make_vault(body=put_body(x.response())))
+    x.compare(x.send("GET", f"{x.vault_path()}/operationResults/{op}"))
+
+
+def policy_path(x: Replay) -> str:
+    return f"{x.vault_path()}/backupPolicies/{x.p['backupPolicyName']}"
+
+
+def put_policy(x: Replay) -> None:
+    x.make_vault()
+    x.compare(x.send("PUT", policy_path(x), x.body()))
+
+
+def get_policy(x: Replay) -> None:
+    x.make_vault()
+    x.make_policy(x.p["backupPolicyName"], body=put_body(x.response()))
+    x.compare(x.send("GET", policy_path(x)))
+
+
+def list_policies(x: Replay) -> None:
+    x.make_vault()
+    for item in x.response()["value"]:
+        x.make_policy(item["name"], body=put_body(item))
+    x.compare(x.send("GET", f"{x.vault_path()}/backupPolicies"))
+
+
+def delete_policy(x: Replay) -> None:
+    x.make_vault()
+    x.make_policy(x.p["backupPolicyName"])
+    x.send("DELETE", policy_path(x))
+    assert x.c.get(f"{policy_path(x)}?api-version={x.api}").status_code == 404
+
+
+def put_instance(x: Replay) -> None:
+    x.make_vault()
+    body = x.body()
+    x.with_policy(body["properties"])
+    r = x.send("PUT", x.instance_path(), body)
+    assert r.status_code == 201, r.text  # a new instance: 201 with a body, never 202 (§9 #10)
+    x.compare(r)
+    x.finish(r)
+    x.compare(x.send("GET", x.instance_path()), x.response("200"))
+
+
+def get_instance(x: Replay) -> None:
+    x.make_vault()
+    x.make_instance(x.p["backupInstanceName"], put_body(x.response()))
+    x.compare(x.send("GET", x.instance_path()))
+
+
+def list_instances(x: Replay) -> None:
+    x.make_vault()
+    for item in x.response()["value"]:
+        x.make_instance(item["name"], put_body(item))
+    x.compare(x.send("GET", f"{x.vault_path()}/backupInstances"))
+
+
+def delete_instance(x: Replay) -> None:
+    x.make_vault()
+    x.make_instance(
+        x.p["backupInstanceName"],
+        load("BackupInstanceOperations/PutBackupInstance.json")["parameters"]["parameters"],
+    )
+    x.finish(x.send("DELETE", x.instance_path()))
+    assert x.c.get(f"{x.instance_path()}?api-version={x.api}").status_code == 404
+
+
+def validate_for_backup(x: Replay) -> None:
+    x.make_vault()
+    body = x.body()
+    x.with_policy(body["backupInstance"])
+    r = x.send("POST", f"{x.vault_path()}/validateForBackup", body)
+    if r.status_code == 202:
+        x.finish(r)
+        r = x.c.get(r.headers["Location"])
+        assert r.status_code == 200, r.text
+    x.compare(r, x.response("200"))
+
+
+def instance_operation_result(x: Replay) -> None:
+    x.make_vault()
+    op = op_id(x.make_instance(x.p["backupInstanceName"], put_body(x.response())))
+    x.compare(x.send("GET", f"{x.instance_path()}/operationResults/{op}"))
+
+
+def location_operation_result(x: Replay) -> None:
+    """GET S/DP/locations/{location}/operationResults/{id} of a real validateForBackup."""
+    x.make_vault(body=vault_body(x.p["location"]))
+    request = load("BackupInstanceOperations/ValidateForBackup.json")["parameters"]["parameters"]
+    x.with_policy(request["backupInstance"])
+    r = x.send("POST", f"{x.vault_path()}/validateForBackup", request)
+    x.finish(r)
+    base = f"/subscriptions/{x.sub}/providers/Microsoft.DataProtection/locations/{x.p['location']}"
+    x.compare(x.send("GET", f"{base}/operationResults/{op_id(r)}"))
+
+
+def operation_status(x: Replay) -> None:
+    """A real vault PUT, its status read at the example's scope (subscription+location, group or vault)."""
+    op = op_id(x.make_vault(body=vault_body(x.p.get("location", "westus"))))
+    if "vaultName" in x.p:
+        path = f"{x.vault_path()}/operationStatus/{op}"
+    elif "resourceGroupName" in x.p:
+        path = f"/subscriptions/{x.sub}/resourceGroups/{x.rg}/providers/Microsoft.DataProtection/operationStatus/{op}"
+    else:
+        path = f"/subscriptions/{x.sub}/providers/Microsoft.DataProtection/locations/{x.p['location']}/operationStatus/{op}"
+    r = x.send("GET", path)
+    x.compare(r)
+    assert set(x.response()) == {"id", "name", "status", "startTime", "endTime"}
+    assert r.json()["name"] == op and r.json()["status"] == "Succeeded"
+
+
+def provider_operations(x: Replay) -> None:
+    x.compare(x.send("GET", "/providers/Microsoft.DataProtection/operations"))
+
+
+SCENARIOS: dict[str, Callable[[Replay], None]] = {
+    "VaultCRUD/PutBackupVault.json": put_vault,
+    "VaultCRUD/PutBackupVaultWithMSI.json": put_vault,
+    "VaultCRUD/GetBackupVault.json": get_vault,
+    "VaultCRUD/GetBackupVaultWithMSI.json": get_vault,
+    "VaultCRUD/PatchBackupVault.json": patch_vault,
+    "VaultCRUD/DeleteBackupVault.json": delete_vault,
+    "VaultCRUD/GetBackupVaultsInResourceGroup.json": list_vaults,
+    "VaultCRUD/GetBackupVaultsInSubscription.json": list_vaults,
+    "VaultCRUD/CheckBackupVaultsNameAvailability.json": check_name,
+    "VaultCRUD/GetOperationResultPatch.json": vault_operation_result,
+    "PolicyCRUD/CreateOrUpdateBackupPolicy.json": put_policy,
+    "PolicyCRUD/GetBackupPolicy.json": get_policy,
+    "PolicyCRUD/ListBackupPolicy.json": list_policies,
+    "PolicyCRUD/DeleteBackupPolicy.json": delete_policy,
+    "BackupInstanceOperations/PutBackupInstance.json": put_instance,
+    "BackupInstanceOperations/GetBackupInstance.json": get_instance,
+    "BackupInstanceOperations/ListBackupInstances.json": list_instances,
+    "BackupInstanceOperations/DeleteBackupInstance.json": delete_instance,
+    "BackupInstanceOperations/ValidateForBackup.json": validate_for_backup,
+    "BackupInstanceOperations/GetBackupInstanceOperationResult.json": instance_operation_result,
+    "GetOperationResult.json": location_operation_result,
+    "GetOperationStatus.json": operation_status,
+    "GetOperationStatusRGContext.json": operation_status,
+    "GetOperationStatusVaultContext.json": operation_status,
+    "Operations/List.json": provider_operations,
+}
+
+
+def _params() -> list[Any]:
+    out = []
+    for path in sorted(EXAMPLES.rglob("*.json")):
+        name = path.relative_to(EXAMPLES).as_posix()
+        if name in SKIPPED:
+            out.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=SKIPPED[name])))
+        elif name in XFAIL:
+            out.append(pytest.param(name, id=name, marks=pytest.mark.xfail(reason=XFAIL[name], strict=True)))
+        else:
+            out.append(pytest.param(name, id=name))
+    return out
+
+
+def test_every_example_is_either_replayed_or_skipped_with_a_reason() -> None:
+    names = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.json")}
+    assert len(names) == 70
+    assert not SCENARIOS.keys() & SKIPPED.keys()
+    assert names == SCENARIOS.keys() | SKIPPED.keys(), names ^ (SCENARIOS.keys() | SKIPPED.keys())
+    assert XFAIL.keys() <= SCENARIOS.keys()
+
+
+@pytest.mark.parametrize("example", _params())
+def test_example_replays(client: httpx.Client, example: str) -> None:
+    replay = Replay(client, example)
+    try:
+        SCENARIOS[example](replay)
+    except BaseException:
+        replay.cleanup(strict=False)  # best effort: the scenario's own failure is the one to report
+        raise
+    replay.cleanup()
