@@ -35,6 +35,17 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
 
 
 @pytest.fixture(scope="session")
+def source_pg() -> Iterator[PostgresServer]:
+    """A PostgreSQL server whose databases the tests protect (whatever backend holds dpvault's state)."""
+    root = Path(tempfile.mkdtemp(prefix="dpvault-src-"))
+    pg = PostgresServer(root)
+    pg.start()
+    yield pg
+    pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def make_server(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer | None
 ) -> Iterator[Callable[..., Server]]:
@@ -52,6 +63,8 @@ def make_server(
         return server.start() if start else server
 
     yield make
+    for server in started:
+        server.terminate()
     for server in started:
         server.stop()
 

@@ -48,6 +48,8 @@ class PostgresServer:
     root: Path
     port: int = field(default_factory=free_port)
     proc_user: str | None = None
+    # TCP connections need this password (so tests can show a wrong one failing); the socket is trusted.
+    password: str = "dpvault-test-pw"
 
     def _run(self, *args: str) -> None:
         cmd = list(args)
@@ -66,7 +68,14 @@ class PostgresServer:
             self.proc_user = "postgres"
             pw = pwd.getpwnam("postgres")
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        self._run(str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self.proc_user:
+            shutil.chown(pwfile, self.proc_user)
+        self._run(
+            str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
+            "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--no-sync",
+        )  # fmt: skip
         self._run(
             str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w",
             "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -79,15 +88,30 @@ class PostgresServer:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self) -> str:
+    def create_database(self, name: str | None = None) -> str:
         import psycopg
 
-        name = "dpv_" + uuid.uuid4().hex[:12]
+        name = name or "dpv_" + uuid.uuid4().hex[:12]
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def ado(self, database: str, *, user: str = "postgres", password: str | None = None) -> str:
+        """The connection string the way Azure Backup stores it in Key Vault (ADO.NET style)."""
+        password = self.password if password is None else password
+        return f"Server=127.0.0.1;Database={database};Port={self.port};User Id={user};Password={password};Ssl Mode=Disable;"
+
+    def sql(self, database: str, statement: str) -> list[tuple[Any, ...]]:
+        """Run SQL as the superuser (over the trusted socket); returns the rows, if any."""
+        import psycopg
+
+        with psycopg.connect(
+            host=str(self.root), port=self.port, user="postgres", dbname=database, autocommit=True
+        ) as conn:
+            cur = conn.execute(statement)
+            return cur.fetchall() if cur.description else []
 
 
 class Server:
@@ -145,6 +169,13 @@ class Server:
         )  # fmt: skip
         return out.stdout.strip()
 
+    def set_secret(self, uri: str, value: str) -> None:
+        """``dpvault secrets set`` as a user would run it (the value on standard input)."""
+        cmd = [sys.executable, "-m", "dpvault", "secrets", "set", uri, "--data-dir", str(self.data_dir)]
+        if self.database_url:
+            cmd += ["--database-url", self.database_url]
+        subprocess.run(cmd, input=value, text=True, check=True, capture_output=True)
+
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.token()}"}
         return httpx.Client(base_url=self.base, verify=self.ssl_context(), headers=headers, timeout=30)
@@ -153,6 +184,11 @@ class Server:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    def terminate(self) -> None:
+        """Ask the server to stop (SIGTERM) without waiting."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -225,7 +261,12 @@ def policy_body(datasource: str = "Microsoft.DBforPostgreSQL/servers/databases")
 
 
 def instance_body(
-    policy_id: str, *, database: str = "testdb", tags: dict[str, str] | None = None
+    policy_id: str,
+    *,
+    database: str = "testdb",
+    tags: dict[str, str] | None = None,
+    secret_uri: str = "https://samplevault.vault.azure.net/secrets/credentials",
+    validation: str = "ShallowValidation",
 ) -> dict[str, Any]:
     """The seed's request body, pointed at ``policy_id``."""
     server_id = "/subscriptions/f75d8d8b-6735-4697-82e1-1a7a3ff0d5d4/resourceGroups/viveksipgtest/providers/Microsoft.DBforPostgreSQL/servers/viveksipgtest"
@@ -245,7 +286,7 @@ def instance_body(
                 "datasourceType": "Microsoft.DBforPostgreSQL/servers/databases",
             },
             "datasourceAuthCredentials": {
-                "secretStoreResource": {"uri": "https://samplevault.vault.azure.net/secrets/credentials", "secretStoreType": "AzureKeyVault"},
+                "secretStoreResource": {"uri": secret_uri, "secretStoreType": "AzureKeyVault"},
                 "objectType": "SecretStoreBasedAuthCredentials",
             },
             "policyInfo": {
@@ -257,7 +298,7 @@ def instance_body(
                     ]
                 },
             },
-            "validationType": "ShallowValidation",
+            "validationType": validation,
         },
     }  # fmt: skip
 

@@ -8,8 +8,6 @@ is logged and answered 500 (a bug: no input should get there).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from typing import Any
@@ -20,21 +18,21 @@ from starlette.responses import Response
 from dpvault import errors
 from dpvault.arm.http import Call, Reply, base_url_for, encode
 from dpvault.arm.routing import Router, split_path
-from dpvault.clock import Clock
 from dpvault.identity import keys
 from dpvault.identity.tokens import Verifier
-from dpvault.jobs.worker import JobType, Worker
+from dpvault.protection.timekeeper import Timekeeper
+from dpvault.resources.clock import ClockRoutes
 from dpvault.resources.groups import ResourceGroupRoutes
-from dpvault.resources.instances import lifecycle
 from dpvault.resources.instances.handlers import InstanceRoutes
+from dpvault.resources.jobs.handlers import JobRoutes
 from dpvault.resources.operations import OperationRoutes
 from dpvault.resources.policies.handlers import PolicyRoutes
 from dpvault.resources.provider import ProviderRoutes
-from dpvault.resources.vaults import handlers as vault_handlers
+from dpvault.resources.recoverypoints.handlers import RecoveryPointRoutes
 from dpvault.resources.vaults.handlers import VaultRoutes
+from dpvault.runtime import Runtime
 from dpvault.services import Services
 from dpvault.settings import Settings
-from dpvault.store import Store
 
 log = structlog.get_logger("dpvault.http")
 
@@ -47,13 +45,16 @@ _V = _RG + _DP + "/backupVaults/{vaultName}"
 _BI = _V + "/backupInstances/{backupInstanceName}"
 
 
-def build_router(svc: Services) -> Router:
+def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
     groups = ResourceGroupRoutes(svc)
     vaults = VaultRoutes(svc)
     policies = PolicyRoutes(svc)
     instances = InstanceRoutes(svc)
     ops = OperationRoutes(svc)
     provider = ProviderRoutes(svc)
+    points = RecoveryPointRoutes(svc)
+    jobs = JobRoutes(svc)
+    clock = ClockRoutes(svc, timekeeper)
     r = Router()
     # Microsoft.Resources stubs
     r.add(_S + "/resourcegroups", {"GET": groups.list}, api="resources")
@@ -75,6 +76,15 @@ def build_router(svc: Services) -> Router:
     r.add(_V + "/backupInstances", {"GET": instances.list})
     r.add(_BI, {"PUT": instances.put, "GET": instances.get, "DELETE": instances.delete})
     r.add(_V + "/validateForBackup", {"POST": instances.validate_for_backup})
+    r.add(_BI + "/backup", {"POST": instances.backup})
+    r.add(_BI + "/recoveryPoints", {"GET": points.list})
+    r.add(_BI + "/recoveryPoints/{recoveryPointId}", {"GET": points.get})
+    # backup jobs
+    r.add(_V + "/backupJobs", {"GET": jobs.list})
+    r.add(_V + "/backupJobs/{jobId}", {"GET": jobs.get})
+    # dpvault's own: the controllable clock
+    r.add("/dpvault/clock", {"GET": clock.get}, api="none")
+    r.add("/dpvault/clock/advance", {"POST": clock.advance}, api="none")
     # long-running operations
     r.add(_S + _DP + "/locations/{location}/operationStatus/{operationId}", {"GET": ops.status})
     r.add(_RG + _DP + "/operationStatus/{operationId}", {"GET": ops.status})
@@ -85,25 +95,14 @@ def build_router(svc: Services) -> Router:
     return r
 
 
-def job_types() -> dict[str, JobType]:
-    return {
-        vault_handlers.JOB_PROVISION: JobType(vault_handlers.provision, vault_handlers.give_up),
-        lifecycle.JOB_CONFIGURE: JobType(lifecycle.configure, lifecycle.give_up),
-        lifecycle.JOB_DELETE: JobType(lifecycle.delete, lifecycle.give_up),
-        lifecycle.JOB_VALIDATE: JobType(lifecycle.validate, lifecycle.give_up),
-    }
-
-
 class DpvaultApp:
     """The ASGI application. State is built at lifespan startup, not at import or construction."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services: Services | None = None
+        self.runtime = Runtime(settings)
         self.router: Router | None = None
         self.verifier: Verifier | None = None
-        self.worker: Worker | None = None
-        self._worker_task: asyncio.Task[None] | None = None
         scheme = "https" if settings.tls else "http"
         self._fallback_base = settings.public_url or f"{scheme}://{settings.host}:{settings.port}"
         self._scheme = scheme
@@ -116,38 +115,23 @@ class DpvaultApp:
         if settings.tls:
             self._static_headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
 
+    @property
+    def services(self) -> Services | None:
+        return self.runtime.services
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        # 1. state (migrations run here)
-        store = await Store.open(settings.resolved_database_url)
+        # 1. the runtime: state, clock, protection, worker, scheduler (runtime.py)
+        svc = await self.runtime.start()
         # 2. identity: the key our tokens are signed with
-        signing_key = keys.load_or_create(settings.identity_dir)
+        signing_key = keys.load_or_create(self.settings.identity_dir)
         self.verifier = Verifier(signing_key, extra_audiences=(self._fallback_base + "/",))
-        # 3. services shared by handlers and jobs
-        self.services = Services(settings=settings, store=store, clock=Clock(), wake_worker=self._wake)
-        # 4. routes
-        self.router = build_router(self.services)
-        # 5. the background worker
-        if settings.run_worker:
-            self.worker = Worker(self.services, job_types())
-            self._worker_task = asyncio.create_task(self.worker.run())
-
-    def _wake(self) -> None:
-        if self.worker is not None:
-            self.worker.wake()
+        # 3. routes
+        self.router = build_router(svc, self.runtime.timekeeper)
 
     async def shutdown(self) -> None:
-        if self.worker is not None:
-            await self.worker.stop()
-        if self._worker_task is not None:
-            self._worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._worker_task
-        if self.services is not None:
-            await self.services.store.close()
+        await self.runtime.stop()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":

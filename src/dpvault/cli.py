@@ -68,6 +68,21 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option(help="Base URL clients reach this server at (default: the Host they used).")
     ] = None,
+    clock: Annotated[
+        str, typer.Option(help="real, or manual: time moves only by POST /dpvault/clock/advance (for tests).")
+    ] = "real",
+    pg_dump: Annotated[
+        str | None, typer.Option(help="pg_dump to use (pg_restore beside it); default: newest found.")
+    ] = None,
+    vault_store: Annotated[
+        Path | None, typer.Option(help="Directory for backup data (default: <data-dir>/vault).")
+    ] = None,
+    key_vault: Annotated[
+        bool,
+        typer.Option(
+            "--key-vault", help="Also resolve secrets from Azure Key Vault (DefaultAzureCredential)."
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_json: Annotated[
         bool, typer.Option("--log-json", help="Log JSON lines instead of key=value.")
@@ -85,6 +100,8 @@ def serve(
 
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if clock not in ("real", "manual"):
+        raise typer.BadParameter("--clock is real or manual")
     dplogging.configure(level=log_level, json=log_json, access_log=access_log)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -103,6 +120,10 @@ def serve(
         provisioning_delay=provisioning_delay,
         lease_seconds=lease_seconds,
         public_url=public_url.rstrip("/") if public_url else None,
+        clock=clock,
+        pg_dump=pg_dump,
+        vault_store=vault_store.resolve() if vault_store else None,
+        key_vault=key_vault,
     )
     ssl: dict[str, str] = {}
     ca_line = ""
@@ -152,6 +173,135 @@ def token(
 
     key = keys.load_or_create(data_dir.resolve() / "identity")
     typer.echo(tokens.issue(key, tenant=tenant, name=name, application=application, lifetime=lifetime))
+
+
+@app.command()
+def worker(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: Annotated[
+        str | None, typer.Option(envvar="DPVAULT_DATABASE_URL", help="As for serve.")
+    ] = None,
+    clock: Annotated[str, typer.Option(help="As for serve: real or manual.")] = "real",
+    pg_dump: Annotated[str | None, typer.Option(help="As for serve.")] = None,
+    vault_store: Annotated[
+        Path | None, typer.Option(help="As for serve (must be the same directory).")
+    ] = None,
+    lease_seconds: Annotated[
+        float, typer.Option(help="Job lease; a dead worker's job is re-run after it.")
+    ] = 15.0,
+    key_vault: Annotated[bool, typer.Option("--key-vault", help="As for serve.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run background work only (jobs, schedules, retention) against a shared database."""
+    import asyncio
+    import signal
+
+    from dpvault import logging as dplogging
+    from dpvault.runtime import Runtime
+
+    dplogging.configure(level=log_level)
+    settings = Settings(
+        data_dir=data_dir.resolve(), database_url=database_url, clock=clock, pg_dump=pg_dump,
+        vault_store=vault_store.resolve() if vault_store else None, lease_seconds=lease_seconds, key_vault=key_vault,
+    )  # fmt: skip
+
+    async def run() -> None:
+        runtime = Runtime(settings)
+        await runtime.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        err.print("dpvault worker running", highlight=False)
+        await stop.wait()
+        await runtime.stop()
+
+    asyncio.run(run())
+
+
+secrets_app = typer.Typer(
+    no_args_is_help=True, help="The local secret store (database credentials for backups)."
+)
+app.add_typer(secrets_app, name="secrets")
+DatabaseUrl = Annotated[str | None, typer.Option(envvar="DPVAULT_DATABASE_URL", help="As for serve.")]
+
+
+def _secret_store(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
+    from dpvault.secrets.local import LocalSecretStore, load_key
+    from dpvault.store import Store
+
+    settings = Settings(data_dir=data_dir.resolve(), database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    async def open_store() -> tuple[Store, LocalSecretStore]:
+        store = await Store.open(settings.resolved_database_url)
+        return store, LocalSecretStore(store, load_key(settings.identity_dir))
+
+    return open_store
+
+
+@secrets_app.command("set")
+def secrets_set(
+    uri: Annotated[
+        str,
+        typer.Argument(
+            help="The secret URI backup instances name, e.g. https://myvault.vault.azure.net/secrets/pg"
+        ),
+    ],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Store a secret; the value (a connection string) is read from standard input."""
+    import asyncio
+    import sys
+    import time
+
+    value = sys.stdin.read().rstrip("\r\n")
+    if not value:
+        raise typer.BadParameter("no value on standard input")
+
+    async def run() -> None:
+        store, secrets = await _secret_store(data_dir, database_url)()
+        try:
+            await secrets.set(uri, value, now=time.time())
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    err.print(f"stored {uri}", highlight=False)
+
+
+@secrets_app.command("list")
+def secrets_list(data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None) -> None:
+    """List the URIs in the local secret store (never the values)."""
+    import asyncio
+
+    async def run() -> list[str]:
+        store, secrets = await _secret_store(data_dir, database_url)()
+        try:
+            return await secrets.list()
+        finally:
+            await store.close()
+
+    for uri in asyncio.run(run()):
+        typer.echo(uri)
+
+
+@secrets_app.command("delete")
+def secrets_delete(uri: str, data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None) -> None:
+    """Remove a secret."""
+    import asyncio
+
+    async def run() -> bool:
+        store, secrets = await _secret_store(data_dir, database_url)()
+        try:
+            return await secrets.delete(uri)
+        finally:
+            await store.close()
+
+    if not asyncio.run(run()):
+        err.print(f"no secret {uri}", highlight=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:

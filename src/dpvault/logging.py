@@ -11,16 +11,27 @@ import structlog
 def configure(*, level: str = "info", json: bool = False, access_log: bool = True) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    # Tracebacks never show local variables: they would print request headers (bearer tokens).
+    if json:
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        renderer: structlog.typing.Processor = structlog.processors.JSONRenderer()
+        processors = [tracebacks, renderer]
+    else:
+        processors = [
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+        ]
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
+            *processors,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if not access_log:
         logging.getLogger("dpvault.http").setLevel(logging.WARNING)

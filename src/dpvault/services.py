@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dpvault.clock import Clock
 from dpvault.settings import Settings
 from dpvault.store import Store
+
+if TYPE_CHECKING:
+    from dpvault.protection.service import Protection
 
 
 @dataclass
@@ -17,6 +22,15 @@ class Services:
     clock: Clock
     # Wakes the in-process worker after a commit that enqueued work, so nothing waits for a poll.
     wake_worker: Callable[[], None]
+    # Wakes the scheduler after a change to what is protected or when.
+    wake_scheduler: Callable[[], None] = lambda: None
+    protection: Protection | None = None
 
     def now(self) -> float:
-        return self.clock.now().timestamp()
+        """Business time (the manual clock when one is configured)."""
+        return self.clock.time()
+
+    @staticmethod
+    def real_now() -> float:
+        """Wall time, for queue mechanics: leases and retries must not depend on a manual clock."""
+        return time.time()

@@ -41,6 +41,12 @@ class Settings:
     page_size: int = 200
     public_url: str | None = None
     tenant_id: str = "00000000-0000-0000-0000-000000000001"
+    # "real" or "manual" (POST /dpvault/clock/advance moves it).
+    clock: str = "real"
+    pg_dump: str | None = None
+    # Where backup bytes live (the vault datastore); default <data-dir>/vault.
+    vault_store: Path | None = None
+    key_vault: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -56,3 +62,7 @@ class Settings:
     @property
     def identity_dir(self) -> Path:
         return self.data_dir / "identity"
+
+    @property
+    def vault_store_dir(self) -> Path:
+        return self.vault_store or self.data_dir / "vault"

@@ -43,6 +43,7 @@ class OperationKind(StrEnum):
     UPDATE = "update"
     DELETE = "delete"
     VALIDATE = "validate"
+    BACKUP = "backup"
 
 
 class ProvisioningState(StrEnum):

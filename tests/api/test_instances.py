@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import API, SUB, Env, instance_body, wait_operation
+import uuid
+
+from tests.support import API, SUB, Env, PostgresServer, Server, instance_body, wait_operation
 
 
 def test_seed_put_returns_201_with_the_seed_response_fields(env: Env) -> None:
@@ -128,15 +130,42 @@ def test_delete_is_202_then_404_and_absent_delete_is_204(env: Env) -> None:
     assert again.content == b""
 
 
-def test_validate_for_backup_is_an_lro_ending_in_operation_job_extended_info(env: Env) -> None:
-    body = {"backupInstance": instance_body(env.policy_id)["properties"]}
+def test_validate_for_backup_is_an_lro_ending_in_operation_job_extended_info(
+    env: Env, server: Server, source_pg: PostgresServer
+) -> None:
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    source_pg.create_database(database)
+    uri = f"https://kv.vault.azure.net/secrets/{database}"
+    server.set_secret(uri, source_pg.ado(database))
+    body = {"backupInstance": instance_body(env.policy_id, database=database, secret_uri=uri)["properties"]}
     r = env.client.post(f"{env.vault_path}/validateForBackup?api-version={API}", json=body)
     assert r.status_code == 202, r.text
+    assert r.content == b""
     op = wait_operation(env.client, r.headers["Azure-AsyncOperation"])
-    assert op["status"] == "Succeeded"
+    assert op["status"] == "Succeeded", op
     final = env.client.get(r.headers["Location"])
     assert final.status_code == 200
     assert final.json()["objectType"] == "OperationJobExtendedInfo"
+    job = env.client.get(f"{env.vault_path}/backupJobs/{final.json()['jobId']}?api-version={API}")
+    assert job.status_code == 200, job.text
+    assert job.json()["properties"]["operation"] == "ValidateForBackup"
+    assert job.json()["properties"]["status"] == "Completed"
+
+
+def test_validate_for_backup_with_an_unknown_secret_fails_with_a_user_error(env: Env) -> None:
+    body = {
+        "backupInstance": instance_body(env.policy_id, secret_uri="https://kv.vault.azure.net/secrets/nope")[
+            "properties"
+        ]
+    }
+    r = env.client.post(f"{env.vault_path}/validateForBackup?api-version={API}", json=body)
+    assert r.status_code == 202, r.text
+    op = wait_operation(env.client, r.headers["Azure-AsyncOperation"])
+    assert op["status"] == "Failed"
+    assert op["error"]["code"] == "UserErrorSecretNotFound"
+    final = env.client.get(r.headers["Location"])
+    assert final.status_code == 400
+    assert final.json()["error"]["code"] == "UserErrorSecretNotFound"
 
 
 def test_operation_status_answers_at_all_three_scopes(env: Env, client: httpx.Client) -> None:

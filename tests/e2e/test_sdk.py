@@ -17,7 +17,7 @@ from azure.mgmt.dataprotection import DataProtectionMgmtClient
 from azure.mgmt.dataprotection import models as m
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from tests.support import SUB, Server
+from tests.support import SUB, PostgresServer, Server
 
 pytestmark = pytest.mark.e2e
 
@@ -129,8 +129,14 @@ def test_seed_backup_instance_round_trip(
         client.backup_instances.get(rg, vault_name, name)
 
 
-def test_validate_for_backup_through_the_sdk(server: Server, vault: tuple[str, str, str]) -> None:
+def test_validate_for_backup_through_the_sdk(
+    server: Server, vault: tuple[str, str, str], source_pg: PostgresServer
+) -> None:
+    """The seed's datasource made real: database testdb, its connection string under the seed's secret URI."""
     rg, vault_name, policy_id = vault
+    if not source_pg.sql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'testdb'"):
+        source_pg.create_database("testdb")
+    server.set_secret("https://samplevault.vault.azure.net/secrets/credentials", source_pg.ado("testdb"))
     client = _clients(server, api_version="2023-01-01")
     result = client.backup_instances.begin_validate_for_backup(
         rg, vault_name, {"backupInstance": _seed_body(policy_id)["properties"]}, polling_interval=0

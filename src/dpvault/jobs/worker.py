@@ -51,7 +51,7 @@ class Worker:
         while not self._stopping:
             await self._slots.acquire()
             try:
-                now = self.svc.now()
+                now = self.svc.real_now()
                 job = await self.svc.store.transact(
                     lambda tx, now=now: tx.claim_job(self.owner, now=now, lease_until=now + lease)
                 )
@@ -75,7 +75,7 @@ class Worker:
             async with self.svc.store.read() as tx:
                 due = await tx.next_job_time()
             if due is not None:
-                timeout = max(0.0, min(timeout, due - self.svc.now()))
+                timeout = max(0.0, min(timeout, due - self.svc.real_now()))
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
@@ -84,6 +84,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
             payload = msgspec.json.decode(job.payload)
+            payload["_worker"] = self.owner
             job_type = self.types.get(job.kind)
             if job_type is None:
                 await self._finish(job, "failed", f"unknown job kind {job.kind!r}")
@@ -109,7 +110,7 @@ class Worker:
                     await self._finish(job, "failed", reason)
                 else:
                     backoff = min(30.0, 0.5 * 2 ** (job.attempts - 1))
-                    run_at = self.svc.now() + backoff
+                    run_at = self.svc.real_now() + backoff
                     await self.svc.store.transact(
                         lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason)
                     )
@@ -121,7 +122,7 @@ class Worker:
             self.wake()
 
     async def _finish(self, job: JobRow, state: str, error: str | None) -> None:
-        now = self.svc.now()
+        now = self.svc.real_now()
         await self.svc.store.transact(
             lambda tx: tx.finish_job(job.id, self.owner, now=now, state=state, error=error)
         )
@@ -130,7 +131,7 @@ class Worker:
         lease = self.svc.settings.lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
-            now = self.svc.now()
+            now = self.svc.real_now()
             with contextlib.suppress(Exception):
                 await self.svc.store.transact(
                     lambda tx, now=now: tx.renew_lease(job.id, self.owner, lease_until=now + lease)

@@ -59,7 +59,7 @@ async def start(
     resource_path: str,
     api_version: str,
     request_hash: str,
-    job_kind: str,
+    job_kind: str | None,
     job_payload: dict[str, Any] | None = None,
 ) -> OperationRow:
     """Record an InProgress operation and enqueue the job that finishes it, in the caller's transaction."""
@@ -83,8 +83,9 @@ async def start(
         "result": None,
     }
     await tx.insert_operation(**values)
-    payload = {"operation": op_id, **(job_payload or {})}
-    await tx.enqueue(job_kind, msgspec.json.encode(payload), now=now)
+    if job_kind is not None:
+        payload = {"operation": op_id, **(job_payload or {})}
+        await tx.enqueue(job_kind, msgspec.json.encode(payload), now=svc.real_now())
     return OperationRow(**values)
 
 

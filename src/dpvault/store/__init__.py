@@ -5,7 +5,23 @@ dpvault sees :class:`~dpvault.store.state.Store` and the row types of :mod:`dpva
 Writes happen in short transactions through :meth:`Store.transact`, which retries on races.
 """
 
-from dpvault.store.rows import JobRow, OperationRow, ResourceRow
+from dpvault.store.rows import (
+    BackupJobRow,
+    JobRow,
+    OperationRow,
+    ProtectedItemRow,
+    RecoveryPointRow,
+    ResourceRow,
+)
 from dpvault.store.state import Store, Tx
 
-__all__ = ["JobRow", "OperationRow", "ResourceRow", "Store", "Tx"]
+__all__ = [
+    "BackupJobRow",
+    "JobRow",
+    "OperationRow",
+    "ProtectedItemRow",
+    "RecoveryPointRow",
+    "ResourceRow",
+    "Store",
+    "Tx",
+]

@@ -70,3 +70,67 @@ class JobRow:
     @classmethod
     def from_mapping(cls, m: Any) -> JobRow:
         return cls(**{f: m[f] for f in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedItemRow:
+    instance_key: str
+    vault_key: str
+    policy_key: str
+    state: str
+    next_due_at: float | None
+    last_occurrence: float | None
+    updated_at: float
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> ProtectedItemRow:
+        return cls(**{f: m[f] for f in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPointRow:
+    id: str
+    instance_key: str
+    vault_key: str
+    time: float
+    tag: str
+    rule_name: str
+    policy_name: str
+    policy_version: str
+    data_store: str
+    object_key: str
+    size: int
+    sha256: str
+    expiry: float | None
+    details: bytes
+    state: str
+    created_at: float
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> RecoveryPointRow:
+        return cls(**{f: m[f] for f in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class BackupJobRow:
+    pk: int
+    id: str
+    vault_key: str
+    instance_key: str | None
+    operation: str
+    category: str
+    status: str
+    user_triggered: bool
+    start_time: float
+    end_time: float | None
+    bytes: int | None
+    info: bytes
+    error: bytes | None
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> BackupJobRow:
+        return cls(**{f: m[f] for f in cls.__slots__})
+
+    @property
+    def terminal(self) -> bool:
+        return self.status not in ("InProgress", "Started")

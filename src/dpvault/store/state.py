@@ -12,13 +12,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dpvault.store import engines
-from dpvault.store.rows import JobRow, OperationRow, ResourceRow
-from dpvault.store.tables import jobs, operations, resources
+from dpvault.store.rows import (
+    BackupJobRow,
+    JobRow,
+    OperationRow,
+    ProtectedItemRow,
+    RecoveryPointRow,
+    ResourceRow,
+)
+from dpvault.store.tables import (
+    backup_jobs,
+    clock_state,
+    jobs,
+    operations,
+    protected_items,
+    recovery_points,
+    resources,
+    secrets,
+)
 
 T = TypeVar("T")
 
@@ -124,19 +140,31 @@ class Tx:
         run_at: float | None = None,
         dedupe_key: str | None = None,
         max_attempts: int = 5,
-    ) -> None:
-        await self._conn.execute(
-            insert(jobs).values(
-                kind=kind,
-                payload=payload,
-                state="ready",
-                run_at=now if run_at is None else run_at,
-                attempts=0,
-                max_attempts=max_attempts,
-                dedupe_key=dedupe_key,
-                created_at=now,
-            )
-        )
+    ) -> bool:
+        """Add a job; with a ``dedupe_key`` already taken nothing is added and False is returned."""
+        values = {
+            "kind": kind,
+            "payload": payload,
+            "state": "ready",
+            "run_at": now if run_at is None else run_at,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "dedupe_key": dedupe_key,
+            "created_at": now,
+        }
+        if dedupe_key is None:
+            await self._conn.execute(insert(jobs).values(**values))
+            return True
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(jobs).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(jobs).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        result = await self._conn.execute(stmt)
+        return bool(result.rowcount)
 
     async def claim_job(self, owner: str, *, now: float, lease_until: float) -> JobRow | None:
         """Take the next due job, or one whose lease expired, exactly once across workers."""
@@ -198,6 +226,203 @@ class Tx:
     async def jobs_by_state(self, states: Sequence[str]) -> list[JobRow]:
         stmt = select(jobs).where(jobs.c.state.in_(states)).order_by(jobs.c.id)
         return [JobRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def pending_jobs(self, *, now: float) -> int:
+        """Jobs that are running, or ready and due: what "the queue is idle" waits for."""
+        stmt = (
+            select(func.count())
+            .select_from(jobs)
+            .where((jobs.c.state == "running") | ((jobs.c.state == "ready") & (jobs.c.run_at <= now)))
+        )
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    # -- secrets -----------------------------------------------------------------------------
+
+    async def secret(self, uri_key: str) -> bytes | None:
+        stmt = select(secrets.c.ciphertext).where(secrets.c.uri_key == uri_key)
+        return (await self._conn.execute(stmt)).scalar()
+
+    async def put_secret(self, uri_key: str, uri: str, ciphertext: bytes, *, now: float) -> None:
+        existing = await self.secret(uri_key)
+        if existing is None:
+            await self._conn.execute(
+                insert(secrets).values(
+                    uri_key=uri_key, uri=uri, ciphertext=ciphertext, created_at=now, updated_at=now
+                )
+            )
+        else:
+            await self._conn.execute(
+                update(secrets)
+                .where(secrets.c.uri_key == uri_key)
+                .values(uri=uri, ciphertext=ciphertext, updated_at=now)
+            )
+
+    async def delete_secret(self, uri_key: str) -> bool:
+        result = await self._conn.execute(delete(secrets).where(secrets.c.uri_key == uri_key))
+        return bool(result.rowcount)
+
+    async def secret_uris(self) -> list[str]:
+        return list((await self._conn.execute(select(secrets.c.uri).order_by(secrets.c.uri))).scalars().all())
+
+    # -- protected items ---------------------------------------------------------------------
+
+    async def protected_item(self, instance_key: str) -> ProtectedItemRow | None:
+        stmt = select(protected_items).where(protected_items.c.instance_key == instance_key)
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return ProtectedItemRow.from_mapping(row) if row else None
+
+    async def upsert_protected_item(self, instance_key: str, **values: Any) -> None:
+        if await self.protected_item(instance_key) is None:
+            await self._conn.execute(insert(protected_items).values(instance_key=instance_key, **values))
+        else:
+            await self.update_protected_item(instance_key, **values)
+
+    async def update_protected_item(self, instance_key: str, **values: Any) -> None:
+        await self._conn.execute(
+            update(protected_items).where(protected_items.c.instance_key == instance_key).values(**values)
+        )
+
+    async def delete_protected_item(self, instance_key: str) -> None:
+        await self._conn.execute(
+            delete(protected_items).where(protected_items.c.instance_key == instance_key)
+        )
+
+    async def due_protected_items(self, *, now: float, limit: int) -> list[ProtectedItemRow]:
+        stmt = (
+            select(protected_items)
+            .where(protected_items.c.state == "active", protected_items.c.next_due_at <= now)
+            .order_by(protected_items.c.next_due_at)
+            .limit(limit)
+        )
+        if self._postgres and self.writable:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [ProtectedItemRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def reschedule_policy(self, policy_key: str, *, now: float) -> None:
+        """A policy changed: its items are looked at again by the next scheduler tick."""
+        await self._conn.execute(
+            update(protected_items)
+            .where(protected_items.c.policy_key == policy_key, protected_items.c.state == "active")
+            .values(next_due_at=now)
+        )
+
+    async def next_due_time(self) -> float | None:
+        stmt = select(func.min(protected_items.c.next_due_at)).where(protected_items.c.state == "active")
+        return (await self._conn.execute(stmt)).scalar()
+
+    # -- recovery points ---------------------------------------------------------------------
+
+    async def insert_recovery_point(self, **values: Any) -> None:
+        await self._conn.execute(insert(recovery_points).values(**values))
+
+    async def recovery_point(self, rp_id: str) -> RecoveryPointRow | None:
+        stmt = select(recovery_points).where(recovery_points.c.id == rp_id)
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return RecoveryPointRow.from_mapping(row) if row else None
+
+    async def recovery_points_of(
+        self,
+        instance_key: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        states: Sequence[str] = ("available",),
+        after: tuple[float, str] | None = None,
+        limit: int | None = None,
+    ) -> list[RecoveryPointRow]:
+        """Newest first. ``after`` continues a page: (time, id) of the last item seen."""
+        stmt = select(recovery_points).where(
+            recovery_points.c.instance_key == instance_key, recovery_points.c.state.in_(states)
+        )
+        if start is not None:
+            stmt = stmt.where(recovery_points.c.time >= start)
+        if end is not None:
+            stmt = stmt.where(recovery_points.c.time <= end)
+        if after is not None:
+            t, rid = after
+            stmt = stmt.where(
+                or_(recovery_points.c.time < t, (recovery_points.c.time == t) & (recovery_points.c.id < rid))
+            )
+        stmt = stmt.order_by(recovery_points.c.time.desc(), recovery_points.c.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def expired_recovery_points(self, *, now: float, limit: int) -> list[RecoveryPointRow]:
+        stmt = (
+            select(recovery_points)
+            .where(recovery_points.c.state.in_(("available", "deleting")), recovery_points.c.expiry <= now)
+            .order_by(recovery_points.c.expiry)
+            .limit(limit)
+        )
+        return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def next_expiry(self) -> float | None:
+        stmt = select(func.min(recovery_points.c.expiry)).where(recovery_points.c.state == "available")
+        return (await self._conn.execute(stmt)).scalar()
+
+    async def update_recovery_point(self, rp_id: str, **values: Any) -> None:
+        await self._conn.execute(
+            update(recovery_points).where(recovery_points.c.id == rp_id).values(**values)
+        )
+
+    async def delete_recovery_point(self, rp_id: str) -> None:
+        await self._conn.execute(delete(recovery_points).where(recovery_points.c.id == rp_id))
+
+    async def recovery_point_ids_in_vault(self, vault_key: str) -> set[str]:
+        stmt = select(recovery_points.c.id).where(recovery_points.c.vault_key == vault_key)
+        return set((await self._conn.execute(stmt)).scalars().all())
+
+    async def all_recovery_point_keys(self) -> set[str]:
+        return set((await self._conn.execute(select(recovery_points.c.object_key))).scalars().all())
+
+    # -- backup jobs -------------------------------------------------------------------------
+
+    async def insert_backup_job(self, **values: Any) -> None:
+        await self._conn.execute(insert(backup_jobs).values(**values))
+
+    async def backup_job(self, job_id: str) -> BackupJobRow | None:
+        stmt = select(backup_jobs).where(backup_jobs.c.id == job_id)
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return BackupJobRow.from_mapping(row) if row else None
+
+    async def update_backup_job(self, job_id: str, **values: Any) -> None:
+        await self._conn.execute(update(backup_jobs).where(backup_jobs.c.id == job_id).values(**values))
+
+    async def backup_jobs_in(
+        self, vault_key: str, *, after_pk: int = 0, limit: int | None = None
+    ) -> list[BackupJobRow]:
+        stmt = (
+            select(backup_jobs)
+            .where(backup_jobs.c.vault_key == vault_key, backup_jobs.c.pk > after_pk)
+            .order_by(backup_jobs.c.pk)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [BackupJobRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def running_backup_jobs(self, instance_key: str, operation: str) -> list[BackupJobRow]:
+        stmt = select(backup_jobs).where(
+            backup_jobs.c.instance_key == instance_key,
+            backup_jobs.c.operation == operation,
+            backup_jobs.c.status == "InProgress",
+        )
+        return [BackupJobRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    # -- manual clock ------------------------------------------------------------------------
+
+    async def clock(self) -> float | None:
+        return (await self._conn.execute(select(clock_state.c.now).where(clock_state.c.id == 1))).scalar()
+
+    async def set_clock(self, now: float) -> None:
+        if await self.clock() is None:
+            await self._conn.execute(insert(clock_state).values(id=1, now=now))
+        else:
+            await self._conn.execute(update(clock_state).where(clock_state.c.id == 1).values(now=now))
 
 
 class Store:

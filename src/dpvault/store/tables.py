@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -70,3 +82,84 @@ jobs = Table(
     Column("finished_at", Float, nullable=True),
 )
 Index("ix_jobs_ready", jobs.c.state, jobs.c.run_at)
+
+# -- protection (migration 0002) -------------------------------------------------------------
+
+# Secrets for datasource credentials, encrypted with a key kept outside the database.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("uri_key", Text, primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row per protected backup instance: where its schedule stands. ``next_due_at`` is when the
+# scheduler must look at it again; ``last_occurrence`` the newest schedule occurrence already enqueued.
+protected_items = Table(
+    "protected_items",
+    metadata,
+    Column("instance_key", Text, primary_key=True),
+    Column("vault_key", Text, nullable=False),
+    Column("policy_key", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("next_due_at", Float, nullable=True),
+    Column("last_occurrence", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_protected_items_due", protected_items.c.next_due_at)
+Index("ix_protected_items_policy", protected_items.c.policy_key)
+
+# Recovery points: metadata here, bytes in the vault datastore under ``object_key``.
+recovery_points = Table(
+    "recovery_points",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("instance_key", Text, nullable=False),
+    Column("vault_key", Text, nullable=False),
+    Column("time", Float, nullable=False),
+    Column("tag", String(128), nullable=False),
+    Column("rule_name", String(260), nullable=False),
+    Column("policy_name", String(260), nullable=False),
+    Column("policy_version", String(32), nullable=False),
+    Column("data_store", String(32), nullable=False),
+    Column("object_key", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("expiry", Float, nullable=True),
+    Column("details", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_recovery_points_instance", recovery_points.c.instance_key, recovery_points.c.time)
+Index("ix_recovery_points_expiry", recovery_points.c.state, recovery_points.c.expiry)
+
+# Backup jobs (the AzureBackupJob resource): validations, backups, retention runs.
+backup_jobs = Table(
+    "backup_jobs",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("vault_key", Text, nullable=False),
+    Column("instance_key", Text, nullable=True),
+    Column("operation", String(64), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("user_triggered", Boolean, nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=True),
+    Column("bytes", BigInteger, nullable=True),
+    Column("info", LargeBinary, nullable=False),
+    Column("error", LargeBinary, nullable=True),
+)
+Index("ix_backup_jobs_vault", backup_jobs.c.vault_key, backup_jobs.c.pk)
+
+# The manual clock (``serve --clock manual``), shared by every process on the database.
+clock_state = Table(
+    "clock_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("now", Float, nullable=False),
+)

@@ -11,14 +11,29 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
+from dpvault.protection.service import backup_rule
 from dpvault.resources import operations
 from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
 from dpvault.resources.instances import lifecycle, rules
-from dpvault.resources.instances.schema import BackupInstanceResource, ValidateForBackupRequest
+from dpvault.resources.instances.schema import (
+    BackupInstanceResource,
+    TriggerBackupRequest,
+    ValidateForBackupRequest,
+)
+from dpvault.resources.jobs import records
+from dpvault.resources.policies.handlers import decode_policy
+from dpvault.resources.policies.schema import AzureRetentionRule
 from dpvault.resources.vaults.rules import require_vault, vault_location
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
-from dpvault.types import INSTANCE_TYPE, Kind, OperationKind, ProtectionState, ProvisioningState
+from dpvault.types import (
+    INSTANCE_TYPE,
+    Kind,
+    OperationKind,
+    OperationStatus,
+    ProtectionState,
+    ProvisioningState,
+)
 
 RESOURCE_TYPE = "backupVaults/backupInstances"
 
@@ -106,12 +121,18 @@ class InstanceRoutes:
                 ),
             )  # fmt: skip
             encoded = msgspec.json.encode(stored)
+            job_id = await records.create(
+                tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
+                instance_key=key, instance_id=stored.id, instance=stored.properties,
+                operation="ConfigureBackup", category="Backup", user_triggered=True,
+                details={"ValidationType": "DeepValidation" if deep else "ShallowValidation"},
+            )  # fmt: skip
             op = await operations.start(
                 tx, self.svc,
                 kind=OperationKind.CREATE if creating else OperationKind.UPDATE,
                 scope=scope, resource_key=key, resource_path=stored.id or "",
                 api_version=version, request_hash=request_hash,
-                job_kind=lifecycle.JOB_CONFIGURE, job_payload={"deep": deep},
+                job_kind=lifecycle.JOB_CONFIGURE, job_payload={"deep": deep, "job": job_id},
             )  # fmt: skip
             now = self.svc.now()
             if creating:
@@ -214,12 +235,95 @@ class InstanceRoutes:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
             await rules.resolve_policy(tx, request.backupInstance, vault_row, base="backupInstance")
+            job_id = await records.create(
+                tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
+                instance_key=None, instance_id=None, instance=request.backupInstance,
+                operation="ValidateForBackup", category="Backup", user_triggered=True,
+            )  # fmt: skip
             op = await operations.start(
                 tx, self.svc,
                 kind=OperationKind.VALIDATE, scope=scope, resource_key=vault_row.key,
                 resource_path=ids.vault_id(sub, rg, vault), api_version=version,
                 request_hash=fingerprint("validate", request.backupInstance), job_kind=lifecycle.JOB_VALIDATE,
-                job_payload={"backupInstance": msgspec.to_builtins(rules.without_secret(request.backupInstance))},
+                job_payload={
+                    "backupInstance": msgspec.to_builtins(rules.without_secret(request.backupInstance)),
+                    "job": job_id,
+                },
+            )  # fmt: skip
+            return op.id, scope
+
+        op_id, scope = await self.svc.store.transact(write)
+        self.svc.wake_worker()
+        return Reply.empty(
+            202,
+            {
+                "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
+                "Location": operations.location_result_url(call, scope, op_id, version),
+                "Retry-After": str(self.svc.settings.retry_after),
+            },
+        )
+
+    async def backup(self, call: Call) -> Reply:
+        """Adhoc backup (TriggerBackupRequest): 202; the operation's result names the backup job."""
+        version = check_provider_call(self.svc, call, "backupVaults/backupInstances/backup")
+        sub, rg, vault = _vault_names(call)
+        name = _instance_name(call)
+        request = decode(await call.json_body() or b"", TriggerBackupRequest)
+        protection = self.svc.protection
+        if protection is None:
+            raise errors.bad_request("Backups are not enabled on this server.", code="BackupNotSupported")
+        options = request.backupRuleOptions
+
+        async def write(tx: Tx) -> tuple[str, operations.Scope]:
+            vault_row = await require_vault(tx, sub, rg, vault)
+            scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
+            row = await tx.resource(rules.instance_key(vault_row.key, name))
+            if row is None:
+                raise _not_found(name, vault, rg)
+            if row.active_operation:
+                raise _busy(name, "configure")
+            resource = rules.decode_instance(row.body)
+            state = resource.properties.currentProtectionState
+            if state != ProtectionState.CONFIGURED.value:
+                raise errors.conflict(
+                    f"Backup instance '{name}' is {state}; a backup needs ProtectionConfigured.",
+                    code="UserErrorBackupInstanceNotProtected",
+                )
+            policy_row = await tx.resource(resource.properties.policyInfo.policyId.lower())
+            policy = decode_policy(policy_row.body).properties if policy_row else None
+            rule = backup_rule(policy, options.ruleName) if policy else None
+            if rule is None:
+                raise errors.bad_request(
+                    f"The policy has no backup rule named '{options.ruleName}'.",
+                    code="UserErrorInvalidRuleName", target="backupRuleOptions.ruleName",
+                )  # fmt: skip
+            tag = options.triggerOption.retentionTagOverride if options.triggerOption else None
+            if tag:
+                retention = {
+                    r.name.lower(): r.name for r in policy.policyRules if isinstance(r, AzureRetentionRule)
+                }
+                if tag.lower() not in retention:
+                    raise errors.bad_request(
+                        f"The policy has no retention rule for the tag '{tag}'; choose one of {sorted(retention.values())}.",
+                        code="UserErrorInvalidRetentionTag", target="backupRuleOptions.triggerOption.retentionTagOverride",
+                    )  # fmt: skip
+                tag = retention[tag.lower()]
+            else:
+                tag = next(
+                    (r.name for r in policy.policyRules if isinstance(r, AzureRetentionRule) and r.isDefault),
+                    "Default",
+                )
+            job_id = await protection.start_backup(
+                tx, instance=row, rule_name=rule.name, tag=tag, occurrence=None, user_triggered=True
+            )
+            op = await operations.start(
+                tx, self.svc, kind=OperationKind.BACKUP, scope=scope, resource_key=row.key,
+                resource_path=resource.id or "", api_version=version,
+                request_hash=fingerprint("backup", options), job_kind=None,
+            )  # fmt: skip
+            await operations.finish(
+                tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED,
+                result={"jobId": job_id, "objectType": "OperationJobExtendedInfo"},
             )  # fmt: skip
             return op.id, scope
 

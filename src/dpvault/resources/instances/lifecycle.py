@@ -1,7 +1,8 @@
 """Jobs that finish backup-instance operations, run by the durable worker.
 
 Each job is idempotent: it re-reads the operation and does nothing once it is terminal, so a job
-re-claimed after a crash (its lease expired) completes the work exactly once.
+re-claimed after a crash (its lease expired) completes the work exactly once. Slow work (deep
+validation, deleting backup data) happens outside transactions; each transaction re-checks state.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import Any
 
 import msgspec
 
+from dpvault.protection.errors import UserError
 from dpvault.resources import operations
 from dpvault.resources.instances import rules
-from dpvault.resources.instances.schema import UserFacingError
+from dpvault.resources.instances.schema import BackupInstance, UserFacingError
+from dpvault.resources.jobs import records
 from dpvault.services import Services
 from dpvault.store import Tx
 from dpvault.types import OperationStatus, ProtectionState, ProvisioningState
@@ -23,11 +26,34 @@ JOB_DELETE = "instance.delete"
 JOB_VALIDATE = "instance.validate"
 
 
+def _operation_error(exc: UserError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "details": [exc.user_facing()], "httpStatus": 400}
+
+
+async def _deep_validation(svc: Services, bi: BackupInstance) -> UserError | None:
+    if svc.protection is None:
+        return None
+    try:
+        await svc.protection.validate(bi)
+    except UserError as exc:
+        return exc
+    return None
+
+
 async def configure(svc: Services, payload: dict[str, Any]) -> None:
-    """Provision a created or updated instance: provisioning Succeeded, protection configured."""
+    """Provision a created or updated instance: validate (deeply if asked), start its schedule."""
     op_id = payload["operation"]
+    job_id = payload.get("job")
     if svc.settings.provisioning_delay > 0:
         await asyncio.sleep(svc.settings.provisioning_delay)
+    async with svc.store.read() as tx:
+        op = await tx.operation(op_id)
+        row = await tx.resource(op.resource_key) if op else None
+    if op is None or op.terminal:
+        return
+    failure = None
+    if row is not None and payload.get("deep"):
+        failure = await _deep_validation(svc, rules.decode_instance(row.body).properties)
 
     async def write(tx: Tx) -> None:
         op = await tx.operation(op_id)
@@ -41,44 +67,99 @@ async def configure(svc: Services, payload: dict[str, Any]) -> None:
                 error={"code": "OperationSuperseded", "message": "The backup instance changed while it was being configured."},
             )  # fmt: skip
             return
+        instance = rules.decode_instance(row.body)
+        if failure is not None:
+            error = UserFacingError(**failure.user_facing())
+            resource = rules.with_state(
+                instance, provisioning=ProvisioningState.FAILED.value,
+                protection=ProtectionState.CONFIGURING_FAILED, error=error,
+            )  # fmt: skip
+            await tx.update_resource(
+                row.key, body=msgspec.json.encode(resource), state=ProvisioningState.FAILED.value,
+                active_operation=None, updated_at=now,
+            )  # fmt: skip
+            await operations.finish(
+                tx, op_id, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
+            )
+            if job_id:
+                await records.finish(tx, job_id, now=now, status=records.FAILED, error=failure.user_facing())
+            return
         resource = rules.with_state(
-            rules.decode_instance(row.body),
-            provisioning=ProvisioningState.SUCCEEDED.value,
-            protection=ProtectionState.CONFIGURED,
+            instance, provisioning=ProvisioningState.SUCCEEDED.value, protection=ProtectionState.CONFIGURED
         )
         await tx.update_resource(
             row.key, body=msgspec.json.encode(resource), state=ProvisioningState.SUCCEEDED.value,
             active_operation=None, updated_at=now,
         )  # fmt: skip
+        if svc.protection is not None:
+            policy_row = await tx.resource(instance.properties.policyInfo.policyId.lower())
+            if policy_row is not None:
+                await svc.protection.protect(tx, row, policy_row)
         await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED)
+        if job_id:
+            await records.finish(tx, job_id, now=now, status=records.COMPLETED)
 
     await svc.store.transact(write)
+    svc.wake_scheduler()
 
 
 async def delete(svc: Services, payload: dict[str, Any]) -> None:
+    """Stop the schedule, delete the recovery points (data, then index), then the instance."""
     op_id = payload["operation"]
 
-    async def write(tx: Tx) -> None:
+    async def begin(tx: Tx) -> list[Any] | None:
+        op = await tx.operation(op_id)
+        if op is None or op.terminal:
+            return None
+        await tx.delete_protected_item(op.resource_key)
+        points = await tx.recovery_points_of(op.resource_key, states=("available", "deleting"))
+        for rp in points:
+            await tx.update_recovery_point(rp.id, state="deleting")
+        return points
+
+    points = await svc.store.transact(begin)
+    if points is None:
+        return
+    if points and svc.protection is not None:
+        from dpvault.protection.retention import delete_objects
+
+        await delete_objects(svc.protection.datastore, points)
+
+    async def end(tx: Tx) -> None:
         op = await tx.operation(op_id)
         if op is None or op.terminal:
             return
+        for rp in points:
+            await tx.delete_recovery_point(rp.id)
         row = await tx.resource(op.resource_key)
         if row is not None and row.active_operation == op_id:
             await tx.delete_resource(row.key)
         await operations.finish(tx, op_id, now=svc.now(), status=OperationStatus.SUCCEEDED)
 
-    await svc.store.transact(write)
+    await svc.store.transact(end)
 
 
 async def validate(svc: Services, payload: dict[str, Any]) -> None:
-    """validateForBackup: the shallow checks ran with the request; the result is recorded here."""
+    """validateForBackup: the shallow checks ran with the request; the deep ones run here."""
     op_id = payload["operation"]
+    job_id = payload.get("job")
+    bi = msgspec.convert(payload["backupInstance"], BackupInstance)
+    failure = await _deep_validation(svc, bi)
 
     async def write(tx: Tx) -> None:
-        await operations.finish(
-            tx, op_id, now=svc.now(), status=OperationStatus.SUCCEEDED,
-            result={"objectType": "OperationJobExtendedInfo"},
-        )  # fmt: skip
+        now = svc.now()
+        if failure is not None:
+            await operations.finish(
+                tx, op_id, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
+            )
+            if job_id:
+                await records.finish(tx, job_id, now=now, status=records.FAILED, error=failure.user_facing())
+            return
+        result: dict[str, Any] = {"objectType": "OperationJobExtendedInfo"}
+        if job_id:
+            result["jobId"] = job_id
+            await records.finish(tx, job_id, now=now, status=records.COMPLETED)
+        await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, result=result)
 
     await svc.store.transact(write)
 
@@ -112,5 +193,8 @@ async def give_up(svc: Services, payload: dict[str, Any], reason: str) -> None:
             tx, op_id, now=now, status=OperationStatus.FAILED,
             error={"code": "InternalError", "message": message, "httpStatus": 500},
         )  # fmt: skip
+        if payload.get("job"):
+            await records.finish(tx, payload["job"], now=now, status=records.FAILED,
+                                 error={"code": "InternalError", "message": message})  # fmt: skip
 
     await svc.store.transact(write)

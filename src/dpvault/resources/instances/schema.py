@@ -125,3 +125,16 @@ class BackupInstanceResource(Base, kw_only=True):
 
 class ValidateForBackupRequest(Base):
     backupInstance: BackupInstance
+
+
+class AdhocBackupTriggerOption(Base):
+    retentionTagOverride: str | None = None
+
+
+class AdHocBackupRuleOptions(Base):
+    ruleName: str
+    triggerOption: AdhocBackupTriggerOption | None = None
+
+
+class TriggerBackupRequest(Base):
+    backupRuleOptions: AdHocBackupRuleOptions

@@ -81,9 +81,12 @@ class PolicyRoutes:
                 await tx.update_resource(
                     key, name=name, body=encoded, revision=row.revision + 1, updated_at=now
                 )
+                await tx.reschedule_policy(key, now=now)
             return encoded
 
-        return Reply.json(200, await self.svc.store.transact(write))
+        encoded = await self.svc.store.transact(write)
+        self.svc.wake_scheduler()
+        return Reply.json(200, encoded)
 
     async def get(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)

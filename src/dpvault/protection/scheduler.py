@@ -1,0 +1,125 @@
+"""The scheduler: turns policy schedules into exactly one backup job per instance and occurrence.
+
+Each protected item has ``next_due_at``. A tick takes the due items (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, the single writer on SQLite), enqueues the newest occurrence that has passed (only the
+newest: after downtime there is one catch-up backup, not a storm) with a dedupe key
+``backup:<instance>:<occurrence>``, and moves ``next_due_at`` to the next occurrence. Several
+schedulers on one database therefore never enqueue an occurrence twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from dpvault.protection.retention import Retention
+from dpvault.protection.service import Protection, schedules
+from dpvault.resources.instances import rules as instance_rules
+from dpvault.resources.policies.handlers import decode_policy
+from dpvault.store import Tx
+
+log = structlog.get_logger("dpvault.scheduler")
+
+BATCH = 200
+IDLE = 30.0
+SWEEP_EVERY = 300.0
+
+
+class Scheduler:
+    def __init__(self, protection: Protection, retention: Retention) -> None:
+        self.protection = protection
+        self.retention = retention
+        self.svc = protection.svc
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def tick(self) -> int:
+        """Enqueue every due occurrence; returns how many backups were enqueued."""
+        total = 0
+        while True:
+            enqueued, more = await self.svc.store.transact(self._tick_batch)
+            total += enqueued
+            if not more:
+                break
+        if total:
+            self.svc.wake_worker()
+        return total
+
+    async def _tick_batch(self, tx: Tx) -> tuple[int, bool]:
+        now = self.svc.now()
+        items = await tx.due_protected_items(now=now, limit=BATCH)
+        enqueued = 0
+        for item in items:
+            instance = await tx.resource(item.instance_key)
+            policy_row = await tx.resource(item.policy_key)
+            if instance is None or policy_row is None:
+                await tx.delete_protected_item(item.instance_key)
+                continue
+            bi = instance_rules.decode_instance(instance.body).properties
+            if bi.policyInfo.policyId.lower() != item.policy_key:
+                await tx.delete_protected_item(item.instance_key)
+                continue
+            plans = schedules(decode_policy(policy_row.body).properties)
+            latest = None
+            rule_name = None
+            for plan in plans:
+                occurrence = plan.latest_at_or_before(now)
+                if occurrence is not None and (latest is None or occurrence > latest):
+                    latest, rule_name = occurrence, plan.rule.name
+            last = item.last_occurrence
+            if latest is not None and rule_name is not None and (last is None or latest > last + 1e-6):
+                job = await self.protection.start_backup(
+                    tx,
+                    instance=instance,
+                    rule_name=rule_name,
+                    tag=None,
+                    occurrence=latest,
+                    user_triggered=False,
+                )
+                enqueued += 1 if job else 0
+                last = latest
+            nexts = [n for n in (p.next_after(now) for p in plans) if n is not None]
+            await tx.update_protected_item(
+                item.instance_key,
+                last_occurrence=last,
+                next_due_at=min(nexts) if nexts else None,
+                updated_at=now,
+            )
+        return enqueued, len(items) == BATCH
+
+    async def next_event(self) -> float | None:
+        """When the scheduler or retention next has something to do (business time)."""
+        async with self.svc.store.read() as tx:
+            times = [t for t in (await tx.next_due_time(), await tx.next_expiry()) if t is not None]
+        return min(times) if times else None
+
+    async def run(self) -> None:
+        """Tick, expire, sweep; then sleep until the next due time (at most IDLE seconds) or a wake."""
+        last_sweep = 0.0
+        while not self._stopping:
+            try:
+                await self.tick()
+                await self.retention.tick()
+                if self.svc.real_now() - last_sweep > SWEEP_EVERY:
+                    last_sweep = self.svc.real_now()
+                    await self.protection.sweep()
+            except Exception:
+                log.exception("scheduler tick failed")
+            timeout = IDLE
+            if not self.svc.clock.manual:
+                with contextlib.suppress(Exception):
+                    nxt = await self.next_event()
+                    if nxt is not None:
+                        timeout = max(0.05, min(IDLE, nxt - self.svc.now()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

@@ -1,0 +1,343 @@
+"""The protection service: credentials, validation, schedules, backups and retention for backup
+instances, on top of an engine (PostgreSQL) and a datastore (local directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import structlog
+
+from dpvault.clock import from_timestamp
+from dpvault.datastores import LocalDatastore
+from dpvault.protection import connstr
+from dpvault.protection.errors import UserError, no_credentials, secret_not_found
+from dpvault.protection.postgres import PostgresEngine, ServerInfo
+from dpvault.protection.tagging import choose_tag, retention_for
+from dpvault.resources.instances import rules as instance_rules
+from dpvault.resources.instances.schema import BackupInstance
+from dpvault.resources.jobs import records
+from dpvault.resources.policies.handlers import decode_policy
+from dpvault.resources.policies.schedule import RepeatingInterval, parse_repeating_interval, zone
+from dpvault.resources.policies.schema import AzureBackupRule, BackupPolicy, ScheduleBasedTriggerContext
+from dpvault.secrets import SecretNotFoundError, SecretResolver, SecretUnavailableError
+from dpvault.services import Services
+from dpvault.store import ResourceRow, Tx
+
+log = structlog.get_logger("dpvault.protection")
+
+JOB_BACKUP = "protection.backup"
+POSTGRES_TYPES = {
+    "microsoft.dbforpostgresql/servers/databases",
+    "ossdb",
+    "microsoft.dbforpostgresql/flexibleservers/databases",
+}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    rule: AzureBackupRule
+    intervals: list[RepeatingInterval]
+
+    def latest_at_or_before(self, t: float) -> float | None:
+        moment = datetime.fromtimestamp(t, UTC)
+        found = [o for o in (i.latest_at_or_before(moment) for i in self.intervals) if o is not None]
+        return max(found).timestamp() if found else None
+
+    def next_after(self, t: float) -> float | None:
+        moment = datetime.fromtimestamp(t, UTC)
+        found = [o for o in (i.next_after(moment) for i in self.intervals) if o is not None]
+        return min(found).timestamp() if found else None
+
+
+def schedules(policy: BackupPolicy) -> list[Schedule]:
+    out = []
+    for rule in policy.policyRules:
+        if isinstance(rule, AzureBackupRule) and isinstance(rule.trigger, ScheduleBasedTriggerContext):
+            tz = zone(rule.trigger.schedule.timeZone)
+            intervals = [
+                parse_repeating_interval(t).in_zone(tz) for t in rule.trigger.schedule.repeatingTimeIntervals
+            ]
+            out.append(Schedule(rule, intervals))
+    return out
+
+
+def backup_rule(policy: BackupPolicy, name: str | None) -> AzureBackupRule | None:
+    rules = [r for r in policy.policyRules if isinstance(r, AzureBackupRule)]
+    if name is None:
+        return rules[0] if rules else None
+    return next((r for r in rules if r.name.lower() == name.lower()), None)
+
+
+def vault_name_of(instance_id: str) -> str:
+    """The vault name, as last spelled, from an instance id .../backupVaults/{vault}/backupInstances/{name}."""
+    parts = instance_id.split("/")
+    return parts[-3] if len(parts) >= 3 else ""
+
+
+def object_prefix(vault_key: str, instance_key: str) -> str:
+    """Datastore keys never contain names from requests: hashes of the ids do."""
+    v = hashlib.sha256(vault_key.encode()).hexdigest()[:24]
+    i = hashlib.sha256(instance_key.encode()).hexdigest()[:24]
+    return f"{v}/{i}"
+
+
+class Protection:
+    def __init__(
+        self, svc: Services, engine: PostgresEngine, datastore: LocalDatastore, secrets: SecretResolver
+    ) -> None:
+        self.svc = svc
+        self.engine = engine
+        self.datastore = datastore
+        self.secrets = secrets
+
+    # -- credentials and validation ----------------------------------------------------------
+
+    async def connection(self, bi: BackupInstance) -> dict[str, str]:
+        creds = bi.datasourceAuthCredentials
+        uri = creds.secretStoreResource.uri if creds and creds.secretStoreResource else None
+        if not uri:
+            raise no_credentials()
+        try:
+            value = await self.secrets.get(uri)
+        except SecretNotFoundError:
+            raise secret_not_found(uri) from None
+        except SecretUnavailableError as exc:
+            raise UserError(
+                "UserErrorSecretStoreUnavailable",
+                str(exc),
+                "Check that dpvault may read the secret store.",
+                retryable=True,
+            ) from None
+        return connstr.parse(value)
+
+    async def validate(self, bi: BackupInstance) -> ServerInfo | None:
+        """The deep checks: None for datasource types dpvault has no engine for (shallow only)."""
+        if (bi.dataSourceInfo.datasourceType or "").lower() not in POSTGRES_TYPES:
+            return None
+        params = await self.connection(bi)
+        return await self.engine.validate(params, bi.dataSourceInfo.resourceName)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def protect(self, tx: Tx, instance: ResourceRow, policy_row: ResourceRow) -> None:
+        """Start (or restart) an instance's schedule: the next occurrence after now, no catch-up."""
+        now = self.svc.now()
+        policy = decode_policy(policy_row.body).properties
+        latest = [s.latest_at_or_before(now) for s in schedules(policy)]
+        nexts = [s.next_after(now) for s in schedules(policy)]
+        await tx.upsert_protected_item(
+            instance.key,
+            vault_key=instance.parent_key,
+            policy_key=policy_row.key,
+            state="active",
+            last_occurrence=max((x for x in latest if x is not None), default=None),
+            next_due_at=min((x for x in nexts if x is not None), default=None),
+            updated_at=now,
+        )
+
+    # -- backups -----------------------------------------------------------------------------
+
+    async def start_backup(
+        self,
+        tx: Tx,
+        *,
+        instance: ResourceRow,
+        rule_name: str,
+        tag: str | None,
+        occurrence: float | None,
+        user_triggered: bool,
+    ) -> str | None:
+        """Record a backup job and enqueue it; None if this occurrence was already enqueued."""
+        now = self.svc.now()
+        bi = instance_rules.decode_instance(instance.body)
+        dedupe = f"backup:{instance.key}:{occurrence!r}" if occurrence is not None else None
+        job_id = str(uuid.uuid4())
+        payload = {
+            "job": job_id,
+            "instance": instance.key,
+            "rule": rule_name,
+            "tag": tag,
+            "occurrence": occurrence,
+        }
+        if not await tx.enqueue(
+            JOB_BACKUP, msgspec.json.encode(payload), now=self.svc.real_now(), dedupe_key=dedupe
+        ):
+            return None
+        details = {"PolicyRuleName": rule_name}
+        if tag:
+            details["RetentionTag"] = tag
+        if occurrence is not None:
+            details["ScheduledTime"] = from_timestamp(occurrence)
+        await records.create(
+            tx, now=now, subscription=bi.id.split("/")[2] if bi.id else instance.subscription,
+            vault_key=instance.parent_key, vault_name=vault_name_of(bi.id or ""), instance_key=instance.key,
+            instance_id=bi.id, instance=bi.properties, operation="Backup", category="Backup",
+            user_triggered=user_triggered, details=details, job_id=job_id, start_time=occurrence,
+        )  # fmt: skip
+        return job_id
+
+    async def run_backup(self, payload: dict[str, Any]) -> None:
+        """The job: dump, check, publish, record. User errors end the job Failed (no retry)."""
+        job_id = payload["job"]
+        async with self.svc.store.read() as tx:
+            job = await tx.backup_job(job_id)
+            instance = await tx.resource(payload["instance"])
+        if job is None or job.terminal:
+            self.datastore.discard_owner(job_id)
+            return
+        if instance is None:
+            await self._fail(
+                job_id,
+                UserError("UserErrorBackupInstanceNotFound", "The backup instance was deleted.", "None."),
+            )
+            return
+        bi = instance_rules.decode_instance(instance.body).properties
+        # This job holds the lease now: whatever an earlier attempt staged is dead.
+        self.datastore.discard_owner(job_id)
+        staged = self.datastore.stage(job_id)
+        toucher = asyncio.create_task(self._keep_fresh(staged))
+        try:
+            params = await self.connection(bi)
+            await self.engine.dump(params, self.datastore, staged)
+            staged._close(sync=True)
+            tables = await self.engine.archive_tables(staged.path)
+            rp_id = str(uuid.uuid4())
+            key = f"{object_prefix(instance.parent_key, instance.key)}/{rp_id}.dump"
+            size, sha = staged.size, staged.sha256
+            self.datastore.publish(staged, key)
+            if self.datastore.hash(key) != (size, sha):
+                self.datastore.delete(key)
+                raise UserError("UserErrorBackupVerificationFailed", "The stored backup does not match what was written.",
+                                "Check the vault datastore's disk, then retry.", retryable=True)  # fmt: skip
+        except UserError as exc:
+            self.datastore.discard(staged)
+            await self._fail(job_id, exc)
+            return
+        except BaseException:
+            self.datastore.discard(staged)
+            raise
+        finally:
+            toucher.cancel()
+        await self._record(payload, job_id, instance, rp_id, key, size, sha, tables)
+        await self.sweep(staging_only=True)
+
+    async def _keep_fresh(self, staged: Any) -> None:
+        """Touch a staging file while its backup runs, so the sweep (which removes staging files
+        untouched for two leases: their writer died) never takes a live one, even if pg_dump stalls."""
+        interval = max(0.5, self.svc.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(OSError):
+                os.utime(staged.path)
+
+    async def sweep(self, *, staging_only: bool = False) -> int:
+        """Remove staging leftovers of dead backups and (unless ``staging_only``) objects no
+        recovery point refers to."""
+        referenced = None
+        if not staging_only:
+            async with self.svc.store.read() as tx:
+                keys = await tx.all_recovery_point_keys()
+            referenced = keys | {k.removesuffix(".dump") + ".json" for k in keys}
+        stale = 2 * self.svc.settings.lease_seconds
+        removed = await asyncio.to_thread(self.datastore.sweep, stale_after=stale, referenced=referenced)
+        if removed:
+            log.info("datastore sweep", removed=removed)
+        return removed
+
+    async def _record(
+        self,
+        payload: dict[str, Any],
+        job_id: str,
+        instance: ResourceRow,
+        rp_id: str,
+        key: str,
+        size: int,
+        sha: str,
+        tables: int,
+    ) -> None:
+        tools = self.engine.tools
+
+        async def write(tx: Tx) -> bool:
+            job = await tx.backup_job(job_id)
+            current = await tx.resource(instance.key)
+            if job is None or job.terminal or current is None:
+                return False
+            bi = instance_rules.decode_instance(current.body).properties
+            policy_row = await tx.resource(bi.policyInfo.policyId.lower())
+            if policy_row is None:
+                return False
+            policy = decode_policy(policy_row.body).properties
+            rule = backup_rule(policy, payload.get("rule"))
+            data_store = rule.dataStore.dataStoreType if rule else "VaultStore"
+            when = payload.get("occurrence") or job.start_time
+            tag = payload.get("tag")
+            if not tag:
+                criteria = (
+                    rule.trigger.taggingCriteria
+                    if rule and isinstance(rule.trigger, ScheduleBasedTriggerContext)
+                    else []
+                )
+                tz = (
+                    zone(rule.trigger.schedule.timeZone)
+                    if rule and isinstance(rule.trigger, ScheduleBasedTriggerContext)
+                    else None
+                )
+                local = datetime.fromtimestamp(when, tz or UTC)
+                earlier = [
+                    datetime.fromtimestamp(p.time, tz or UTC)
+                    for p in await tx.recovery_points_of(current.key)
+                ]
+                tag = choose_tag(criteria, local, earlier) if criteria else "Default"
+            keep = retention_for(policy, tag, data_store)
+            expiry = None
+            if keep is not None:
+                expiry = (datetime.fromtimestamp(when, UTC) + keep[1]).timestamp()
+            details = {
+                "tables": tables, "pgDumpVersion": tools.version if tools else None,
+                "objectKey": key, "deleteAfter": keep[0] if keep else None,
+            }  # fmt: skip
+            await tx.insert_recovery_point(
+                id=rp_id, instance_key=current.key, vault_key=current.parent_key, time=when, tag=tag,
+                rule_name=rule.name if rule else "", policy_name=policy_row.name,
+                policy_version=f"{policy_row.revision}.0", data_store=data_store, object_key=key, size=size,
+                sha256=sha, expiry=expiry, details=msgspec.json.encode(details), state="available",
+                created_at=self.svc.now(),
+            )  # fmt: skip
+            await records.finish(
+                tx, job_id, now=self.svc.now(), status=records.COMPLETED, size=size,
+                details={"RetentionTag": tag, "RecoveryPointId": rp_id, "SHA256": sha, "Worker": payload.get("_worker", "")},
+            )  # fmt: skip
+            return True
+
+        manifest = {
+            "format": 1, "recoveryPointId": rp_id, "instance": instance.key, "sha256": sha, "size": size,
+            "engine": "pg_dump -Fc", "pgDumpVersion": tools.version if tools else None, "tables": tables,
+        }  # fmt: skip
+        self.datastore.write_bytes(key.removesuffix(".dump") + ".json", msgspec.json.encode(manifest))
+        if not await self.svc.store.transact(write):
+            self.datastore.delete(key)
+            self.datastore.delete(key.removesuffix(".dump") + ".json")
+
+    async def _fail(self, job_id: str, exc: UserError) -> None:
+        log.info("backup job failed", job=job_id, code=exc.code)
+        await self.svc.store.transact(
+            lambda tx: records.finish(
+                tx, job_id, now=self.svc.now(), status=records.FAILED, error=exc.user_facing()
+            )
+        )
+
+    async def give_up_backup(self, payload: dict[str, Any], reason: str) -> None:
+        self.datastore.discard_owner(payload["job"])
+        await self._fail(
+            payload["job"],
+            UserError("InternalError", f"The backup could not be completed: {reason}", "Retry the backup."),
+        )

@@ -1,0 +1,1 @@
+"""Backup jobs (AzureBackupJob): every validation, backup and retention run, as the API reports it."""

@@ -1,0 +1,162 @@
+"""Creating, finishing and rendering backup-job records.
+
+A record is written when the work is asked for (same transaction as the request or schedule tick)
+and finished by whoever does the work, so ``backupJobs`` shows it InProgress meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import msgspec
+
+from dpvault.clock import from_timestamp
+from dpvault.resources.instances.schema import BackupInstance
+from dpvault.store import BackupJobRow, Tx
+
+IN_PROGRESS = "InProgress"
+COMPLETED = "Completed"
+FAILED = "Failed"
+
+_RG = re.compile(r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/", re.IGNORECASE)
+
+
+def _source(bi: BackupInstance | None) -> dict[str, Any]:
+    if bi is None:
+        return {}
+    ds = bi.dataSourceInfo
+    match = _RG.search(ds.resourceID + "/")
+    info: dict[str, Any] = {
+        "dataSourceId": ds.resourceID,
+        "dataSourceName": ds.resourceName or ds.resourceID.rstrip("/").rsplit("/", 1)[-1],
+        "dataSourceType": ds.datasourceType or ds.resourceType or "",
+        "dataSourceLocation": ds.resourceLocation or "",
+        "sourceResourceGroup": match.group(2) if match else "",
+        "sourceSubscriptionID": match.group(1) if match else "",
+        "backupInstanceFriendlyName": bi.friendlyName or ds.resourceName or "",
+        "policyId": bi.policyInfo.policyId,
+        "policyName": bi.policyInfo.policyId.rstrip("/").rsplit("/", 1)[-1],
+    }
+    if bi.dataSourceSetInfo is not None:
+        info["dataSourceSetName"] = bi.dataSourceSetInfo.resourceName or ""
+    return info
+
+
+async def create(
+    tx: Tx,
+    *,
+    now: float,
+    subscription: str,
+    vault_key: str,
+    vault_name: str,
+    instance_key: str | None,
+    instance_id: str | None,
+    instance: BackupInstance | None,
+    operation: str,
+    category: str,
+    user_triggered: bool,
+    details: dict[str, str] | None = None,
+    job_id: str | None = None,
+    start_time: float | None = None,
+) -> str:
+    job_id = job_id or str(uuid.uuid4())
+    info: dict[str, Any] = {
+        "subscriptionId": subscription,
+        "vaultName": vault_name,
+        **_source(instance),
+        "additionalDetails": details or {},
+    }
+    if instance_id:
+        info["backupInstanceId"] = instance_id
+    await tx.insert_backup_job(
+        id=job_id,
+        vault_key=vault_key,
+        instance_key=instance_key,
+        operation=operation,
+        category=category,
+        status=IN_PROGRESS,
+        user_triggered=user_triggered,
+        start_time=now if start_time is None else start_time,
+        end_time=None,
+        bytes=None,
+        info=msgspec.json.encode(info),
+        error=None,
+    )
+    return job_id
+
+
+async def finish(
+    tx: Tx,
+    job_id: str,
+    *,
+    now: float,
+    status: str,
+    size: int | None = None,
+    error: dict[str, Any] | None = None,
+    details: dict[str, str] | None = None,
+) -> None:
+    """Finish a job once; a finished job never changes again."""
+    row = await tx.backup_job(job_id)
+    if row is None or row.terminal:
+        return
+    values: dict[str, Any] = {"status": status, "end_time": now}
+    if size is not None:
+        values["bytes"] = size
+    if error is not None:
+        values["error"] = msgspec.json.encode(error)
+    if details:
+        info = msgspec.json.decode(row.info)
+        info["additionalDetails"] = {**info.get("additionalDetails", {}), **details}
+        values["info"] = msgspec.json.encode(info)
+    await tx.update_backup_job(job_id, **values)
+
+
+def _duration(seconds: float) -> str:
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def render(row: BackupJobRow, vault_id: str, now: float) -> dict[str, Any]:
+    """The AzureBackupJobResource body (2023-01-01 shape)."""
+    info = msgspec.json.decode(row.info)
+    details = info.pop("additionalDetails", {})
+    end = row.end_time
+    props: dict[str, Any] = {
+        "activityID": row.id,
+        "subscriptionId": info.pop("subscriptionId", ""),
+        "vaultName": info.pop("vaultName", ""),
+        "backupInstanceFriendlyName": "",
+        "dataSourceId": "",
+        "dataSourceName": "",
+        "dataSourceType": "",
+        "dataSourceLocation": "",
+        "sourceResourceGroup": "",
+        "sourceSubscriptionID": "",
+        **info,
+        "operation": row.operation,
+        "operationCategory": row.category,
+        "status": row.status,
+        "isUserTriggered": row.user_triggered,
+        "progressEnabled": False,
+        "supportedActions": [],
+        "startTime": from_timestamp(row.start_time),
+        "duration": _duration((end if end is not None else now) - row.start_time),
+        "extendedInfo": {"additionalDetails": details},
+    }
+    if end is not None:
+        props["endTime"] = from_timestamp(end)
+    if row.bytes is not None:
+        props["extendedInfo"]["dataTransferredInBytes"] = float(row.bytes)
+    if row.error is not None:
+        error = msgspec.json.decode(row.error)
+        props["errorDetails"] = [error]
+    return {
+        "id": f"{vault_id}/backupJobs/{row.id}",
+        "name": row.id,
+        "type": "Microsoft.DataProtection/backupVaults/backupJobs",
+        "properties": props,
+    }

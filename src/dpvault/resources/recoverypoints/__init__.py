@@ -1,0 +1,1 @@
+"""Recovery points (AzureBackupDiscreteRecoveryPoint) of a backup instance: list and get."""

@@ -1,0 +1,169 @@
+"""Recovery point routes: ``GET …/backupInstances/{bi}/recoveryPoints`` ($filter on startDate/endDate,
+paged newest first) and ``…/recoveryPoints/{recoveryPointId}``."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import msgspec
+
+from dpvault import errors
+from dpvault.arm import ids
+from dpvault.arm.http import Call, Reply, encode
+from dpvault.clock import from_timestamp
+from dpvault.resources.common import check_provider_call
+from dpvault.resources.instances.rules import instance_key
+from dpvault.resources.policies.schedule import ScheduleError, parse_datetime
+from dpvault.resources.vaults.rules import require_vault
+from dpvault.services import Services
+from dpvault.store import RecoveryPointRow, ResourceRow, Tx
+
+RESOURCE_TYPE = "backupVaults/backupInstances/recoveryPoints"
+RP_TYPE = "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints"
+_CLAUSE = re.compile(r"^\s*(\w+)\s+(eq|ge|gt|le|lt)\s+'([^']*)'\s*$", re.IGNORECASE)
+_FILTER_FIELDS = {
+    "startdate",
+    "enddate",
+    "restorepointdatastoreid",
+    "isvisible",
+    "extendedinfo",
+    "restorepointstate",
+}
+
+
+def render(rp: RecoveryPointRow, instance_id: str) -> dict[str, Any]:
+    details = msgspec.json.decode(rp.details)
+    created = from_timestamp(rp.time)
+    store: dict[str, Any] = {
+        "id": rp.id,
+        "type": rp.data_store,
+        "creationTime": created,
+        "metaData": f"sha256:{rp.sha256};size:{rp.size};tables:{details.get('tables', 0)}",
+        "state": "COMMITTED",
+        "visible": True,
+    }
+    props: dict[str, Any] = {
+        "objectType": "AzureBackupDiscreteRecoveryPoint",
+        "recoveryPointId": rp.id,
+        "recoveryPointTime": created,
+        "recoveryPointType": "Full",
+        "friendlyName": rp.id,
+        "policyName": rp.policy_name,
+        "policyVersion": rp.policy_version,
+        "retentionTagName": rp.tag,
+        "retentionTagVersion": rp.policy_version,
+        "recoveryPointDataStoresDetails": [store],
+    }
+    if rp.expiry is not None:
+        props["expiryTime"] = from_timestamp(rp.expiry)
+        store["expiryTime"] = props["expiryTime"]
+    return {
+        "id": f"{instance_id}/recoveryPoints/{rp.id}",
+        "name": rp.id,
+        "type": RP_TYPE,
+        "properties": props,
+    }
+
+
+def parse_filter(text: str | None) -> tuple[float | None, float | None]:
+    """(start, end) from ``startDate eq '...' and endDate eq '...'``; other known fields are ignored."""
+    if not text:
+        return None, None
+    start = end = None
+    for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        match = _CLAUSE.match(clause)
+        if not match or match.group(1).lower() not in _FILTER_FIELDS:
+            raise errors.bad_request(
+                f"The $filter '{ids.printable(text)}' is not supported; use startDate eq '<ISO 8601>' and endDate eq '<ISO 8601>'.",
+                code="InvalidFilter",
+            )
+        field, value = match.group(1).lower(), match.group(3)
+        if field in ("startdate", "enddate"):
+            try:
+                moment = parse_datetime(value)
+            except ScheduleError:
+                raise errors.bad_request(
+                    f"'{ids.printable(value)}' is not an ISO 8601 date-time.", code="InvalidFilter"
+                ) from None
+            if moment.tzinfo is None:
+                from datetime import UTC
+
+                moment = moment.replace(tzinfo=UTC)
+            if field == "startdate":
+                start = moment.timestamp()
+            else:
+                end = moment.timestamp()
+    return start, end
+
+
+class RecoveryPointRoutes:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    async def _instance(self, tx: Tx, call: Call) -> ResourceRow:
+        p = call.params
+        sub, rg = p["subscriptionId"], ids.check_resource_group(p["resourceGroupName"])
+        vault = ids.check_resource_name(p["vaultName"], "backup vault")
+        name = ids.check_resource_name(p["backupInstanceName"], "backup instance")
+        vault_row = await require_vault(tx, sub, rg, vault)
+        row = await tx.resource(instance_key(vault_row.key, name))
+        if row is None:
+            raise errors.resource_not_found(
+                f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
+            )
+        return row
+
+    async def list(self, call: Call) -> Reply:
+        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        start, end = parse_filter(call.query.get("$filter"))
+        after = _decode_token(call.query.get("$skiptoken"))
+        size = self.svc.settings.page_size
+        async with self.svc.store.read() as tx:
+            row = await self._instance(tx, call)
+            points = await tx.recovery_points_of(row.key, start=start, end=end, after=after, limit=size + 1)
+        instance_id = msgspec.json.decode(row.body)["id"]
+        more = len(points) > size
+        points = points[:size]
+        body = b'{"value":[' + b",".join(encode(render(p, instance_id)) for p in points) + b"]"
+        if more:
+            from urllib.parse import parse_qsl, urlencode
+
+            last = points[-1]
+            token = base64.urlsafe_b64encode(f"{last.time!r}|{last.id}".encode()).decode().rstrip("=")
+            query = [
+                (k, v)
+                for k, v in parse_qsl(call.query_string, keep_blank_values=True)
+                if k.lower() != "$skiptoken"
+            ]
+            query.append(("$skipToken", token))
+            link = call.base_url + ids.url_path(*call.path.strip("/").split("/")) + "?" + urlencode(query)
+            body += b',"nextLink":' + encode(link)
+        return Reply.json(200, body + b"}")
+
+    async def get(self, call: Call) -> Reply:
+        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        rp_id = call.params["recoveryPointId"]
+        async with self.svc.store.read() as tx:
+            row = await self._instance(tx, call)
+            rp = await tx.recovery_point(rp_id.lower())
+        if rp is None or rp.instance_key != row.key or rp.state != "available":
+            raise errors.resource_not_found(
+                f"Microsoft.DataProtection/backupVaults/backupInstances/{row.name}/recoveryPoints/{rp_id}",
+                call.params["resourceGroupName"],
+            )
+        return Reply.json(200, render(rp, msgspec.json.decode(row.body)["id"]))
+
+
+def _decode_token(token: str | None) -> tuple[float, str] | None:
+    if not token:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(token.encode() + b"==").decode()
+        t, rid = text.split("|", 1)
+        return float(t), rid
+    except (ValueError, UnicodeDecodeError):
+        raise errors.bad_request(
+            f"The $skipToken '{ids.printable(token)}' is not valid.", code="InvalidSkipToken"
+        ) from None

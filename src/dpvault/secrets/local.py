@@ -1,0 +1,74 @@
+"""The local secret store: Fernet-encrypted values in the state database, keyed by normalised URI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from dpvault.identity.files import write_private
+from dpvault.store import Store
+
+KEY_ENV = "DPVAULT_SECRETS_KEY"
+KEY_FILE = "secrets.key"
+
+
+def load_key(identity_dir: Path) -> Fernet:
+    """The encryption key: ``DPVAULT_SECRETS_KEY`` if set, else a key file created on first use."""
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return Fernet(env.encode())
+    path = identity_dir / KEY_FILE
+    if not path.exists():
+        write_private(path, Fernet.generate_key(), exclusive=True)
+    return Fernet(path.read_bytes().strip())
+
+
+def uri_key(uri: str) -> str:
+    """Key Vault names are case-insensitive and a trailing slash means nothing."""
+    return uri.strip().rstrip("/").lower()
+
+
+def versionless(uri: str) -> str | None:
+    """``https://v.vault.azure.net/secrets/name/version`` -> ``.../secrets/name`` (None if no version)."""
+    parts = urlsplit(uri.strip().rstrip("/"))
+    segments = parts.path.strip("/").split("/")
+    if len(segments) == 3 and segments[0].lower() == "secrets":
+        return f"{parts.scheme}://{parts.netloc}/secrets/{segments[1]}"
+    return None
+
+
+class LocalSecretStore:
+    def __init__(self, store: Store, key: Fernet) -> None:
+        self._store = store
+        self._key = key
+
+    async def get(self, uri: str) -> str | None:
+        candidates = [uri_key(uri)]
+        base = versionless(uri)
+        if base:
+            candidates.append(uri_key(base))
+        async with self._store.read() as tx:
+            for candidate in candidates:
+                ciphertext = await tx.secret(candidate)
+                if ciphertext is not None:
+                    try:
+                        return self._key.decrypt(ciphertext).decode()
+                    except InvalidToken:
+                        raise RuntimeError(
+                            "a stored secret cannot be decrypted: the secrets key is not the one it was stored with"
+                        ) from None
+        return None
+
+    async def set(self, uri: str, value: str, *, now: float) -> None:
+        ciphertext = self._key.encrypt(value.encode())
+        await self._store.transact(lambda tx: tx.put_secret(uri_key(uri), uri.strip(), ciphertext, now=now))
+
+    async def delete(self, uri: str) -> bool:
+        return await self._store.transact(lambda tx: tx.delete_secret(uri_key(uri)))
+
+    async def list(self) -> list[str]:
+        async with self._store.read() as tx:
+            return await tx.secret_uris()
