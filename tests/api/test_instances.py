@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
-
 import uuid
+
+import httpx
 
 from tests.support import API, SUB, Env, PostgresServer, Server, instance_body, wait_operation
 
