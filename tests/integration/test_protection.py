@@ -385,3 +385,79 @@ def test_server_killed_mid_backup_resumes_after_restart_without_orphans(
         files = vault_files(server)
         assert [f.name for f in files if f.name.endswith(".partial")] == []
         assert {f.name for f in files} == {f"{points[0]['name']}.dump", f"{points[0]['name']}.json"}
+
+
+def _shift_clock(server: Server, seconds: float) -> None:
+    """Move the stored manual clock while the server is down: as if it had been off for that long."""
+    from sqlalchemy import create_engine, text
+
+    from dpvault.store.engines import sync_url
+
+    url = server.database_url or f"sqlite:///{server.data_dir / 'state.db'}"
+    engine = create_engine(sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE clock_state SET now = now + :s"), {"s": seconds})
+    engine.dispose()
+
+
+def test_after_downtime_one_catch_up_backup_not_a_storm(
+    make_server: Callable[..., Server], source_pg: PostgresServer
+) -> None:
+    server = make_server("--clock", "manual")
+    db = make_sample_database(source_pg, customers=20, orders=20)
+    with server.client() as client:
+        p = Protected(server, client, source_pg, db).create()
+        assert p.put()["status"] == "Succeeded"
+    server.stop()
+    _shift_clock(server, 5 * 86400)  # five daily occurrences missed
+    server.start()
+    with server.client() as client:
+        p.client = p.env.client = client
+        now = datetime.fromisoformat(client.get("/dpvault/clock").json()["now"].replace("0Z", "+00:00"))
+        latest = now.replace(hour=2, minute=0, second=0, microsecond=0)
+        if latest > now:
+            latest -= timedelta(days=1)
+        deadline = time.monotonic() + 30
+        while not (
+            backups := [j["properties"] for j in p.jobs() if j["properties"]["operation"] == "Backup"]
+        ):
+            assert time.monotonic() < deadline, "no catch-up backup"
+            time.sleep(0.1)
+        assert len(backups) == 1
+        assert backups[0]["startTime"] == _iso(latest)
+        assert p.wait_job(backups[0]["activityID"])["status"] == "Completed"
+        _advance(client, 86400)
+        backups = [j["properties"] for j in p.jobs() if j["properties"]["operation"] == "Backup"]
+        assert sorted(b["startTime"] for b in backups) == [_iso(latest), _iso(latest + timedelta(days=1))]
+
+
+def test_recovery_point_filter_and_instance_delete_removes_backup_data(
+    server: Server, client: httpx.Client, source_pg: PostgresServer
+) -> None:
+    db = make_sample_database(source_pg, customers=20, orders=20)
+    p = Protected(server, client, source_pg, db).create()
+    assert p.put()["status"] == "Succeeded"
+    for _ in range(3):
+        assert p.wait_job(p.backup())["status"] == "Completed"
+    points = p.points()
+    assert len(points) == 3
+    times = sorted(rp["properties"]["recoveryPointTime"] for rp in points)
+    assert [rp["properties"]["recoveryPointTime"] for rp in points] == sorted(
+        times, reverse=True
+    )  # newest first
+    base = f"{p.env.instance_path(p.name)}/recoveryPoints"
+    r = client.get(
+        base, params={"api-version": API, "$filter": f"startDate eq '{times[1]}' and endDate eq '{times[2]}'"}
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(rp["properties"]["recoveryPointTime"] for rp in r.json()["value"]) == times[1:]
+    bad = client.get(base, params={"api-version": API, "$filter": "color eq 'red'"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "InvalidFilter"
+    ids = {rp["name"] for rp in points}
+    assert ids <= {f.name.split(".")[0] for f in vault_files(server)}
+
+    r = client.delete(f"{p.env.instance_path(p.name)}?api-version={API}")
+    assert r.status_code == 202
+    assert wait_operation(client, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
+    assert not ids & {f.name.split(".")[0] for f in vault_files(server)}
+    assert client.get(f"{p.env.instance_path(p.name)}/recoveryPoints?api-version={API}").status_code == 404

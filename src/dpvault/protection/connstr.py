@@ -66,8 +66,9 @@ def _split_ado(text: str) -> list[tuple[str, str]]:
         if i >= n:
             break
         eq = text.find("=", i)
-        if eq == -1:
-            raise _invalid("a part has no '='")
+        semi = text.find(";", i)
+        if eq == -1 or (semi != -1 and semi < eq):
+            raise _invalid("a part has no '=' (quote values that contain ';')")
         key = text[i:eq].strip().lower()
         i = eq + 1
         while i < n and text[i] == " ":

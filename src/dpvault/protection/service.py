@@ -278,7 +278,8 @@ class Protection:
             policy = decode_policy(policy_row.body).properties
             rule = backup_rule(policy, payload.get("rule"))
             data_store = rule.dataStore.dataStoreType if rule else "VaultStore"
-            when = payload.get("occurrence") or job.start_time
+            # Times are kept to the microsecond, as they are written out (7 digits, the last one 0).
+            when = round(payload.get("occurrence") or job.start_time, 6)
             tag = payload.get("tag")
             if not tag:
                 criteria = (

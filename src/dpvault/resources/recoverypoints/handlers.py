@@ -91,10 +91,11 @@ def parse_filter(text: str | None) -> tuple[float | None, float | None]:
                 from datetime import UTC
 
                 moment = moment.replace(tzinfo=UTC)
+            # times are shown to the microsecond; compare at that precision
             if field == "startdate":
-                start = moment.timestamp()
+                start = moment.timestamp() - 5e-7
             else:
-                end = moment.timestamp()
+                end = moment.timestamp() + 5e-7
     return start, end
 
 
