@@ -461,3 +461,22 @@ def test_recovery_point_filter_and_instance_delete_removes_backup_data(
     assert wait_operation(client, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
     assert not ids & {f.name.split(".")[0] for f in vault_files(server)}
     assert client.get(f"{p.env.instance_path(p.name)}/recoveryPoints?api-version={API}").status_code == 404
+
+
+def test_deleting_the_resource_group_deletes_its_backup_data(
+    server: Server, client: httpx.Client, source_pg: PostgresServer
+) -> None:
+    db = make_sample_database(source_pg, customers=20, orders=20)
+    p = Protected(server, client, source_pg, db).create()
+    assert p.put()["status"] == "Succeeded"
+    assert p.wait_job(p.backup())["status"] == "Completed"
+    (rp,) = p.points()
+    assert any(f.name.startswith(rp["name"]) for f in vault_files(server))
+    r = client.delete(
+        f"/subscriptions/{p.env.vault_path.split('/')[2]}/resourceGroups/{p.env.rg}?api-version=2021-04-01"
+    )
+    assert r.status_code == 200, r.text
+    assert not any(f.name.startswith(rp["name"]) for f in vault_files(server))
+    # a vault of the same name starts empty: no jobs or points of its predecessor
+    p.create()
+    assert p.jobs() == []

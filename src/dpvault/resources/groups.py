@@ -18,7 +18,7 @@ from dpvault.arm.schema import decode
 from dpvault.resources.common import check_tags
 from dpvault.resources.schema import Base
 from dpvault.services import Services
-from dpvault.store import ResourceRow, Tx
+from dpvault.store import RecoveryPointRow, ResourceRow, Tx
 from dpvault.types import Kind
 
 
@@ -139,20 +139,31 @@ class ResourceGroupRoutes:
         sub, rg = self._check(call)
         key = group_key(sub, rg)
 
-        async def write(tx: Tx) -> bool:
+        async def write(tx: Tx) -> tuple[bool, list[str], list[RecoveryPointRow]]:
             row = await tx.resource(key)
             if row is None:
-                return False
+                return False, [], []
             busy = await tx.busy_resources(rg_key=key)
             if busy:
                 raise errors.conflict(
                     f"Resource group '{rg}' cannot be deleted while operations run on: {', '.join(busy[:5])}.",
                     code="ResourceGroupDeletionBlocked",
                 )
+            vaults = [v.key for v in await tx.resources_by(Kind.VAULT.value, rg_key=key)]
+            points = await tx.recovery_points_in_vaults(vaults)
+            for rp in points:
+                await tx.update_recovery_point(rp.id, state="deleting")
+            await tx.forget_vaults(vaults)
             await tx.delete_resources(rg_key=key)
-            return True
+            return True, vaults, points
 
-        existed = await self.svc.store.transact(write)
+        existed, vaults, points = await self.svc.store.transact(write)
+        if points and self.svc.protection is not None:
+            # Backup data goes with the group (ARM deletes what a group contains): objects, then rows.
+            from dpvault.protection.retention import delete_objects
+
+            await delete_objects(self.svc.protection.datastore, points)
+            await self.svc.store.transact(lambda tx: tx.delete_recovery_points_in_vaults(vaults))
         return Reply.empty(200 if existed else 204)
 
     async def list(self, call: Call) -> Reply:

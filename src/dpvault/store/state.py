@@ -371,6 +371,26 @@ class Tx:
     async def delete_recovery_point(self, rp_id: str) -> None:
         await self._conn.execute(delete(recovery_points).where(recovery_points.c.id == rp_id))
 
+    async def recovery_points_in_vaults(self, vault_keys: Sequence[str]) -> list[RecoveryPointRow]:
+        if not vault_keys:
+            return []
+        stmt = select(recovery_points).where(recovery_points.c.vault_key.in_(list(vault_keys)))
+        return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def forget_vaults(self, vault_keys: Sequence[str]) -> None:
+        """Everything protection keeps about these vaults, beside their resources: schedules, jobs."""
+        if not vault_keys:
+            return
+        keys = list(vault_keys)
+        await self._conn.execute(delete(protected_items).where(protected_items.c.vault_key.in_(keys)))
+        await self._conn.execute(delete(backup_jobs).where(backup_jobs.c.vault_key.in_(keys)))
+
+    async def delete_recovery_points_in_vaults(self, vault_keys: Sequence[str]) -> None:
+        if vault_keys:
+            await self._conn.execute(
+                delete(recovery_points).where(recovery_points.c.vault_key.in_(list(vault_keys)))
+            )
+
     async def recovery_point_ids_in_vault(self, vault_key: str) -> set[str]:
         stmt = select(recovery_points.c.id).where(recovery_points.c.vault_key == vault_key)
         return set((await self._conn.execute(stmt)).scalars().all())

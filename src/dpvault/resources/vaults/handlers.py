@@ -208,6 +208,7 @@ class VaultRoutes:
                 )
             await tx.delete_resources(parent_key=key)
             await tx.delete_resource(key)
+            await tx.forget_vaults([key])
             return True
 
         existed = await self.svc.store.transact(write)
