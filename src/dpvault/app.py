@@ -23,12 +23,14 @@ from dpvault.identity.tokens import Verifier
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.clock import ClockRoutes
 from dpvault.resources.groups import ResourceGroupRoutes
+from dpvault.resources.instances.actions import TRANSITIONS, ActionRoutes
 from dpvault.resources.instances.handlers import InstanceRoutes
 from dpvault.resources.jobs.handlers import JobRoutes
 from dpvault.resources.operations import OperationRoutes
 from dpvault.resources.policies.handlers import PolicyRoutes
 from dpvault.resources.provider import ProviderRoutes
 from dpvault.resources.recoverypoints.handlers import RecoveryPointRoutes
+from dpvault.resources.restores.handlers import RestoreRoutes
 from dpvault.resources.vaults.handlers import VaultRoutes
 from dpvault.runtime import Runtime
 from dpvault.services import Services
@@ -55,6 +57,8 @@ def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
     points = RecoveryPointRoutes(svc)
     jobs = JobRoutes(svc)
     clock = ClockRoutes(svc, timekeeper)
+    restores = RestoreRoutes(svc)
+    actions = ActionRoutes(svc)
     r = Router()
     # Microsoft.Resources stubs
     r.add(_S + "/resourcegroups", {"GET": groups.list}, api="resources")
@@ -77,6 +81,11 @@ def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
     r.add(_BI, {"PUT": instances.put, "GET": instances.get, "DELETE": instances.delete})
     r.add(_V + "/validateForBackup", {"POST": instances.validate_for_backup})
     r.add(_BI + "/backup", {"POST": instances.backup})
+    r.add(_BI + "/restore", {"POST": restores.restore})
+    r.add(_BI + "/validateRestore", {"POST": restores.validate_restore})
+    for action in TRANSITIONS:
+        r.add(_BI + f"/{action}", {"POST": actions.route(action)})
+    r.add(_BI + "/sync", {"POST": actions.sync})
     r.add(_BI + "/recoveryPoints", {"GET": points.list})
     r.add(_BI + "/recoveryPoints/{recoveryPointId}", {"GET": points.get})
     # backup jobs
@@ -85,6 +94,7 @@ def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
     # dpvault's own: the controllable clock
     r.add("/dpvault/clock", {"GET": clock.get}, api="none")
     r.add("/dpvault/clock/advance", {"POST": clock.advance}, api="none")
+    r.add("/dpvault/restoreDrills", {"POST": restores.drill}, api="none")
     # long-running operations
     r.add(_S + _DP + "/locations/{location}/operationStatus/{operationId}", {"GET": ops.status})
     r.add(_RG + _DP + "/operationStatus/{operationId}", {"GET": ops.status})

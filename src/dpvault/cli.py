@@ -83,6 +83,19 @@ def serve(
             "--key-vault", help="Also resolve secrets from Azure Key Vault (DefaultAzureCredential)."
         ),
     ] = False,
+    restore_drills: Annotated[
+        bool,
+        typer.Option(
+            "--restore-drills", help="Drill-restore every backup (else opt in per instance or vault by tag)."
+        ),
+    ] = False,
+    restore_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--restore-root",
+            help="Directory restore-as-files may write into (repeat; default <data-dir>/restores).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_json: Annotated[
         bool, typer.Option("--log-json", help="Log JSON lines instead of key=value.")
@@ -124,6 +137,8 @@ def serve(
         pg_dump=pg_dump,
         vault_store=vault_store.resolve() if vault_store else None,
         key_vault=key_vault,
+        restore_drills=restore_drills,
+        restore_roots=tuple(p.resolve() for p in restore_root or ()),
     )
     ssl: dict[str, str] = {}
     ca_line = ""
@@ -190,6 +205,8 @@ def worker(
         float, typer.Option(help="Job lease; a dead worker's job is re-run after it.")
     ] = 15.0,
     key_vault: Annotated[bool, typer.Option("--key-vault", help="As for serve.")] = False,
+    restore_drills: Annotated[bool, typer.Option("--restore-drills", help="As for serve.")] = False,
+    restore_root: Annotated[list[Path] | None, typer.Option("--restore-root", help="As for serve.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run background work only (jobs, schedules, retention) against a shared database."""
@@ -203,6 +220,7 @@ def worker(
     settings = Settings(
         data_dir=data_dir.resolve(), database_url=database_url, clock=clock, pg_dump=pg_dump,
         vault_store=vault_store.resolve() if vault_store else None, lease_seconds=lease_seconds, key_vault=key_vault,
+        restore_drills=restore_drills, restore_roots=tuple(p.resolve() for p in restore_root or ()),
     )  # fmt: skip
 
     async def run() -> None:
@@ -217,6 +235,82 @@ def worker(
         await runtime.stop()
 
     asyncio.run(run())
+
+
+@app.command()
+def verify(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: Annotated[
+        str | None, typer.Option(envvar="DPVAULT_DATABASE_URL", help="As for serve.")
+    ] = None,
+    vault_store: Annotated[Path | None, typer.Option(help="As for serve.")] = None,
+    vault: Annotated[str | None, typer.Option("--vault", help="Only this vault (name).")] = None,
+    instance: Annotated[
+        str | None, typer.Option("--instance", help="Only this backup instance (name).")
+    ] = None,
+) -> None:
+    """Check every recovery point's bytes against its SHA-256; exit 1 if any is corrupt or missing."""
+    import asyncio
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.table import Table
+
+    from dpvault.datastores import LocalDatastore
+    from dpvault.store import RecoveryPointRow, Store
+
+    settings = Settings(
+        data_dir=data_dir.resolve(),
+        database_url=database_url,
+        vault_store=vault_store.resolve() if vault_store else None,
+    )
+
+    async def load() -> list[RecoveryPointRow]:
+        store = await Store.open(settings.resolved_database_url)
+        try:
+            async with store.read() as tx:
+                return await tx.all_recovery_points()
+        finally:
+            await store.close()
+
+    def named(key: str, collection: str, name: str | None) -> bool:
+        if name is None:
+            return True
+        parts = key.split("/")
+        return collection in parts and parts[parts.index(collection) + 1] == name.lower()
+
+    points = [
+        rp
+        for rp in asyncio.run(load())
+        if named(rp.instance_key, "backupvaults", vault)
+        and named(rp.instance_key, "backupinstances", instance)
+    ]
+    datastore = LocalDatastore(settings.vault_store_dir)
+    bad: list[tuple[str, str, str]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("verifying", total=sum(rp.size for rp in points))
+        for rp in points:
+            name = rp.instance_key.rsplit("/", 1)[-1]
+            try:
+                if datastore.hash(rp.object_key) != (rp.size, rp.sha256):
+                    bad.append((rp.id, name, "corrupt: SHA-256 differs"))
+            except FileNotFoundError:
+                bad.append((rp.id, name, "missing"))
+            progress.advance(task, rp.size)
+    console = Console()
+    if bad and console.is_terminal:
+        table = Table(title="recovery points that fail verification")
+        for column in ("recovery point", "backup instance", "problem"):
+            table.add_column(column, no_wrap=True)
+        for row in bad:
+            table.add_row(*row)
+        console.print(table)
+    elif bad:
+        for rp_id, name, problem in bad:
+            typer.echo(f"BAD {rp_id} instance={name} {problem}")
+    typer.echo(f"{len(points)} recovery points checked: {len(points) - len(bad)} ok, {len(bad)} bad")
+    if bad:
+        raise typer.Exit(1)
 
 
 secrets_app = typer.Typer(

@@ -13,9 +13,11 @@ from dpvault.clock import Clock, ManualClock
 from dpvault.datastores import LocalDatastore
 from dpvault.jobs.worker import JobType, Worker
 from dpvault.protection.postgres import PostgresEngine, find_tools
+from dpvault.protection.restore import Restorer
+from dpvault.protection.restore_jobs import JOB_RESTORE, JOB_VALIDATE_RESTORE, RestoreJobs
 from dpvault.protection.retention import Retention
 from dpvault.protection.scheduler import Scheduler
-from dpvault.protection.service import JOB_BACKUP, Protection
+from dpvault.protection.service import JOB_BACKUP, JOB_DRILL, Protection
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.instances import lifecycle
 from dpvault.resources.vaults import handlers as vault_handlers
@@ -26,14 +28,27 @@ from dpvault.settings import Settings
 from dpvault.store import Store
 
 
-def job_types(protection: Protection) -> dict[str, JobType]:
+def job_types(protection: Protection, restores: RestoreJobs) -> dict[str, JobType]:
     async def backup(_svc: Services, payload: dict[str, Any]) -> None:
         await protection.run_backup(payload)
 
     async def backup_give_up(_svc: Services, payload: dict[str, Any], reason: str) -> None:
         await protection.give_up_backup(payload, reason)
 
+    def bound(method: Any) -> Any:
+        async def run(_svc: Services, payload: dict[str, Any]) -> None:
+            await method(payload)
+
+        return run
+
+    async def restore_give_up(_svc: Services, payload: dict[str, Any], reason: str) -> None:
+        await restores.give_up(payload, reason)
+
     return {
+        JOB_RESTORE: JobType(bound(restores.restore), restore_give_up),
+        JOB_VALIDATE_RESTORE: JobType(bound(restores.validate), restore_give_up),
+        JOB_DRILL: JobType(bound(restores.drill), restore_give_up),
+        lifecycle.JOB_SYNC: JobType(lifecycle.sync, lifecycle.give_up),
         vault_handlers.JOB_PROVISION: JobType(vault_handlers.provision, vault_handlers.give_up),
         lifecycle.JOB_CONFIGURE: JobType(lifecycle.configure, lifecycle.give_up),
         lifecycle.JOB_DELETE: JobType(lifecycle.delete, lifecycle.give_up),
@@ -78,6 +93,7 @@ class Runtime:
             svc, PostgresEngine(find_tools(settings.pg_dump)), datastore, SecretResolver(providers)
         )
         svc.protection = protection
+        restores = RestoreJobs(svc, Restorer(protection, settings.restore_dirs))
         self.scheduler = Scheduler(protection, Retention(svc, datastore))
         if isinstance(clock, ManualClock):
             self.timekeeper = Timekeeper(svc, clock, self.scheduler)
@@ -85,7 +101,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.timekeeper.follow()))
         # 5. background work: the job worker and the scheduler
         if settings.run_worker:
-            self.worker = Worker(svc, job_types(protection))
+            self.worker = Worker(svc, job_types(protection, restores))
             self._tasks.append(asyncio.create_task(self.worker.run()))
             await protection.sweep()
             self._tasks.append(asyncio.create_task(self.scheduler.run()))

@@ -47,6 +47,10 @@ class Settings:
     # Where backup bytes live (the vault datastore); default <data-dir>/vault.
     vault_store: Path | None = None
     key_vault: bool = False
+    # Restore drills after every backup of every instance (else opt in with the tag dpvault-restore-drill).
+    restore_drills: bool = False
+    # Directories restore-as-files may write into (default <data-dir>/restores).
+    restore_roots: tuple[Path, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -66,3 +70,7 @@ class Settings:
     @property
     def vault_store_dir(self) -> Path:
         return self.vault_store or self.data_dir / "vault"
+
+    @property
+    def restore_dirs(self) -> list[Path]:
+        return list(self.restore_roots) or [self.data_dir / "restores"]

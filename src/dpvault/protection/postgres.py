@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from dpvault.datastores import LocalDatastore, Staged
+from dpvault.protection import fingerprint as fp
 from dpvault.protection.errors import UserError
 
 CHUNK = 1 << 20
@@ -209,13 +210,38 @@ class PostgresEngine:
                 )
             return ServerInfo(str(database), version, major)
 
-    async def dump(self, params: dict[str, str], datastore: LocalDatastore, staged: Staged) -> None:
-        """Stream ``pg_dump -Fc`` into ``staged``. Raises UserError if pg_dump fails."""
+    async def dump(
+        self, params: dict[str, str], datastore: LocalDatastore, staged: Staged, *, fingerprint: bool = False
+    ) -> dict[str, list[Any]] | None:
+        """Stream ``pg_dump -Fc`` into ``staged``; with ``fingerprint``, also count and checksum every
+        table in the very snapshot pg_dump dumps. Raises UserError if pg_dump fails."""
+        if not fingerprint:
+            await self._dump(params, staged, None)
+            return None
+        connect = {k: v for k, v in params.items() if k != "connect_timeout"}
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                **connect, connect_timeout=self.connect_timeout, application_name="dpvault", autocommit=True
+            )
+        except psycopg.Error as exc:
+            raise _connect_error(exc, params) from None
+        async with conn:
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = (await (await conn.execute("SELECT pg_export_snapshot()")).fetchone() or [""])[0]
+            prints = await fp.take(conn)
+            await self._dump(params, staged, snapshot)  # the snapshot lives while this transaction is open
+            await conn.execute("COMMIT")
+        return prints
+
+    async def _dump(self, params: dict[str, str], staged: Staged, snapshot: str | None) -> None:
         tools = self._require_tools()
+        argv = [tools.pg_dump, "-Fc", "--no-password"]
+        if snapshot:
+            argv.append(f"--snapshot={snapshot}")
         with tempfile.TemporaryFile() as stderr:
             # A blocking pipe, read by a thread (no event-loop hop per chunk): fixed argv, no shell.
             proc = subprocess.Popen(  # noqa: S603, ASYNC220
-                [tools.pg_dump, "-Fc", "--no-password"],
+                argv,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 env=_env(params),
@@ -250,7 +276,7 @@ class PostgresEngine:
                 "Retry the backup; if it fails again, check the database for corruption.",
             )
         return sum(
-            1 for line in out.decode(errors="replace").splitlines() if re.search(r"\d+ TABLE \S+ ", line)
+            1 for line in out.decode(errors="replace").splitlines() if re.search(r"\d+ TABLE (?!DATA )\S+ ", line)
         )
 
 

@@ -35,6 +35,8 @@ from dpvault.store import ResourceRow, Tx
 log = structlog.get_logger("dpvault.protection")
 
 JOB_BACKUP = "protection.backup"
+JOB_DRILL = "protection.drill"
+DRILL_TAG = "dpvault-restore-drill"
 POSTGRES_TYPES = {
     "microsoft.dbforpostgresql/servers/databases",
     "ossdb",
@@ -205,9 +207,10 @@ class Protection:
         self.datastore.discard_owner(job_id)
         staged = self.datastore.stage(job_id)
         toucher = asyncio.create_task(self._keep_fresh(staged))
+        drill = await self.drills_enabled(instance)
         try:
             params = await self.connection(bi)
-            await self.engine.dump(params, self.datastore, staged)
+            prints = await self.engine.dump(params, self.datastore, staged, fingerprint=drill)
             staged._close(sync=True)
             tables = await self.engine.archive_tables(staged.path)
             rp_id = str(uuid.uuid4())
@@ -227,8 +230,27 @@ class Protection:
             raise
         finally:
             toucher.cancel()
-        await self._record(payload, job_id, instance, rp_id, key, size, sha, tables)
+        await self._record(payload, job_id, instance, rp_id, key, size, sha, tables, prints, drill)
         await self.sweep(staging_only=True)
+
+    async def drills_enabled(self, instance: ResourceRow) -> bool:
+        """Opt-in: ``serve --restore-drills``, or the tag dpvault-restore-drill=after-backup on the
+        instance or its vault."""
+        if self.svc.settings.restore_drills:
+            return True
+        async with self.svc.store.read() as tx:
+            vault = await tx.resource(instance.parent_key)
+        for row in (instance, vault):
+            tags = (msgspec.json.decode(row.body).get("tags") or {}) if row else {}
+            for key, value in tags.items():
+                if key.lower() == DRILL_TAG and str(value).strip().lower() in (
+                    "after-backup",
+                    "afterbackup",
+                    "true",
+                    "on",
+                ):
+                    return True
+        return False
 
     async def _keep_fresh(self, staged: Any) -> None:
         """Touch a staging file while its backup runs, so the sweep (which removes staging files
@@ -263,6 +285,8 @@ class Protection:
         size: int,
         sha: str,
         tables: int,
+        prints: dict[str, list[Any]] | None = None,
+        drill: bool = False,
     ) -> None:
         tools = self.engine.tools
 
@@ -306,6 +330,8 @@ class Protection:
                 "tables": tables, "pgDumpVersion": tools.version if tools else None,
                 "objectKey": key, "deleteAfter": keep[0] if keep else None,
             }  # fmt: skip
+            if prints is not None:
+                details["fingerprint"] = prints
             await tx.insert_recovery_point(
                 id=rp_id, instance_key=current.key, vault_key=current.parent_key, time=when, tag=tag,
                 rule_name=rule.name if rule else "", policy_name=policy_row.name,
@@ -317,6 +343,8 @@ class Protection:
                 tx, job_id, now=self.svc.now(), status=records.COMPLETED, size=size,
                 details={"RetentionTag": tag, "RecoveryPointId": rp_id, "SHA256": sha, "Worker": payload.get("_worker", "")},
             )  # fmt: skip
+            if drill:
+                await self.start_drill(tx, current, rp_id)
             return True
 
         manifest = {
@@ -327,6 +355,19 @@ class Protection:
         if not await self.svc.store.transact(write):
             self.datastore.delete(key)
             self.datastore.delete(key.removesuffix(".dump") + ".json")
+
+    async def start_drill(self, tx: Tx, instance: ResourceRow, rp_id: str) -> str:
+        """Record and enqueue a restore drill of ``rp_id`` (in the caller's transaction)."""
+        resource = instance_rules.decode_instance(instance.body)
+        job_id = await records.create(
+            tx, now=self.svc.now(), subscription=instance.subscription, vault_key=instance.parent_key,
+            vault_name=vault_name_of(resource.id or ""), instance_key=instance.key, instance_id=resource.id,
+            instance=resource.properties, operation="RestoreDrill", category="Restore", user_triggered=False,
+            details={"RecoveryPointId": rp_id}, recovery_point_id=rp_id,
+        )  # fmt: skip
+        payload = {"job": job_id, "instance": instance.key, "rp": rp_id}
+        await tx.enqueue(JOB_DRILL, msgspec.json.encode(payload), now=self.svc.real_now())
+        return job_id
 
     async def _fail(self, job_id: str, exc: UserError) -> None:
         log.info("backup job failed", job=job_id, code=exc.code)

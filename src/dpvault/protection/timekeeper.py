@@ -90,8 +90,8 @@ class Timekeeper:
                 b, e = await self._step()
                 backups, expired = backups + b, expired + e
                 nxt = await self.scheduler.next_event() if self.scheduler else None
-                if nxt is None or nxt > target:
-                    break
+                if nxt is None or nxt > target or nxt <= self.clock.time():
+                    break  # nothing more before the target (or what is due cannot run yet)
                 await self._set(max(nxt, self.clock.time()))
             await self._set(target)
             b, e = await self._step()

@@ -252,3 +252,15 @@ class OperationRoutes:
         if row is None:
             return Reply.empty(204)
         return Reply.json(200, row.body)
+
+
+def accepted(call: Call, scope: Scope, op_id: str, api_version: str, retry_after: int) -> Reply:
+    """202 for a POST action: Azure-AsyncOperation (vault scope) and Location (location scope), no body."""
+    return Reply.empty(
+        202,
+        {
+            "Azure-AsyncOperation": vault_status_url(call, scope, op_id, api_version),
+            "Location": location_result_url(call, scope, op_id, api_version),
+            "Retry-After": str(retry_after),
+        },
+    )

@@ -126,6 +126,7 @@ class BackupJobRow:
     bytes: int | None
     info: bytes
     error: bytes | None
+    recovery_point_id: str | None
 
     @classmethod
     def from_mapping(cls, m: Any) -> BackupJobRow:

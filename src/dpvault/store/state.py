@@ -353,14 +353,14 @@ class Tx:
     async def expired_recovery_points(self, *, now: float, limit: int) -> list[RecoveryPointRow]:
         stmt = (
             select(recovery_points)
-            .where(recovery_points.c.state.in_(("available", "deleting")), recovery_points.c.expiry <= now)
+            .where(*_expirable(), recovery_points.c.expiry <= now)
             .order_by(recovery_points.c.expiry)
             .limit(limit)
         )
         return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
     async def next_expiry(self) -> float | None:
-        stmt = select(func.min(recovery_points.c.expiry)).where(recovery_points.c.state == "available")
+        stmt = select(func.min(recovery_points.c.expiry)).where(*_expirable())
         return (await self._conn.execute(stmt)).scalar()
 
     async def update_recovery_point(self, rp_id: str, **values: Any) -> None:
@@ -394,6 +394,14 @@ class Tx:
     async def recovery_point_ids_in_vault(self, vault_key: str) -> set[str]:
         stmt = select(recovery_points.c.id).where(recovery_points.c.vault_key == vault_key)
         return set((await self._conn.execute(stmt)).scalars().all())
+
+    async def all_recovery_points(self) -> list[RecoveryPointRow]:
+        stmt = (
+            select(recovery_points)
+            .where(recovery_points.c.state == "available")
+            .order_by(recovery_points.c.vault_key, recovery_points.c.time)
+        )
+        return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
     async def all_recovery_point_keys(self) -> set[str]:
         return set((await self._conn.execute(select(recovery_points.c.object_key))).scalars().all())
@@ -443,6 +451,25 @@ class Tx:
             await self._conn.execute(insert(clock_state).values(id=1, now=now))
         else:
             await self._conn.execute(update(clock_state).where(clock_state.c.id == 1).values(now=now))
+
+
+def _expirable() -> tuple[Any, ...]:
+    """Recovery points retention may delete: not in use by a running restore, not of a stopped instance
+    (stop protection keeps data), and not already being deleted by someone else."""
+    in_use = (
+        select(backup_jobs.c.id)
+        .where(backup_jobs.c.recovery_point_id == recovery_points.c.id, backup_jobs.c.status == "InProgress")
+        .exists()
+    )
+    stopped = (
+        select(protected_items.c.instance_key)
+        .where(
+            protected_items.c.instance_key == recovery_points.c.instance_key,
+            protected_items.c.state == "stopped",
+        )
+        .exists()
+    )
+    return (recovery_points.c.state.in_(("available", "deleting")), ~in_use, ~stopped)
 
 
 class Store:

@@ -153,8 +153,11 @@ backup_jobs = Table(
     Column("bytes", BigInteger, nullable=True),
     Column("info", LargeBinary, nullable=False),
     Column("error", LargeBinary, nullable=True),
+    # migration 0003: the recovery point a restore (or drill) reads; retention skips it while in use
+    Column("recovery_point_id", String(36), nullable=True),
 )
 Index("ix_backup_jobs_vault", backup_jobs.c.vault_key, backup_jobs.c.pk)
+Index("ix_backup_jobs_recovery_point", backup_jobs.c.recovery_point_id, backup_jobs.c.status)
 
 # The manual clock (``serve --clock manual``), shared by every process on the database.
 clock_state = Table(

@@ -24,6 +24,7 @@ from dpvault.types import OperationStatus, ProtectionState, ProvisioningState
 JOB_CONFIGURE = "instance.configure"
 JOB_DELETE = "instance.delete"
 JOB_VALIDATE = "instance.validate"
+JOB_SYNC = "instance.sync"
 
 
 def _operation_error(exc: UserError) -> dict[str, Any]:
@@ -162,6 +163,57 @@ async def validate(svc: Services, payload: dict[str, Any]) -> None:
         await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, result=result)
 
     await svc.store.transact(write)
+
+
+async def sync(svc: Services, payload: dict[str, Any]) -> None:
+    """Re-read the policy (its current version) and re-run the deep checks."""
+    op_id = payload["operation"]
+    async with svc.store.read() as tx:
+        op = await tx.operation(op_id)
+        row = await tx.resource(op.resource_key) if op else None
+    if op is None or op.terminal or row is None:
+        return
+    failure = await _deep_validation(svc, rules.decode_instance(row.body).properties)
+
+    async def write(tx: Tx) -> None:
+        op = await tx.operation(op_id)
+        if op is None or op.terminal:
+            return
+        row = await tx.resource(op.resource_key)
+        now = svc.now()
+        if row is None or row.active_operation != op_id:
+            await operations.finish(tx, op_id, now=now, status=OperationStatus.FAILED,
+                                    error={"code": "OperationSuperseded", "message": "The backup instance changed."})  # fmt: skip
+            return
+        resource = rules.decode_instance(row.body)
+        props = resource.properties
+        policy_row = await tx.resource(props.policyInfo.policyId.lower())
+        if policy_row is not None:
+            info = msgspec.structs.replace(props.policyInfo, policyVersion=f"{policy_row.revision}.0")
+            resource = msgspec.structs.replace(
+                resource, properties=msgspec.structs.replace(props, policyInfo=info)
+            )
+        state = resource.properties.currentProtectionState
+        if failure is not None:
+            error = UserFacingError(**failure.user_facing())
+            resource = rules.with_state(resource, provisioning=ProvisioningState.SUCCEEDED.value,
+                                        protection=ProtectionState.CONFIGURING_FAILED, error=error)  # fmt: skip
+        elif state == ProtectionState.CONFIGURING_FAILED.value or state == ProtectionState.CONFIGURED.value:
+            resource = rules.with_state(resource, provisioning=ProvisioningState.SUCCEEDED.value,
+                                        protection=ProtectionState.CONFIGURED)  # fmt: skip
+            if svc.protection is not None and policy_row is not None:
+                await svc.protection.protect(tx, row, policy_row)
+        await tx.update_resource(row.key, body=msgspec.json.encode(resource), active_operation=None,
+                                 state=ProvisioningState.SUCCEEDED.value, updated_at=now)  # fmt: skip
+        if failure is not None:
+            await operations.finish(
+                tx, op_id, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
+            )
+        else:
+            await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, result={})
+
+    await svc.store.transact(write)
+    svc.wake_scheduler()
 
 
 async def give_up(svc: Services, payload: dict[str, Any], reason: str) -> None:

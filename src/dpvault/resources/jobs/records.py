@@ -60,12 +60,16 @@ async def create(
     details: dict[str, str] | None = None,
     job_id: str | None = None,
     start_time: float | None = None,
+    recovery_point_id: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
+    """``extra``: further AzureBackupJob properties (restoreType, ...) and ``extendedInfo`` fields."""
     job_id = job_id or str(uuid.uuid4())
     info: dict[str, Any] = {
         "subscriptionId": subscription,
         "vaultName": vault_name,
         **_source(instance),
+        **(extra or {}),
         "additionalDetails": details or {},
     }
     if instance_id:
@@ -83,6 +87,7 @@ async def create(
         bytes=None,
         info=msgspec.json.encode(info),
         error=None,
+        recovery_point_id=recovery_point_id,
     )
     return job_id
 
@@ -124,6 +129,7 @@ def render(row: BackupJobRow, vault_id: str, now: float) -> dict[str, Any]:
     """The AzureBackupJobResource body (2023-01-01 shape)."""
     info = msgspec.json.decode(row.info)
     details = info.pop("additionalDetails", {})
+    extended = info.pop("extendedInfo", {})
     end = row.end_time
     props: dict[str, Any] = {
         "activityID": row.id,
@@ -145,7 +151,7 @@ def render(row: BackupJobRow, vault_id: str, now: float) -> dict[str, Any]:
         "supportedActions": [],
         "startTime": from_timestamp(row.start_time),
         "duration": _duration((end if end is not None else now) - row.start_time),
-        "extendedInfo": {"additionalDetails": details},
+        "extendedInfo": {**extended, "additionalDetails": details},
     }
     if end is not None:
         props["endTime"] = from_timestamp(end)

@@ -33,6 +33,15 @@ _FILTER_FIELDS = {
 }
 
 
+def _metadata(rp: RecoveryPointRow, details: dict[str, Any]) -> str:
+    """The data store's metaData: what dpvault knows about the stored bytes, as key:value pairs."""
+    parts = [f"sha256:{rp.sha256}", f"size:{rp.size}", f"tables:{details.get('tables', 0)}"]
+    drill = details.get("drill")
+    if drill:
+        parts.append(f"drill:{drill['status']}@{drill['time']}")
+    return ";".join(parts)
+
+
 def render(rp: RecoveryPointRow, instance_id: str) -> dict[str, Any]:
     details = msgspec.json.decode(rp.details)
     created = from_timestamp(rp.time)
@@ -40,7 +49,7 @@ def render(rp: RecoveryPointRow, instance_id: str) -> dict[str, Any]:
         "id": rp.id,
         "type": rp.data_store,
         "creationTime": created,
-        "metaData": f"sha256:{rp.sha256};size:{rp.size};tables:{details.get('tables', 0)}",
+        "metaData": _metadata(rp, details),
         "state": "COMMITTED",
         "visible": True,
     }

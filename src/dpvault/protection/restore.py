@@ -1,0 +1,315 @@
+"""Restore: a recovery point into a PostgreSQL database (``RestoreTargetInfo``) or as files
+(``RestoreFilesTargetInfo``), and restore drills that prove a point restores.
+
+Order, always: the recovery point's bytes are re-hashed and must match the SHA-256 recorded at
+backup time *before* anything is written to the target. A database target that already has user
+tables is refused (``FailIfExists``) and left untouched; a missing one is created (and dropped
+again if the restore fails). ``pg_restore`` reads the archive with ``--jobs`` in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+import psycopg
+import structlog
+from psycopg import sql
+
+from dpvault.protection import fingerprint as fp
+from dpvault.protection.errors import UserError
+from dpvault.protection.postgres import _connect_error, _env
+from dpvault.protection.service import Protection
+from dpvault.resources.instances.schema import BackupInstance, SecretStoreBasedAuthCredentials
+from dpvault.store import RecoveryPointRow
+
+log = structlog.get_logger("dpvault.restore")
+
+CHUNK = 1 << 20
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def corrupted(rp_id: str) -> UserError:
+    return UserError(
+        "UserErrorRecoveryPointCorrupted",
+        f"The data of recovery point '{rp_id}' does not match the SHA-256 recorded when it was taken; "
+        "nothing was written to the target.",
+        "Restore another recovery point; run `dpvault verify` to check the others.",
+    )
+
+
+def target_directory(url: str, roots: list[Path]) -> Path:
+    """A restore-as-files URL (``file:///dir`` or ``/dir``) resolved inside an allowed root, or UserError."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("", "file") or (parts.scheme == "file" and parts.netloc not in ("", "localhost")):
+        raise UserError(
+            "UserErrorRestoreTargetNotSupported",
+            f"Restoring as files to '{url}' is not supported: dpvault writes to local directories (file:///...).",
+            "Use a file:/// URL under a directory the server allows (serve --restore-root).",
+        )
+    raw = unquote(parts.path) if parts.scheme == "file" else url
+    if not raw.startswith("/") or "\x00" in raw:
+        raise UserError(
+            "UserErrorInvalidRestoreTarget",
+            f"'{url}' is not an absolute path.",
+            "Give an absolute file:/// URL.",
+        )
+    path = Path(os.path.normpath(raw))
+    for root in roots:
+        root = root.resolve()
+        try:
+            resolved = path.resolve()
+        except OSError:
+            break
+        if resolved == root or resolved.is_relative_to(root):
+            return resolved
+    raise UserError(
+        "UserErrorRestoreTargetNotAllowed",
+        f"'{url}' is outside the directories this server restores files to.",
+        f"Use a directory under {', '.join(str(r) for r in roots)} (serve --restore-root).",
+    )
+
+
+def check_prefix(prefix: str) -> str:
+    if not _PREFIX.match(prefix):
+        raise UserError(
+            "UserErrorInvalidFilePrefix",
+            f"The filePrefix '{prefix[:60]}' is not valid: letters, digits, '.', '_' and '-' only (1-200).",
+            "Choose a simple file name prefix.",
+        )
+    return prefix
+
+
+class Restorer:
+    def __init__(self, protection: Protection, roots: list[Path]) -> None:
+        self.protection = protection
+        self.roots = roots
+        for root in roots:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @property
+    def datastore(self):  # type: ignore[no-untyped-def]
+        return self.protection.datastore
+
+    # -- checks ------------------------------------------------------------------------------
+
+    async def verify(self, rp: RecoveryPointRow) -> None:
+        """The point's object must exist and hash to what was recorded."""
+        try:
+            size, sha = await asyncio.to_thread(self.datastore.hash, rp.object_key)
+        except FileNotFoundError:
+            raise corrupted(rp.id) from None
+        if (size, sha) != (rp.size, rp.sha256):
+            raise corrupted(rp.id)
+
+    async def target_params(self, source: BackupInstance, target: dict[str, Any]) -> dict[str, str]:
+        """Connection parameters for a database target: its own credentials, else the instance's,
+        with the database the target names."""
+        creds = target.get("datasourceAuthCredentials")
+        bi = source
+        if creds:
+            bi = msgspec.structs.replace(
+                source, datasourceAuthCredentials=msgspec.convert(creds, SecretStoreBasedAuthCredentials)
+            )
+        params = dict(await self.protection.connection(bi))
+        name = (
+            target["datasourceInfo"].get("resourceName")
+            or target["datasourceInfo"]["resourceID"].rstrip("/").rsplit("/", 1)[-1]
+        )
+        params["dbname"] = name
+        return params
+
+    async def _connect(self, params: dict[str, str], database: str) -> psycopg.AsyncConnection[Any]:
+        connect = {k: v for k, v in params.items() if k != "connect_timeout"}
+        connect["dbname"] = database
+        try:
+            return await psycopg.AsyncConnection.connect(
+                **connect,
+                connect_timeout=self.protection.engine.connect_timeout,
+                application_name="dpvault",
+                autocommit=True,
+            )
+        except psycopg.Error as exc:
+            raise _connect_error(exc, {**params, "dbname": database}) from None
+
+    async def database_state(self, params: dict[str, str]) -> str:
+        """ "absent", "empty" or "not-empty" (has user tables), for FailIfExists."""
+        maintenance = await self._connect(params, "postgres")
+        async with maintenance:
+            row = await (
+                await maintenance.execute("SELECT 1 FROM pg_database WHERE datname = %s", [params["dbname"]])
+            ).fetchone()
+        if row is None:
+            return "absent"
+        conn = await self._connect(params, params["dbname"])
+        async with conn:
+            tables = await (await conn.execute(fp.TABLES)).fetchall()
+        return "not-empty" if tables else "empty"
+
+    def _exists_error(self, name: str) -> UserError:
+        return UserError(
+            "UserErrorTargetDatabaseNotEmpty",
+            f"The target database '{name}' already has tables and recoveryOption is FailIfExists; it was not changed.",
+            "Restore into a new or empty database, or drop the existing one first.",
+        )
+
+    async def validate(self, source: BackupInstance, rp: RecoveryPointRow, target: dict[str, Any]) -> None:
+        """What a restore would check before writing: the point's bytes, then the target."""
+        await self.verify(rp)
+        if target["objectType"] == "RestoreFilesTargetInfo":
+            details = target["targetDetails"]
+            directory = target_directory(details["url"], self.roots)
+            prefix = check_prefix(details["filePrefix"])
+            if (directory / f"{prefix}.dump").exists():
+                raise UserError(
+                    "UserErrorTargetFileExists",
+                    f"'{prefix}.dump' already exists in the target directory and recoveryOption is FailIfExists.",
+                    "Choose another filePrefix or remove the existing file.",
+                )
+            return
+        params = await self.target_params(source, target)
+        if await self.database_state(params) == "not-empty":
+            raise self._exists_error(params["dbname"])
+
+    # -- restores ----------------------------------------------------------------------------
+
+    async def to_files(self, rp: RecoveryPointRow, target: dict[str, Any]) -> dict[str, str]:
+        details = target["targetDetails"]
+        directory = target_directory(details["url"], self.roots)
+        prefix = check_prefix(details["filePrefix"])
+        await self.verify(rp)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        final = directory / f"{prefix}.dump"
+        if final.exists():
+            raise UserError("UserErrorTargetFileExists", f"'{final.name}' already exists in the target directory.",
+                            "Choose another filePrefix.")  # fmt: skip
+
+        def copy() -> str:
+            tmp = directory / f".{prefix}.dump.{uuid.uuid4().hex}.partial"
+            digest = hashlib.sha256()
+            try:
+                with self.datastore.open(rp.object_key) as src, open(tmp, "xb") as dst:
+                    while chunk := src.read(CHUNK):
+                        digest.update(chunk)
+                        dst.write(chunk)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                if digest.hexdigest() != rp.sha256:
+                    raise corrupted(rp.id)
+                os.link(tmp, final)  # fails if the name appeared meanwhile: never overwrite
+            finally:
+                tmp.unlink(missing_ok=True)
+            (directory / f"{prefix}.dump.sha256").write_text(f"{rp.sha256}  {final.name}\n")
+            return str(final)
+
+        try:
+            path = await asyncio.to_thread(copy)
+        except FileExistsError:
+            raise UserError("UserErrorTargetFileExists", f"'{final.name}' already exists in the target directory.",
+                            "Choose another filePrefix.") from None  # fmt: skip
+        return {"RestoredFile": path, "SHA256": rp.sha256}
+
+    async def to_database(
+        self, rp: RecoveryPointRow, params: dict[str, str], *, fail_if_not_empty: bool = True
+    ) -> dict[str, str]:
+        await self.verify(rp)
+        state = await self.database_state(params)
+        if state == "not-empty" and fail_if_not_empty:
+            raise self._exists_error(params["dbname"])
+        created = False
+        if state == "absent":
+            await self._create(params)
+            created = True
+        try:
+            await self._pg_restore(rp, params)
+        except BaseException:
+            if created:
+                with contextlib.suppress(Exception):
+                    await self.drop(params)
+            raise
+        return {"RestoredDatabase": params["dbname"], "CreatedDatabase": str(created).lower()}
+
+    async def _create(self, params: dict[str, str]) -> None:
+        conn = await self._connect(params, "postgres")
+        async with conn:
+            try:
+                await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(params["dbname"])))
+            except psycopg.Error as exc:
+                raise UserError(
+                    "UserErrorCannotCreateDatabase",
+                    f"The target database '{params['dbname']}' does not exist and could not be created: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                    "Create the database first, or give the restore user the CREATEDB privilege.",
+                ) from None
+
+    async def drop(self, params: dict[str, str]) -> None:
+        conn = await self._connect(params, "postgres")
+        async with conn:
+            await conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(params["dbname"]))
+            )
+
+    async def _pg_restore(self, rp: RecoveryPointRow, params: dict[str, str]) -> None:
+        tools = self.protection.engine._require_tools()
+        jobs = max(1, min(4, os.cpu_count() or 1))
+        env = _env({k: v for k, v in params.items() if k != "dbname"})
+        target = psycopg.conninfo.make_conninfo(dbname=params["dbname"])
+        with tempfile.TemporaryFile() as stderr:
+            proc = await asyncio.create_subprocess_exec(
+                tools.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", f"--jobs={jobs}",
+                f"--dbname={target}", str(self.datastore.path(rp.object_key)),
+                stdout=asyncio.subprocess.DEVNULL, stderr=stderr, env=env,
+            )  # fmt: skip
+            try:
+                code = await proc.wait()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                raise
+            if code != 0:
+                stderr.seek(0)
+                lines = [ln for ln in stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+                detail = (lines[-1] if lines else "pg_restore failed").replace(
+                    params.get("password") or "\0", "***"
+                )
+                raise UserError(
+                    "UserErrorRestoreFailed",
+                    f"pg_restore failed: {detail}",
+                    "Check the target server's log, then retry.",
+                )
+
+    # -- drills ------------------------------------------------------------------------------
+
+    async def drill(self, source: BackupInstance, rp: RecoveryPointRow) -> dict[str, Any]:
+        """Restore into a scratch database on the source server, compare fingerprints, drop it."""
+        expected = msgspec.json.decode(rp.details).get("fingerprint")
+        await self.verify(rp)
+        params = dict(await self.protection.connection(source))
+        params["dbname"] = f"dpvault_drill_{uuid.uuid4().hex[:12]}"
+        try:
+            await self.to_database(rp, params)
+            conn = await self._connect(params, params["dbname"])
+            async with conn:
+                actual = await fp.take(conn)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.drop(params)
+        if expected is None:
+            return {"tables": len(actual), "rows": sum(v[0] for v in actual.values()), "compared": False}
+        diffs = fp.differences(expected, actual)
+        if diffs:
+            raise UserError(
+                "UserErrorRestoreDrillMismatch",
+                f"The restore drill of recovery point '{rp.id}' does not match the backup: {'; '.join(diffs[:5])}",
+                "Take a new backup and check the database and the vault store.",
+            )
+        return {"tables": len(actual), "rows": sum(v[0] for v in actual.values()), "compared": True}

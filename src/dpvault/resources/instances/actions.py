@@ -1,0 +1,144 @@
+"""Protection lifecycle actions on a backup instance (LRO; final result ``200`` with no body):
+
+| action | from | to | scheduler | retention |
+|---|---|---|---|---|
+| stopProtection | ProtectionConfigured, BackupSchedulesSuspended | ProtectionStopped | off | off (points kept) |
+| suspendBackups | ProtectionConfigured | BackupSchedulesSuspended | off | on |
+| resumeBackups | BackupSchedulesSuspended | ProtectionConfigured | on (next occurrence) | on |
+| resumeProtection | ProtectionStopped | ProtectionConfigured | on (next occurrence) | on |
+| sync | ProtectionConfigured, BackupSchedulesSuspended, ConfiguringProtectionFailed | re-validated (deep), policy re-read | as before | as before |
+
+Anything else is a 409 ``UserErrorInvalidProtectionState`` naming the current state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from dpvault import errors
+from dpvault.arm import ids
+from dpvault.arm.http import Call, Reply
+from dpvault.arm.schema import decode
+from dpvault.resources import operations
+from dpvault.resources.common import check_provider_call, fingerprint
+from dpvault.resources.instances import lifecycle, rules
+from dpvault.resources.instances.schema import ProtectionStatusDetails
+from dpvault.resources.restores.schema import SyncBackupInstanceRequest
+from dpvault.resources.vaults.rules import require_vault, vault_location
+from dpvault.services import Services
+from dpvault.store import Tx
+from dpvault.types import OperationKind, OperationStatus
+
+CONFIGURED = "ProtectionConfigured"
+SUSPENDED = "BackupSchedulesSuspended"
+STOPPED = "ProtectionStopped"
+FAILED = "ConfiguringProtectionFailed"
+
+# action -> (allowed current states, new state, protected-item state)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "stopProtection": ((CONFIGURED, SUSPENDED), STOPPED, "stopped"),
+    "suspendBackups": ((CONFIGURED,), SUSPENDED, "suspended"),
+    "resumeBackups": ((SUSPENDED,), CONFIGURED, "active"),
+    "resumeProtection": ((STOPPED,), CONFIGURED, "active"),
+}
+SYNC_FROM = (CONFIGURED, SUSPENDED, FAILED)
+
+
+class ActionRoutes:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def route(self, action: str) -> Any:
+        async def handler(call: Call) -> Reply:
+            return await self.transition(call, action)
+
+        return handler
+
+    async def _instance(self, tx: Tx, call: Call) -> tuple[Any, Any, operations.Scope]:
+        p = call.params
+        sub, rg = p["subscriptionId"], ids.check_resource_group(p["resourceGroupName"])
+        vault = ids.check_resource_name(p["vaultName"], "backup vault")
+        name = ids.check_resource_name(p["backupInstanceName"], "backup instance")
+        vault_row = await require_vault(tx, sub, rg, vault)
+        row = await tx.resource(rules.instance_key(vault_row.key, name))
+        if row is None:
+            raise errors.resource_not_found(
+                f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
+            )
+        if row.active_operation:
+            raise errors.conflict(
+                f"Another operation is in progress on backup instance '{name}'; retry when it has ended.",
+                code="AnotherOperationInProgress",
+            )
+        return vault_row, row, operations.Scope(sub, rg, vault, vault_location(vault_row))
+
+    async def transition(self, call: Call, action: str) -> Reply:
+        version = check_provider_call(self.svc, call, f"backupVaults/backupInstances/{action}")
+        allowed, new_state, item_state = TRANSITIONS[action]
+
+        async def write(tx: Tx) -> tuple[str, operations.Scope]:
+            _vault, row, scope = await self._instance(tx, call)
+            resource = rules.decode_instance(row.body)
+            current = resource.properties.currentProtectionState or ""
+            if current not in allowed:
+                raise errors.conflict(
+                    f"'{action}' needs the backup instance to be {' or '.join(allowed)}; it is {current}.",
+                    code="UserErrorInvalidProtectionState",
+                )
+            status = CONFIGURED if new_state == CONFIGURED else STOPPED
+            props = msgspec.structs.replace(
+                resource.properties,
+                currentProtectionState=new_state,
+                protectionStatus=ProtectionStatusDetails(status=status),
+                protectionErrorDetails=None,
+            )
+            await tx.update_resource(
+                row.key, body=msgspec.json.encode(msgspec.structs.replace(resource, properties=props)),
+                updated_at=self.svc.now(),
+            )  # fmt: skip
+            if item_state == "active" and self.svc.protection is not None:
+                policy_row = await tx.resource(resource.properties.policyInfo.policyId.lower())
+                if policy_row is not None:
+                    await self.svc.protection.protect(tx, row, policy_row)  # next occurrence, no catch-up
+            elif await tx.protected_item(row.key) is not None:
+                await tx.update_protected_item(row.key, state=item_state, updated_at=self.svc.now())
+            op = await operations.start(
+                tx, self.svc, kind=OperationKind.UPDATE, scope=scope, resource_key=row.key,
+                resource_path=resource.id or "", api_version=version, request_hash=fingerprint(action), job_kind=None,
+            )  # fmt: skip
+            await operations.finish(
+                tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED, result={}
+            )
+            return op.id, scope
+
+        op_id, scope = await self.svc.store.transact(write)
+        self.svc.wake_scheduler()
+        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+
+    async def sync(self, call: Call) -> Reply:
+        version = check_provider_call(self.svc, call, "backupVaults/backupInstances/sync")
+        body = await call.json_body(required=False)
+        request = decode(body, SyncBackupInstanceRequest) if body else SyncBackupInstanceRequest()
+
+        async def write(tx: Tx) -> tuple[str, operations.Scope]:
+            _vault, row, scope = await self._instance(tx, call)
+            resource = rules.decode_instance(row.body)
+            current = resource.properties.currentProtectionState or ""
+            if current not in SYNC_FROM:
+                raise errors.conflict(
+                    f"'sync' needs the backup instance to be {' or '.join(SYNC_FROM)}; it is {current}.",
+                    code="UserErrorInvalidProtectionState",
+                )
+            op = await operations.start(
+                tx, self.svc, kind=OperationKind.UPDATE, scope=scope, resource_key=row.key,
+                resource_path=resource.id or "", api_version=version,
+                request_hash=fingerprint("sync", request.syncType), job_kind=lifecycle.JOB_SYNC,
+            )  # fmt: skip
+            await tx.update_resource(row.key, active_operation=op.id)
+            return op.id, scope
+
+        op_id, scope = await self.svc.store.transact(write)
+        self.svc.wake_worker()
+        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)

@@ -1,0 +1,206 @@
+"""``POST …/backupInstances/{bi}/restore`` and ``…/validateRestore`` (LRO, final state via Location).
+
+The request is checked here (shape, recovery point, target kind); the target itself (its contents,
+the point's checksum) is checked by the job, which records a Restore/ValidateRestore backup job.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import msgspec
+
+from dpvault import errors
+from dpvault.arm import ids
+from dpvault.arm.http import Call, Reply
+from dpvault.arm.schema import decode
+from dpvault.clock import from_timestamp
+from dpvault.protection.errors import UserError
+from dpvault.protection.restore import check_prefix, target_directory
+from dpvault.protection.restore_jobs import JOB_RESTORE, JOB_VALIDATE_RESTORE
+from dpvault.resources import operations
+from dpvault.resources.common import check_provider_call, fingerprint
+from dpvault.resources.instances import rules
+from dpvault.resources.jobs import records
+from dpvault.resources.policies.schedule import ScheduleError, parse_datetime
+from dpvault.resources.restores.schema import (
+    AzureBackupRecoveryTimeBasedRestoreRequest,
+    ItemLevelRestoreTargetInfo,
+    RestoreFilesTargetInfo,
+    RestoreRequest,
+    ValidateRestoreRequestObject,
+)
+from dpvault.resources.schema import Base
+from dpvault.resources.vaults.rules import require_vault, vault_location
+from dpvault.services import Services
+from dpvault.store import RecoveryPointRow, ResourceRow, Tx
+from dpvault.types import OperationKind, OperationStatus
+
+
+class DrillRequest(Base):
+    recoveryPointId: str  # noqa: N815 - the JSON name
+
+
+def _bad(message: str, target: str, code: str = "InvalidRestoreRequest") -> errors.ArmError:
+    return errors.bad_request(message, code=code, target=target)
+
+
+def _at(base: str, name: str) -> str:
+    return f"{base}.{name}" if base else name
+
+
+class RestoreRoutes:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def _check_target(self, request: Any, base: str) -> None:
+        target = request.restoreTargetInfo
+        if request.sourceDataStoreType != "VaultStore":
+            raise _bad(
+                f"Only VaultStore recovery points exist here, not {request.sourceDataStoreType}.",
+                _at(base, "sourceDataStoreType"),
+            )
+        if isinstance(target, ItemLevelRestoreTargetInfo):
+            raise _bad("Item-level restore is not supported for PostgreSQL databases.", _at(base, "restoreTargetInfo.objectType"),
+                       code="UserErrorRestoreTargetNotSupported")  # fmt: skip
+        if isinstance(target, RestoreFilesTargetInfo):
+            try:
+                target_directory(target.targetDetails.url, self.svc.settings.restore_dirs)
+                check_prefix(target.targetDetails.filePrefix)
+            except UserError as exc:
+                raise _bad(exc.message, _at(base, "restoreTargetInfo.targetDetails"), code=exc.code) from None
+
+    async def _point(self, tx: Tx, instance: ResourceRow, request: Any, base: str) -> RecoveryPointRow:
+        if isinstance(request, AzureBackupRecoveryTimeBasedRestoreRequest):
+            try:
+                moment = parse_datetime(request.recoveryPointTime)
+            except ScheduleError as exc:
+                raise _bad(str(exc), _at(base, "recoveryPointTime")) from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            t = moment.timestamp()
+            points = await tx.recovery_points_of(instance.key, start=t - 5e-7, end=t + 5e-7)
+            if not points:
+                nearby = [
+                    from_timestamp(p.time) for p in (await tx.recovery_points_of(instance.key, limit=5))
+                ]
+                raise _bad(
+                    f"No recovery point was taken at {request.recoveryPointTime}: PostgreSQL backups restore to "
+                    f"discrete points only. Recent points: {', '.join(nearby) or 'none'}.",
+                    _at(base, "recoveryPointTime"), code="UserErrorRecoveryPointNotFound",
+                )  # fmt: skip
+            return points[0]
+        rp = await tx.recovery_point(request.recoveryPointId.strip().lower())
+        if rp is None or rp.instance_key != instance.key or rp.state != "available":
+            raise _bad(
+                f"The recovery point '{ids.printable(request.recoveryPointId)}' does not exist for this backup instance.",
+                _at(base, "recoveryPointId"), code="UserErrorRecoveryPointNotFound",
+            )  # fmt: skip
+        return rp
+
+    async def _start(self, call: Call, request: RestoreRequest, *, validate: bool) -> Reply:
+        version = check_provider_call(self.svc, call, "backupVaults/backupInstances/restore")
+        p = call.params
+        sub, rg = p["subscriptionId"], ids.check_resource_group(p["resourceGroupName"])
+        vault = ids.check_resource_name(p["vaultName"], "backup vault")
+        name = ids.check_resource_name(p["backupInstanceName"], "backup instance")
+        base = "restoreRequestObject" if validate else ""
+        self._check_target(request, base)
+        target = msgspec.to_builtins(request.restoreTargetInfo)
+        if "datasourceAuthCredentials" in target and target["datasourceAuthCredentials"].get(
+            "secretStoreResource"
+        ):
+            target["datasourceAuthCredentials"]["secretStoreResource"].pop("value", None)  # never stored
+
+        async def write(tx: Tx) -> tuple[str, operations.Scope]:
+            vault_row = await require_vault(tx, sub, rg, vault)
+            scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
+            row = await tx.resource(rules.instance_key(vault_row.key, name))
+            if row is None:
+                raise errors.resource_not_found(
+                    f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
+                )
+            rp = await self._point(tx, row, request, base)
+            resource = rules.decode_instance(row.body)
+            files = isinstance(request.restoreTargetInfo, RestoreFilesTargetInfo)
+            destination = request.restoreTargetInfo.targetDetails.url if files else (
+                request.restoreTargetInfo.datasourceInfo.resourceID)  # type: ignore[union-attr]  # fmt: skip
+            job_id = await records.create(
+                tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
+                instance_key=row.key, instance_id=resource.id, instance=resource.properties,
+                operation="ValidateRestore" if validate else "Restore", category="Restore", user_triggered=True,
+                details={"RecoveryPointId": rp.id}, recovery_point_id=None if validate else rp.id,
+                extra={
+                    "restoreType": "RestoreAsFiles" if files else "AlternateLocation",
+                    "extendedInfo": {
+                        "recoveryDestination": destination,
+                        "sourceRecoverPoint": {"recoveryPointID": rp.id, "recoveryPointTime": from_timestamp(rp.time)},
+                    },
+                },
+            )  # fmt: skip
+            payload = {"job": job_id, "instance": row.key, "rp": rp.id, "target": target}
+            op = await operations.start(
+                tx, self.svc, kind=OperationKind.VALIDATE if validate else OperationKind.BACKUP, scope=scope,
+                resource_key=row.key, resource_path=resource.id or "", api_version=version,
+                request_hash=fingerprint("restore", validate, target, rp.id),
+                job_kind=JOB_VALIDATE_RESTORE if validate else None, job_payload=payload,
+            )  # fmt: skip
+            if not validate:
+                await tx.enqueue(JOB_RESTORE, msgspec.json.encode(payload), now=self.svc.real_now())
+                await operations.finish(
+                    tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED,
+                    result={"jobId": job_id, "objectType": "OperationJobExtendedInfo"},
+                )  # fmt: skip
+            return op.id, scope
+
+        op_id, scope = await self.svc.store.transact(write)
+        self.svc.wake_worker()
+        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+
+    async def drill(self, call: Call) -> Reply:
+        """dpvault's own ``POST /dpvault/restoreDrills {"recoveryPointId": "<recovery point ARM id>"}``:
+        drill-restore one recovery point now; 202 with the drill's job id."""
+        request = decode(await call.json_body() or b"", DrillRequest)
+        parts = request.recoveryPointId.strip("/").split("/")
+        literals = [p.lower() for p in parts[0::2]] if len(parts) == 12 else []
+        expected = [
+            "subscriptions",
+            "resourcegroups",
+            "providers",
+            "backupvaults",
+            "backupinstances",
+            "recoverypoints",
+        ]
+        if literals != expected or parts[5].lower() != "microsoft.dataprotection":
+            raise errors.bad_request(
+                "recoveryPointId must be a recovery point id: /subscriptions/…/resourceGroups/…/providers/"
+                "Microsoft.DataProtection/backupVaults/…/backupInstances/…/recoveryPoints/….",
+                target="recoveryPointId",
+            )
+        sub, rg, vault, name, rp_id = parts[1], parts[3], parts[7], parts[9], parts[11]
+        protection = self.svc.protection
+        assert protection is not None
+
+        async def write(tx: Tx) -> str:
+            vault_row = await require_vault(tx, ids.check_subscription(sub), rg, vault)
+            row = await tx.resource(rules.instance_key(vault_row.key, name))
+            rp = await tx.recovery_point(rp_id.lower())
+            if row is None or rp is None or rp.instance_key != row.key or rp.state != "available":
+                raise errors.resource_not_found(
+                    f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}/recoveryPoints/{rp_id}",
+                    rg,
+                )
+            return await protection.start_drill(tx, row, rp.id)
+
+        job_id = await self.svc.store.transact(write)
+        self.svc.wake_worker()
+        return Reply.json(202, {"jobId": job_id})
+
+    async def restore(self, call: Call) -> Reply:
+        request = decode(await call.json_body() or b"", RestoreRequest)  # type: ignore[arg-type]
+        return await self._start(call, request, validate=False)
+
+    async def validate_restore(self, call: Call) -> Reply:
+        wrapper = decode(await call.json_body() or b"", ValidateRestoreRequestObject)
+        return await self._start(call, wrapper.restoreRequestObject, validate=True)
