@@ -209,11 +209,13 @@ def convert(value: Any, tp: type[T], path: str = "") -> T:
     """Normalise names and enum spellings, then convert strictly into ``tp``."""
     if not isinstance(value, dict):
         raise _fail(path, "The request content must be a JSON object.")
-    normalized = normalizer_for(tp)(value, path)
     try:
+        normalized = normalizer_for(tp)(value, path)
         return msgspec.convert(normalized, tp, strict=True)
     except msgspec.ValidationError as exc:
         raise _translate(exc) from None
+    except RecursionError:
+        raise _fail(path, "The request content is nested too deeply.") from None
 
 
 def decode(body: bytes, tp: type[T]) -> T:

@@ -276,7 +276,9 @@ class PostgresEngine:
                 "Retry the backup; if it fails again, check the database for corruption.",
             )
         return sum(
-            1 for line in out.decode(errors="replace").splitlines() if re.search(r"\d+ TABLE (?!DATA )\S+ ", line)
+            1
+            for line in out.decode(errors="replace").splitlines()
+            if re.search(r"\d+ TABLE (?!DATA )\S+ ", line)
         )
 
 

@@ -30,11 +30,15 @@ def parse_duration(text: str) -> Any:
     """A timedelta or relativedelta; raises ScheduleError unless it is a positive ISO 8601 duration."""
     try:
         value = aniso8601.parse_duration(text, builder=RelativeTimeBuilder)
-    except (ISOFormatError, ValueError, NotImplementedError, TypeError) as exc:
+    except (ISOFormatError, ValueError, NotImplementedError, TypeError, OverflowError) as exc:
         raise ScheduleError(
             f"'{text}' is not an ISO 8601 duration such as P1D, PT4H, P1W or P3M ({exc})"
         ) from None
-    if not _positive(value):
+    try:
+        positive = _positive(value)
+    except (ValueError, OverflowError):
+        raise ScheduleError(f"the duration '{text}' is too long") from None
+    if not positive:
         raise ScheduleError(f"the duration '{text}' must be longer than zero")
     return value
 
@@ -88,7 +92,7 @@ def parse_repeating_interval(text: str) -> RepeatingInterval:
             "e.g. R/2023-06-01T02:30:00+00:00/P1W"
         )
     count = parts[0][1:]
-    if count and not count.isdigit():
+    if count and not (count.isascii() and count.isdigit()):
         raise ScheduleError(f"'{text}': the repetition count '{parts[0]}' must be R or Rn with n a number")
     try:
         start = aniso8601.parse_datetime(parts[1])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from msgspec import Meta
 
 from dpvault.resources.schema import Base, DataStoreInfoBase, SystemData
 
@@ -56,7 +58,7 @@ class ScheduleBasedBackupCriteria(Base, tag_field="objectType", tag="ScheduleBas
 class TaggingCriteria(Base):
     isDefault: bool
     tagInfo: RetentionTag
-    taggingPriority: int
+    taggingPriority: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # int64 in the spec
     criteria: list[ScheduleBasedBackupCriteria] | None = None
 
 
