@@ -16,10 +16,15 @@ import structlog
 from starlette.responses import Response
 
 from dpvault import errors
+from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply, base_url_for, encode
 from dpvault.arm.routing import Router, split_path
-from dpvault.identity import keys
-from dpvault.identity.tokens import Verifier
+from dpvault.identity import issuers, keys, metadata
+from dpvault.identity.builtin import BuiltinIssuer
+from dpvault.identity.clients import ClientRegistry
+from dpvault.identity.tenants import Tenants
+from dpvault.identity.tokens import is_local_issuer
+from dpvault.identity.verifier import AUDIENCES, Verifier
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.clock import ClockRoutes
 from dpvault.resources.groups import ResourceGroupRoutes
@@ -45,6 +50,25 @@ _RG = _S + "/resourceGroups/{resourceGroupName}"
 _DP = "/providers/Microsoft.DataProtection"
 _V = _RG + _DP + "/backupVaults/{vaultName}"
 _BI = _V + "/backupInstances/{backupInstanceName}"
+
+
+def build_identity_routes(r: Router, builtin: BuiltinIssuer | None, tenants: Tenants) -> None:
+    """Identity: metadata, OpenID discovery, JWKS, token endpoint (no token needed), subscriptions."""
+    r.add("/metadata/endpoints", {"GET": metadata.endpoints}, api="none", auth=False)
+    r.add("/subscriptions", {"GET": tenants.list}, api="resources")
+    r.add("/subscriptions/{subscriptionId}", {"GET": tenants.get}, api="resources")
+    if builtin is None:
+        return
+    r.add("/common/discovery/instance", {"GET": builtin.instance_discovery}, api="none", auth=False)
+    for pattern in (
+        "/{tenant}/v2.0/.well-known/openid-configuration",
+        "/{tenant}/.well-known/openid-configuration",
+    ):
+        r.add(pattern, {"GET": builtin.openid_configuration}, api="none", auth=False)
+    for pattern in ("/{tenant}/discovery/v2.0/keys", "/{tenant}/discovery/keys"):
+        r.add(pattern, {"GET": builtin.keys}, api="none", auth=False)
+    r.add("/{tenant}/oauth2/v2.0/token", {"POST": builtin.token_v2}, api="none", auth=False)
+    r.add("/{tenant}/oauth2/token", {"POST": builtin.token_v1}, api="none", auth=False)
 
 
 def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
@@ -113,6 +137,7 @@ class DpvaultApp:
         self.runtime = Runtime(settings)
         self.router: Router | None = None
         self.verifier: Verifier | None = None
+        self.tenants: Tenants | None = None
         scheme = "https" if settings.tls else "http"
         self._fallback_base = settings.public_url or f"{scheme}://{settings.host}:{settings.port}"
         self._scheme = scheme
@@ -134,11 +159,23 @@ class DpvaultApp:
     async def startup(self) -> None:
         # 1. the runtime: state, clock, protection, worker, scheduler (runtime.py)
         svc = await self.runtime.start()
-        # 2. identity: the key our tokens are signed with
-        signing_key = keys.load_or_create(self.settings.identity_dir)
-        self.verifier = Verifier(signing_key, extra_audiences=(self._fallback_base + "/",))
+        # 2. identity: our signing key (built-in issuer), trusted issuers, tenants
+        settings = self.settings
+        signing_key = keys.load_or_create(settings.identity_dir)
+        own = (self._fallback_base + "/",) + ((settings.public_url + "/",) if settings.public_url else ())
+        self.verifier = Verifier(
+            signing_key if settings.builtin_issuer else None,
+            issuers=issuers.load(list(settings.trust_issuers), settings.identity_config),
+            extra_audiences=own,
+            local_issuer=is_local_issuer,
+        )
+        self.tenants = Tenants(svc)
+        builtin = None
+        if settings.builtin_issuer:
+            builtin = BuiltinIssuer(svc, signing_key, ClientRegistry(svc.store), AUDIENCES + own)
         # 3. routes
         self.router = build_router(svc, self.runtime.timekeeper)
+        build_identity_routes(self.router, builtin, self.tenants)
 
     async def shutdown(self) -> None:
         await self.runtime.stop()
@@ -215,12 +252,21 @@ class DpvaultApp:
                 f"The http method '{call.method}' is not supported.",
                 headers={"Allow": ", ".join(sorted(ALLOWED_METHODS))},
             )
-        assert self.verifier is not None and self.router is not None
-        call.principal = self.verifier.verify(call.headers.get("authorization"))
-        parts = split_path(raw_path)
-        call.path = "/" + "/".join(parts)
-        _route, handler, params = self.router.resolve(call.method, parts)
+        assert self.verifier is not None and self.router is not None and self.tenants is not None
+        try:
+            parts = split_path(raw_path)
+            call.path = "/" + "/".join(parts)
+            route, handler, params = self.router.resolve(call.method, parts)
+        except errors.ArmError:
+            # Unknown paths and methods are answered only to authenticated callers.
+            await self.verifier.verify(call.headers.get("authorization"))
+            raise
         call.params = params
+        if route.auth:
+            call.principal = await self.verifier.verify(call.headers.get("authorization"))
+            sub = params.get("subscriptionId")
+            if sub is not None:
+                await self.tenants.authorize(call.principal, ids.check_subscription(sub))
         return await handler(call)
 
     async def _send(self, call: Call, reply: Reply, send: Any) -> None:

@@ -51,6 +51,11 @@ class Settings:
     restore_drills: bool = False
     # Directories restore-as-files may write into (default <data-dir>/restores).
     restore_roots: tuple[Path, ...] = ()
+    # The built-in issuer (token endpoint, OpenID discovery; `dpvault token`). Off: only trusted issuers.
+    builtin_issuer: bool = True
+    # External issuers whose tokens are accepted (OpenID discovery under each URL).
+    trust_issuers: tuple[str, ...] = ()
+    identity_config: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

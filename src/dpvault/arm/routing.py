@@ -23,6 +23,8 @@ class Route:
     api: str
     resource_type: str
     segments: tuple[tuple[bool, str], ...]  # (is_param, literal-lowercased or param name)
+    # False only for what clients call before they have a token (metadata, OpenID discovery, token endpoint).
+    auth: bool = True
 
     def match(self, parts: list[str]) -> dict[str, str] | None:
         if len(parts) != len(self.segments):
@@ -41,7 +43,13 @@ class Router:
         self._routes: list[Route] = []
 
     def add(
-        self, pattern: str, methods: dict[str, Handler], *, api: str = "provider", resource_type: str = ""
+        self,
+        pattern: str,
+        methods: dict[str, Handler],
+        *,
+        api: str = "provider",
+        resource_type: str = "",
+        auth: bool = True,
     ) -> None:
         segments = []
         for seg in pattern.strip("/").split("/"):
@@ -49,7 +57,7 @@ class Router:
                 segments.append((True, seg[1:-1]))
             else:
                 segments.append((False, seg.lower()))
-        self._routes.append(Route(pattern, methods, api, resource_type, tuple(segments)))
+        self._routes.append(Route(pattern, methods, api, resource_type, tuple(segments), auth))
 
     def resolve(self, method: str, parts: list[str]) -> tuple[Route, Handler, dict[str, str]]:
         allowed: set[str] = set()

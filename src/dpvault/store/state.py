@@ -27,6 +27,7 @@ from dpvault.store.rows import (
 )
 from dpvault.store.tables import (
     backup_jobs,
+    clients,
     clock_state,
     jobs,
     operations,
@@ -34,6 +35,7 @@ from dpvault.store.tables import (
     recovery_points,
     resources,
     secrets,
+    subscriptions,
 )
 
 T = TypeVar("T")
@@ -440,6 +442,56 @@ class Tx:
             backup_jobs.c.status == "InProgress",
         )
         return [BackupJobRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    # -- identity ----------------------------------------------------------------------------
+
+    async def client(self, client_id: str) -> dict[str, Any] | None:
+        row = (
+            (await self._conn.execute(select(clients).where(clients.c.client_id == client_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def add_client(self, **values: Any) -> None:
+        await self._conn.execute(insert(clients).values(**values))
+
+    async def list_clients(self) -> list[dict[str, Any]]:
+        rows = (await self._conn.execute(select(clients).order_by(clients.c.created_at))).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def delete_client(self, client_id: str) -> bool:
+        return bool(
+            (await self._conn.execute(delete(clients).where(clients.c.client_id == client_id))).rowcount
+        )
+
+    async def subscription(self, sub_id: str) -> dict[str, Any] | None:
+        stmt = select(subscriptions).where(subscriptions.c.id == sub_id)
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def claim_subscription(
+        self, sub_id: str, tenant: str, *, now: float, display_name: str = ""
+    ) -> dict[str, Any]:
+        """The subscription's row, created for ``tenant`` if nobody owns it yet."""
+        existing = await self.subscription(sub_id)
+        if existing is not None:
+            return existing
+        values = {
+            "id": sub_id,
+            "tenant": tenant,
+            "display_name": display_name or f"dpvault {sub_id[:8]}",
+            "created_at": now,
+        }
+        await self._conn.execute(insert(subscriptions).values(**values))
+        return values
+
+    async def tenants(self) -> list[str]:
+        return list((await self._conn.execute(select(subscriptions.c.tenant).distinct())).scalars().all())
+
+    async def subscriptions_of(self, tenant: str) -> list[dict[str, Any]]:
+        stmt = select(subscriptions).where(subscriptions.c.tenant == tenant).order_by(subscriptions.c.id)
+        return [dict(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
     # -- manual clock ------------------------------------------------------------------------
 

@@ -166,3 +166,27 @@ clock_state = Table(
     Column("id", Integer, primary_key=True),
     Column("now", Float, nullable=False),
 )
+
+# -- identity (migration 0004) ---------------------------------------------------------------
+
+# OAuth clients of the built-in issuer (dpvault clients add). Only a hash of the secret is kept.
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(36), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("secret_hash", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Subscriptions and the tenant that owns each (claimed on first use, or dpvault subscriptions add).
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_subscriptions_tenant", subscriptions.c.tenant)
