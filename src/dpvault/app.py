@@ -303,4 +303,19 @@ def create_app(settings: Settings) -> DpvaultApp:
     return DpvaultApp(settings)
 
 
+def from_environment() -> DpvaultApp:
+    """The app factory ``serve --workers N`` hands to uvicorn: settings come from the environment."""
+    import os
+
+    from dpvault import logging as dplogging
+    from dpvault.settings import SETTINGS_ENV
+
+    settings = Settings.from_json(os.environ[SETTINGS_ENV])
+    dplogging.configure(
+        level=os.environ.get("DPVAULT_LOG_LEVEL", "info"),
+        access_log=os.environ.get("DPVAULT_ACCESS_LOG", "1") == "1",
+    )
+    return DpvaultApp(settings)
+
+
 __all__ = ["DpvaultApp", "create_app", "encode"]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from dpvault.settings import DEFAULT_API_VERSIONS, Settings
+from dpvault.settings import DEFAULT_API_VERSIONS, SETTINGS_ENV, Settings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="dpvault: an Azure-compatible Data Protection service."
@@ -115,6 +115,9 @@ def serve(
         Path | None,
         typer.Option(help="JSON file of trusted issuers (issuer, discovery or jwks, audiences, tenant)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="API processes (each also runs background work); share a database.")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_json: Annotated[
         bool, typer.Option("--log-json", help="Log JSON lines instead of key=value.")
@@ -135,6 +138,8 @@ def serve(
     if clock not in ("real", "manual"):
         raise typer.BadParameter("--clock is real or manual")
     dplogging.configure(level=log_level, json=log_json, access_log=access_log)
+    os.environ["DPVAULT_LOG_LEVEL"] = log_level
+    os.environ["DPVAULT_ACCESS_LOG"] = "1" if access_log else "0"
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings = Settings(
@@ -180,8 +185,20 @@ def serve(
     if ca_line:
         err.print(ca_line, highlight=False)
     err.print(f"Bearer token:   dpvault token --data-dir {data_dir}", highlight=False)
+    # Migrate once here, so several API processes never race to migrate one database.
+    from dpvault.store.engines import migrate
+
+    migrate(settings.resolved_database_url)
+    if workers > 1:
+        # uvicorn's process manager imports the app in each process: the settings travel in the environment.
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        target: object = "dpvault.app:from_environment"
+    else:
+        target = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        target,  # type: ignore[arg-type]
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=host,
         port=port,
         loop="uvloop",

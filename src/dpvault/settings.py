@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+SETTINGS_ENV = "DPVAULT_SETTINGS_JSON"
 
 DEFAULT_API_VERSIONS: tuple[str, ...] = (
     "2023-01-01",
@@ -57,6 +62,29 @@ class Settings:
     trust_issuers: tuple[str, ...] = ()
     identity_config: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """For handing settings to worker processes (``serve --workers``)."""
+        return json.dumps(dataclasses.asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        raw = json.loads(text)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name not in fields or value is None:
+                values[name] = value
+                continue
+            kind = str(fields[name].type)
+            if "Path" in kind and "tuple" in kind:
+                value = tuple(Path(v) for v in value)
+            elif "Path" in kind:
+                value = Path(value)
+            elif "tuple" in kind:
+                value = tuple(value)
+            values[name] = value
+        return cls(**values)
 
     @property
     def resolved_database_url(self) -> str:

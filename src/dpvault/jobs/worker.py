@@ -20,7 +20,10 @@ from dpvault.store import JobRow
 
 log = structlog.get_logger("dpvault.worker")
 
-Run = Callable[[Services, dict[str, Any]], Awaitable[None]]
+PRUNE_EVERY = 600.0
+KEEP_FINISHED = 7 * 24 * 3600.0  # finished jobs are kept a week, for diagnosis
+
+Run = Callable[[Services, dict[str, Any]], Awaitable[bool | None]]
 GiveUp = Callable[[Services, dict[str, Any], str], Awaitable[None]]
 
 
@@ -38,7 +41,8 @@ class Worker:
         self.types = types
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._slot_freed = asyncio.Event()
         self._poll = poll
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -46,27 +50,56 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+
     async def run(self) -> None:
         lease = self.svc.settings.lease_seconds
-        while not self._stopping:
-            await self._slots.acquire()
-            try:
+        sweeper = asyncio.create_task(self._sweep_leases())
+        try:
+            while not self._stopping:
+                free = self._concurrency - len(self._tasks)
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                try:
+                    now = self.svc.real_now()
+                    claimed = await self.svc.store.transact(
+                        lambda tx, now=now, free=free: tx.claim_jobs(
+                            self.owner, now=now, lease_until=now + lease, limit=free
+                        )
+                    )
+                except Exception:
+                    log.exception("claim failed")
+                    await asyncio.sleep(self._poll)
+                    continue
+                if not claimed:
+                    await self._idle()
+                    continue
+                for job in claimed:
+                    task = asyncio.create_task(self._execute(job))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+        finally:
+            sweeper.cancel()
+
+    async def _sweep_leases(self) -> None:
+        """Every half lease: make jobs of dead workers claimable again; now and then prune old jobs."""
+        lease = self.svc.settings.lease_seconds
+        last_prune = 0.0
+        while True:
+            with contextlib.suppress(Exception):
                 now = self.svc.real_now()
-                job = await self.svc.store.transact(
-                    lambda tx, now=now: tx.claim_job(self.owner, now=now, lease_until=now + lease)
-                )
-            except Exception:
-                self._slots.release()
-                log.exception("claim failed")
-                await asyncio.sleep(self._poll)
-                continue
-            if job is None:
-                self._slots.release()
-                await self._idle()
-                continue
-            task = asyncio.create_task(self._execute(job))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                if await self.svc.store.transact(lambda tx, now=now: tx.requeue_expired(now=now)):
+                    self.wake()
+                if now - last_prune > PRUNE_EVERY:
+                    last_prune = now
+                    await self.svc.store.transact(
+                        lambda tx, now=now: tx.prune_jobs(before=now - KEEP_FINISHED)
+                    )
+            await asyncio.sleep(max(0.2, lease / 2))
 
     async def _idle(self) -> None:
         """Sleep until woken, until the next job is due, or for one poll interval (other processes)."""
@@ -85,12 +118,13 @@ class Worker:
         try:
             payload = msgspec.json.decode(job.payload)
             payload["_worker"] = self.owner
+            payload["_job"] = job.id
             job_type = self.types.get(job.kind)
             if job_type is None:
                 await self._finish(job, "failed", f"unknown job kind {job.kind!r}")
                 return
             try:
-                await job_type.run(self.svc, payload)
+                completed = await job_type.run(self.svc, payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -115,10 +149,10 @@ class Worker:
                         lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason)
                     )
                 return
-            await self._finish(job, "done", None)
+            if completed is not True:  # a handler returning True marked the job done itself
+                await self._finish(job, "done", None)
         finally:
             heartbeat.cancel()
-            self._slots.release()
             self.wake()
 
     async def _finish(self, job: JobRow, state: str, error: str | None) -> None:

@@ -97,9 +97,12 @@ async def finish(
     status: OperationStatus,
     error: dict[str, Any] | None = None,
     result: Any = None,
+    op: OperationRow | None = None,
 ) -> None:
-    """Move an operation to a terminal state; a terminal operation never changes again (ARM-32)."""
-    op = await tx.operation(op_id)
+    """Move an operation to a terminal state; a terminal operation never changes again (ARM-32).
+    ``op``: the row, when the caller read it in this transaction already."""
+    if op is None or op.id != op_id:
+        op = await tx.operation(op_id)
     if op is None or op.terminal:
         return
     await tx.update_operation(

@@ -40,7 +40,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=2000")
     cursor.close()
 
 
@@ -59,6 +59,30 @@ def migrate(url: str) -> None:
             command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+
+
+def make_sqlite_engines(url: str) -> tuple[Engine, Engine]:
+    """(reader, writer) for SQLite, used on the event-loop thread (see ``state._InLoop``).
+
+    The writer is one connection whose transactions BEGIN IMMEDIATE, so read-modify-write never
+    deadlocks on lock upgrade; readers use WAL snapshots. A short busy timeout: a lock held by
+    another process must not stall the loop for long (the write is retried instead).
+    """
+    target = sync_url(url)
+    reader = create_engine(target, pool_size=4, max_overflow=64)
+    writer = create_engine(target, pool_size=1, max_overflow=0)
+    for engine in (reader, writer):
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+    @event.listens_for(writer, "connect")
+    def _autocommit_driver(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, begins transactions
+
+    @event.listens_for(writer, "begin")
+    def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return reader, writer
 
 
 def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:

@@ -23,7 +23,7 @@ from dpvault.resources.instances.schema import (
 from dpvault.resources.jobs import records
 from dpvault.resources.policies.handlers import decode_policy
 from dpvault.resources.policies.schema import AzureRetentionRule
-from dpvault.resources.vaults.rules import require_vault, vault_location
+from dpvault.resources.vaults.rules import require_vault, vault_key, vault_location
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.types import (
@@ -86,12 +86,16 @@ class InstanceRoutes:
         rules.check_shape(body.properties)
         request_hash = fingerprint("instance.put", body.tags, body.properties)
         deep = body.properties.validationType == "DeepValidation"
+        policy_key, _ = rules.policy_key_of(body.properties)
+        vkey = vault_key(sub, rg, vault)
+        key = rules.instance_key(vkey, name)
 
         async def write(tx: Tx) -> tuple[int, bytes, str, operations.Scope]:
-            vault_row = await require_vault(tx, sub, rg, vault)
+            # vault, instance and policy in one statement
+            rows = await tx.resources([vkey, key, policy_key])
+            vault_row = rows.get(vkey) or await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
-            key = rules.instance_key(vault_row.key, name)
-            row = await tx.resource(key)
+            row = rows.get(key)
             previous = rules.decode_instance(row.body) if row else None
             if row is not None and row.active_operation:
                 op = await tx.operation(row.active_operation)
@@ -105,7 +109,7 @@ class InstanceRoutes:
                     "The property 'properties.provisioningState' is read-only.",
                     target="properties.provisioningState",
                 )
-            policy_row, policy = await rules.resolve_policy(tx, body.properties, vault_row)
+            policy_row, policy = await rules.resolve_policy(tx, body.properties, vault_row, prefetched=rows)
             creating = row is None
             provisioning = ProvisioningState.PROVISIONING if creating else ProvisioningState.UPDATING
             protection = ProtectionState.CONFIGURING if creating else ProtectionState.UPDATING
@@ -121,12 +125,14 @@ class InstanceRoutes:
                 ),
             )  # fmt: skip
             encoded = msgspec.json.encode(stored)
-            job_id = await records.create(
-                tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
-                instance_key=key, instance_id=stored.id, instance=stored.properties,
-                operation="ConfigureBackup", category="Backup", user_triggered=True,
-                details={"ValidationType": "DeepValidation" if deep else "ShallowValidation"},
-            )  # fmt: skip
+            job_id = None
+            if deep:  # a deep validation is work worth a job; a shallow PUT is only a record change
+                job_id = await records.create(
+                    tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
+                    instance_key=key, instance_id=stored.id, instance=stored.properties,
+                    operation="ConfigureBackup", category="Backup", user_triggered=True,
+                    details={"ValidationType": "DeepValidation"},
+                )  # fmt: skip
             op = await operations.start(
                 tx, self.svc,
                 kind=OperationKind.CREATE if creating else OperationKind.UPDATE,

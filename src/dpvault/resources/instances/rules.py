@@ -62,28 +62,38 @@ def check_shape(bi: BackupInstance, base: str = "properties") -> None:
             )
 
 
-async def resolve_policy(
-    tx: Tx, bi: BackupInstance, vault_row: ResourceRow, base: str = "properties"
-) -> tuple[ResourceRow, BaseBackupPolicyResource]:
-    """The policy named by ``policyInfo.policyId``: in this vault, and covering the datasource type."""
-    target = f"{base}.policyInfo.policyId"
+def policy_key_of(bi: BackupInstance, base: str = "properties") -> tuple[str, str]:
+    """(key, name) of the policy ``policyInfo.policyId`` names; a 400 if it is not a policy id."""
     parsed = ids.parse_policy_id(bi.policyInfo.policyId.strip())
     if parsed is None:
         raise errors.bad_request(
             f"'{ids.printable(bi.policyInfo.policyId)}' is not a backup policy id of the form "
             "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults/{vault}/backupPolicies/{name}.",
             code="InvalidPolicyId",
-            target=target,
+            target=f"{base}.policyInfo.policyId",
         )
     sub, rg, vault, name = parsed
-    key = policy_key(sub, rg, vault, name)
+    return policy_key(sub, rg, vault, name), name
+
+
+async def resolve_policy(
+    tx: Tx,
+    bi: BackupInstance,
+    vault_row: ResourceRow,
+    base: str = "properties",
+    prefetched: dict[str, ResourceRow] | None = None,
+) -> tuple[ResourceRow, BaseBackupPolicyResource]:
+    """The policy named by ``policyInfo.policyId``: in this vault, and covering the datasource type.
+    ``prefetched``: rows already read in this transaction, by key (saves a statement)."""
+    target = f"{base}.policyInfo.policyId"
+    key, name = policy_key_of(bi, base)
     if not key.startswith(vault_row.key + "/"):
         raise errors.bad_request(
             f"The backup policy '{name}' belongs to another vault; a backup instance must use a policy of its own vault.",
             code="BackupPolicyNotInVault",
             target=target,
         )
-    row = await tx.resource(key)
+    row = prefetched.get(key) if prefetched is not None else await tx.resource(key)
     if row is None:
         raise errors.bad_request(
             f"The backup policy '{name}' was not found in backup vault '{vault_row.name}'.",
