@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 import structlog
-from starlette.responses import Response
 
 from dpvault import errors
 from dpvault.arm import ids
@@ -149,6 +148,7 @@ class DpvaultApp:
         }
         if settings.tls:
             self._static_headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        self._static_raw = [(k.lower().encode(), v.encode()) for k, v in self._static_headers.items()]
 
     @property
     def services(self) -> Services | None:
@@ -270,33 +270,34 @@ class DpvaultApp:
         return await handler(call)
 
     async def _send(self, call: Call, reply: Reply, send: Any) -> None:
-        headers = dict(self._static_headers)
-        headers["x-ms-request-id"] = call.request_id
-        headers["x-ms-correlation-request-id"] = (
-            call.headers.get("x-ms-correlation-request-id") or call.request_id
-        )
+        """Two ASGI messages, headers pre-encoded: Starlette's Response object cost ~6% of a PUT
+        under bench P1 for what is a fixed header list (measured with py-spy)."""
+        correlation = call.headers.get("x-ms-correlation-request-id") or call.request_id
+        headers = [
+            *self._static_raw,
+            (b"x-ms-request-id", call.request_id.encode()),
+            (b"x-ms-correlation-request-id", correlation.encode("latin-1")),
+        ]
         client_id = call.headers.get("x-ms-client-request-id")
         if client_id and call.headers.get("x-ms-return-client-request-id", "").lower() == "true":
-            headers["x-ms-client-request-id"] = client_id
-        if call.method in ("GET", "HEAD"):
-            headers["x-ms-ratelimit-remaining-subscription-reads"] = "11999"
+            headers.append((b"x-ms-client-request-id", client_id.encode("latin-1")))
+        headers.append(_READS if call.method in ("GET", "HEAD") else _WRITES)
+        for name, value in reply.headers.items():
+            headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        body = reply.body
+        if body is None:
+            if reply.status not in (204, 304):
+                headers.append((b"content-length", b"0"))
+            body = b""
         else:
-            headers["x-ms-ratelimit-remaining-subscription-writes"] = "1199"
-        headers.update(reply.headers)
-        if reply.body is None:
-            response = Response(status_code=reply.status, headers=headers)
-        else:
-            response = Response(
-                content=reply.body,
-                status_code=reply.status,
-                headers=headers,
-                media_type="application/json; charset=utf-8",
-            )
-        await response({"type": "http", "method": call.method}, _no_receive, send)
+            headers.append((b"content-type", b"application/json; charset=utf-8"))
+            headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if call.method == "HEAD" else body})
 
 
-async def _no_receive() -> dict[str, Any]:
-    return {"type": "http.disconnect"}
+_READS = (b"x-ms-ratelimit-remaining-subscription-reads", b"11999")
+_WRITES = (b"x-ms-ratelimit-remaining-subscription-writes", b"1199")
 
 
 def create_app(settings: Settings) -> DpvaultApp:

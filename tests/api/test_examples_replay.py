@@ -9,6 +9,11 @@ Values are never compared, so the value deviations of dataprotection-api.md §9 
 ``Succeeded`` not ``Provisioned``, no ``NotProtected`` protectionStatus, datasourceType echoed rather than
 ``OssDB``, canonical ``backupVaults`` casing) need no entry; only missing keys do (``KEY_DEVIATIONS``).
 
+Validation and backups are real: an example's secret URI is stored in dpvault's secret store and points
+at a real database (in the session's ``source_pg``) named as the example's ``dataSourceInfo`` names it;
+backups, recovery points and jobs are made by real ``pg_dump`` runs. Generated ids (recovery points,
+jobs) cannot be the example's, so those examples are compared with the real ones dpvault made.
+
 Examples of operations dpvault does not implement are listed in ``SKIPPED``, with the reason.
 """
 
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +31,8 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.support import vault_body, wait_operation
+from tests.integration.test_protection import make_sample_database
+from tests.support import PostgresServer, Server, vault_body, wait_operation
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "spec" / "examples"
 RESOURCES_API = "2021-04-01"  # Microsoft.Resources, for cleaning up resource groups
@@ -42,8 +50,6 @@ ACCEPTED = {
 
 # Keys of an example response that dpvault documents it does not return (path relative to a resource).
 KEY_DEVIATIONS = {
-    "jobId": "§9 #18: OperationJobExtendedInfo carries jobId only when a job exists; validateForBackup "
-    "creates none (the real service returned {'objectType': 'OperationJobExtendedInfo'} too, §8.1)",
     # No example response lists validationType today; kept so one that does is not reported as a gap.
     "properties.validationType": "§9 #5: validationType is a request-only field and is omitted from responses",
 }
@@ -56,9 +62,10 @@ READ_ONLY = {
 
 _GUARD = "resource guards are out of scope (dataprotection-api.md §1): no route in build_router"
 _PROXY = "resource guard proxies are out of scope (dataprotection-api.md §1): no route in build_router"
-_ACTION = "backup instance actions (backup/restore/rehydrate/stop/suspend/resume/sync) are not implemented"
-_RP = "recovery points are not implemented"
-_JOB = "backup jobs and export jobs are not implemented"
+_REHYDRATE = "rehydrate is not implemented (no route in build_router)"
+_ACTION = "stop/suspend/resume/sync are implemented, but their replay is not written yet"
+_RESTORE = "restore and validateRestore are implemented, but their replay is not written yet"
+_EXPORT = "job export (exportBackupJobs) is not implemented"
 _DELETED = "deleted (soft-deleted) backup instances are not implemented"
 _GUARDS = (
     "DeleteResourceGuard", "GetDefaultBackupSecurityPINRequests", "GetDefaultDeleteProtectedItemRequests",
@@ -74,27 +81,22 @@ _PROXIES = (
 )  # fmt: skip
 SKIPPED = {
     "BackupInstanceOperations/FindRestorableTimeRanges.json": "findRestorableTimeRanges is not implemented",
-    "BackupInstanceOperations/GetRecoveryPoint.json": _RP,
-    "BackupInstanceOperations/ListRecoveryPoints.json": _RP,
     "BackupInstanceOperations/ResumeBackups.json": _ACTION,
     "BackupInstanceOperations/ResumeProtection.json": _ACTION,
     "BackupInstanceOperations/StopProtection.json": _ACTION,
     "BackupInstanceOperations/SuspendBackups.json": _ACTION,
     "BackupInstanceOperations/SyncBackupInstance.json": _ACTION,
-    "BackupInstanceOperations/TriggerBackup.json": _ACTION,
-    "BackupInstanceOperations/TriggerRehydrate.json": _ACTION,
-    "BackupInstanceOperations/TriggerRestore.json": _ACTION,
-    "BackupInstanceOperations/TriggerRestoreAsFiles.json": _ACTION,
-    "BackupInstanceOperations/TriggerRestoreWithRehydration.json": _ACTION,
-    "BackupInstanceOperations/ValidateRestore.json": _ACTION,
+    "BackupInstanceOperations/TriggerRehydrate.json": _REHYDRATE,
+    "BackupInstanceOperations/TriggerRestore.json": _RESTORE,
+    "BackupInstanceOperations/TriggerRestoreAsFiles.json": _RESTORE,
+    "BackupInstanceOperations/TriggerRestoreWithRehydration.json": _RESTORE,
+    "BackupInstanceOperations/ValidateRestore.json": _RESTORE,
     "CheckfeatureSupport.json": "checkFeatureSupport is not implemented",
     "DeletedBackupInstanceOperations/GetDeletedBackupInstance.json": _DELETED,
     "DeletedBackupInstanceOperations/ListDeletedBackupInstances.json": _DELETED,
     "DeletedBackupInstanceOperations/UndeleteDeletedBackupInstance.json": _DELETED,
-    "JobCRUD/GetExportJobsOperationResult.json": _JOB,
-    "JobCRUD/GetJob.json": _JOB,
-    "JobCRUD/ListJobs.json": _JOB,
-    "JobCRUD/TriggerExportJobs.json": _JOB,
+    "JobCRUD/GetExportJobsOperationResult.json": _EXPORT,
+    "JobCRUD/TriggerExportJobs.json": _EXPORT,
     **dict.fromkeys((f"ResourceGuardCRUD/{n}.json" for n in _GUARDS), _GUARD),
     **dict.fromkeys((f"ResourceGuardProxyCRUD/{n}.json" for n in _PROXIES), _PROXY),
 }
@@ -151,11 +153,20 @@ def op_id(response: httpx.Response) -> str:
     return unquote(response.headers["Azure-AsyncOperation"].split("/operationStatus/")[1].split("?")[0])
 
 
+Match = Callable[[dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def by_name(item: dict[str, Any], actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [a for a in actual if a.get("name", "").lower() == item["name"].lower()][:1]
+
+
 class Replay:
     """One example: its parameters, the state it needs, its request, and the key comparison."""
 
-    def __init__(self, client: httpx.Client, name: str) -> None:
+    def __init__(self, client: httpx.Client, server: Server, pg: PostgresServer, name: str) -> None:
         self.c = client
+        self.server = server  # the one ``client`` talks to: its secret store is the one dpvault reads
+        self.pg = pg  # where the protected databases live
         self.name = name
         self.ex = load(name)
         self.p = self.ex["parameters"]
@@ -216,20 +227,85 @@ class Replay:
         )
         return path
 
-    def with_policy(self, instance: dict[str, Any]) -> dict[str, Any]:
+    def with_policy(self, instance: dict[str, Any], policy: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create the policy an instance names, in the example's vault. A policyId already pointing into
         that vault is sent as written (its ``Backupvaults`` casing exercises §9 #9); any other is rewritten."""
         info = instance["policyInfo"]
-        path = self.make_policy(parse_id(info["policyId"])["backuppolicies"])
+        path = self.make_policy(parse_id(info["policyId"])["backuppolicies"], policy)
         if info["policyId"].lower() != path.lower():
             info["policyId"] = path
         return instance
 
-    def make_instance(self, name: str, body: dict[str, Any]) -> httpx.Response:
-        self.with_policy(body["properties"])
+    def make_instance(
+        self, name: str, body: dict[str, Any], policy: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        self.with_policy(body["properties"], policy)
         r = self.send("PUT", self.instance_path(name), body)
         self.finish(r)
         return r
+
+    # real data ----------------------------------------------------------------------------------
+    def real_datasource(self, instance: dict[str, Any]) -> str:
+        """Make an example's datasource real, names unchanged: the database ``dataSourceInfo.resourceName``
+        names (created once: databases outlive a test) and the example's secret URI holding a connection
+        string to it. Returns the database name."""
+        database = instance["dataSourceInfo"]["resourceName"]
+        if not self.pg.sql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"):
+            self.pg.create_database(database)
+        uri = instance["datasourceAuthCredentials"]["secretStoreResource"]["uri"]
+        self.server.set_secret(uri, self.pg.ado(database))
+        return database
+
+    def protect(self, name: str, policy_name: str | None = None, policy: dict[str, Any] | None = None) -> str:
+        """A ProtectionConfigured instance ``name`` (PutBackupInstance.json's body) whose datasource is a new
+        sample database of its own, reached through a secret of its own. Returns the database name."""
+        body = load("BackupInstanceOperations/PutBackupInstance.json")["parameters"]["parameters"]
+        props = body["properties"]
+        database = make_sample_database(self.pg, f"replay_{uuid.uuid4().hex[:10]}", customers=20, orders=30)
+        info = props["dataSourceInfo"]
+        info["resourceName"] = database
+        info["resourceID"] = f"{info['resourceID'].rsplit('/', 1)[0]}/{database}"
+        uri = f"https://replay{uuid.uuid4().hex[:8]}.vault.azure.net/secrets/{database.replace('_', '-')}"
+        props["datasourceAuthCredentials"]["secretStoreResource"]["uri"] = uri
+        self.server.set_secret(uri, self.pg.ado(database))
+        if policy_name:
+            props["policyInfo"]["policyId"] = f"{self.vault_path()}/backupPolicies/{policy_name}"
+        self.make_instance(name, body, policy)
+        state = self.send("GET", self.instance_path(name)).json()["properties"]["currentProtectionState"]
+        assert state == "ProtectionConfigured", state
+        return database
+
+    def trigger_backup(self, instance: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """POST …/backup (202), its operation to the end; returns the final GET of its Location."""
+        body = body or {
+            "backupRuleOptions": {
+                "ruleName": "BackupWeekly",
+                "triggerOption": {"retentionTagOverride": "Default"},
+            }
+        }
+        r = self.send("POST", f"{self.instance_path(instance)}/backup", body)
+        assert r.status_code == 202, r.text
+        assert r.content == b"", r.text
+        self.finish(r)
+        result = self.c.get(r.headers["Location"])
+        assert result.status_code == 200, result.text
+        return result
+
+    def job(self, job_id: str) -> httpx.Response:
+        return self.send("GET", f"{self.vault_path()}/backupJobs/{job_id}")
+
+    def wait_job(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The job once it has ended; it must have completed."""
+        deadline = time.monotonic() + timeout
+        while (job := self.job(job_id).json())["properties"]["status"] == "InProgress":
+            assert time.monotonic() < deadline, f"job {job_id} still InProgress after {timeout}s"
+            time.sleep(0.1)
+        assert job["properties"]["status"] == "Completed", job
+        return job
+
+    def backup(self, instance: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A real backup of ``instance``, completed; returns its job."""
+        return self.wait_job(self.trigger_backup(instance, body).json()["jobId"])
 
     def cleanup(self, strict: bool = True) -> None:
         """Delete every resource group the example wrote to, so the next example starts from nothing."""
@@ -238,7 +314,9 @@ class Replay:
             assert r.status_code in (200, 204) or not strict, r.text
 
     # comparison -------------------------------------------------------------------------------
-    def compare(self, r: httpx.Response, expected: Any | None = None) -> None:
+    def compare(self, r: httpx.Response, expected: Any | None = None, match: Match | None = None) -> None:
+        """Every key of the example's response must be in ``r``'s. List items are paired by name, or by
+        ``match`` (example item, dpvault's items -> the items it must be compared with)."""
         if expected is None:
             status = str(r.status_code)
             has_body = "body" in self.ex["responses"].get(status, {})
@@ -247,9 +325,9 @@ class Replay:
         if isinstance(expected, dict) and isinstance(expected.get("value"), list):
             missing = missing_keys({k: v for k, v in expected.items() if k != "value"}, actual)
             for item in expected["value"]:
-                found = [a for a in actual["value"] if a.get("name", "").lower() == item["name"].lower()]
+                found = (match or by_name)(item, actual["value"])
                 where = f"value[{item['name']}]"
-                missing += [where] if not found else missing_keys(item, found[0], where)
+                missing += [where] if not found else [m for a in found for m in missing_keys(item, a, where)]
         else:
             missing = missing_keys(expected, actual)
         missing = [m for m in missing if m.split("]", 1)[-1].lstrip(".") not in KEY_DEVIATIONS]
@@ -368,16 +446,25 @@ def delete_instance(x: Replay) -> None:
     assert x.c.get(f"{x.instance_path()}?api-version={x.api}").status_code == 404
 
 
+def validate(x: Replay, request: dict[str, Any]) -> httpx.Response:
+    """A real validateForBackup of the example's datasource (its database and secret made real):
+    202 with an empty body, then Succeeded. Returns the 202."""
+    x.with_policy(request["backupInstance"])
+    x.real_datasource(request["backupInstance"])
+    r = x.send("POST", f"{x.vault_path()}/validateForBackup", request)
+    assert r.status_code == 202 and r.content == b"", r.text
+    x.finish(r)
+    return r
+
+
 def validate_for_backup(x: Replay) -> None:
     x.make_vault()
-    body = x.body()
-    x.with_policy(body["backupInstance"])
-    r = x.send("POST", f"{x.vault_path()}/validateForBackup", body)
-    if r.status_code == 202:
-        x.finish(r)
-        r = x.c.get(r.headers["Location"])
-        assert r.status_code == 200, r.text
-    x.compare(r, x.response("200"))
+    r = validate(x, x.body())
+    result = x.c.get(r.headers["Location"])
+    assert result.status_code == 200, result.text
+    x.compare(result, x.response("200"))
+    job = x.wait_job(result.json()["jobId"])["properties"]
+    assert job["operation"] == "ValidateForBackup", job
 
 
 def instance_operation_result(x: Replay) -> None:
@@ -389,12 +476,107 @@ def instance_operation_result(x: Replay) -> None:
 def location_operation_result(x: Replay) -> None:
     """GET S/DP/locations/{location}/operationResults/{id} of a real validateForBackup."""
     x.make_vault(body=vault_body(x.p["location"]))
-    request = load("BackupInstanceOperations/ValidateForBackup.json")["parameters"]["parameters"]
-    x.with_policy(request["backupInstance"])
-    r = x.send("POST", f"{x.vault_path()}/validateForBackup", request)
-    x.finish(r)
+    r = validate(x, load("BackupInstanceOperations/ValidateForBackup.json")["parameters"]["parameters"])
     base = f"/subscriptions/{x.sub}/providers/Microsoft.DataProtection/locations/{x.p['location']}"
-    x.compare(x.send("GET", f"{base}/operationResults/{op_id(r)}"))
+    result = x.send("GET", f"{base}/operationResults/{op_id(r)}")
+    assert result.status_code == 200, result.text
+    x.compare(result)
+    x.wait_job(result.json()["jobId"])
+
+
+def trigger_backup(x: Replay) -> None:
+    """The example's body: rule BackupWeekly (the policy's), tag override "yearly", so the policy gets a
+    retention rule of that name. The backup itself must complete, into a recovery point with that tag."""
+    x.make_vault()
+    tag = x.body()["backupRuleOptions"]["triggerOption"]["retentionTagOverride"]
+    policy = load("PolicyCRUD/CreateOrUpdateBackupPolicy.json")["parameters"]["parameters"]
+    retention = copy.deepcopy(policy["properties"]["policyRules"][-1])  # the Weekly rule
+    assert retention["objectType"] == "AzureRetentionRule", retention
+    retention.update(name=tag, isDefault=False)
+    retention["lifecycles"][0]["deleteAfter"]["duration"] = "P1Y"
+    policy["properties"]["policyRules"].append(retention)
+    x.protect(x.p["backupInstanceName"], policy=policy)
+    result = x.trigger_backup(x.p["backupInstanceName"], x.body())
+    x.compare(result)
+    job = x.wait_job(result.json()["jobId"])["properties"]
+    assert job["operation"] == "Backup" and job["isUserTriggered"] is True, job
+    point = job["extendedInfo"]["additionalDetails"]["RecoveryPointId"]
+    rp = x.send("GET", f"{x.instance_path()}/recoveryPoints/{point}").json()["properties"]
+    assert rp["retentionTagName"].lower() == tag.lower(), rp
+
+
+def recovery_points(x: Replay, count: int) -> list[str]:
+    """``count`` real backups of the example's instance; their recovery point ids."""
+    x.make_vault()
+    x.protect(x.p["backupInstanceName"])
+    jobs = [x.backup(x.p["backupInstanceName"]) for _ in range(count)]
+    return [j["properties"]["extendedInfo"]["additionalDetails"]["RecoveryPointId"] for j in jobs]
+
+
+def get_recovery_point(x: Replay) -> None:
+    """The example's recoveryPointId cannot exist: a real backup's is read instead."""
+    (point,) = recovery_points(x, 1)
+    r = x.send("GET", f"{x.instance_path()}/recoveryPoints/{point}")
+    assert r.json()["name"] == point, r.text
+    x.compare(r)
+
+
+def list_recovery_points(x: Replay) -> None:
+    """As many real backups as the example lists points; every example item is compared with every
+    real point (their names cannot match)."""
+    points = recovery_points(x, len(x.response()["value"]))
+    r = x.send("GET", f"{x.instance_path()}/recoveryPoints")
+    assert sorted(p["name"] for p in r.json()["value"]) == sorted(points), r.text
+    x.compare(r, match=lambda item, actual: actual)
+
+
+def job_source(job: dict[str, Any]) -> tuple[str, str]:
+    """(instance name, policy name) of an example job, for building the state that produces it."""
+    props = job["properties"]
+    return parse_id(props["backupInstanceId"])["backupinstances"], props["policyName"]
+
+
+def example_jobs(x: Replay, jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each example job (a Backup job), a real one: its instance and policy (the example's names),
+    protecting a real database, backed up with the rule and tag the example names (or the defaults).
+    Returns instance name -> the real job."""
+    x.make_vault()
+    out = {}
+    for job in jobs:
+        assert job["properties"]["operation"] == "Backup", job
+        name, policy = job_source(job)
+        x.protect(name, policy_name=policy)
+        details = job["properties"].get("extendedInfo", {}).get("additionalDetails", {})
+        options = {
+            "ruleName": details.get("PolicyRuleName", "BackupWeekly"),
+            "triggerOption": {"retentionTagOverride": details.get("RetentionTag", "Default")},
+        }
+        out[name] = x.backup(name, {"backupRuleOptions": options})
+    return out
+
+
+def get_job(x: Replay) -> None:
+    """The example's jobId cannot exist: the real backup job of the example's instance is read instead."""
+    expected = x.response()
+    (job,) = example_jobs(x, [expected]).values()
+    r = x.job(job["name"])
+    assert r.json()["properties"]["status"] == "Completed", r.text
+    x.compare(r, expected)
+
+
+def list_jobs(x: Replay) -> None:
+    """One real backup per example job (same instance and policy names); each example job is compared with
+    the real Backup job of its instance. The list also holds the instances' ConfigureBackup jobs."""
+    real = example_jobs(x, x.response()["value"])
+    r = x.send("GET", f"{x.vault_path()}/backupJobs")
+    listed = {j["name"] for j in r.json()["value"]}
+    assert {j["name"] for j in real.values()} <= listed, r.text
+
+    def same_job(item: dict[str, Any], actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        wanted = real[job_source(item)[0]]["name"]
+        return [a for a in actual if a["name"] == wanted]
+
+    x.compare(r, match=same_job)
 
 
 def operation_status(x: Replay) -> None:
@@ -438,6 +620,11 @@ SCENARIOS: dict[str, Callable[[Replay], None]] = {
     "BackupInstanceOperations/ValidateForBackup.json": validate_for_backup,
     "BackupInstanceOperations/GetBackupInstanceOperationResult.json": instance_operation_result,
     "GetOperationResult.json": location_operation_result,
+    "BackupInstanceOperations/TriggerBackup.json": trigger_backup,
+    "BackupInstanceOperations/GetRecoveryPoint.json": get_recovery_point,
+    "BackupInstanceOperations/ListRecoveryPoints.json": list_recovery_points,
+    "JobCRUD/GetJob.json": get_job,
+    "JobCRUD/ListJobs.json": list_jobs,
     "GetOperationStatus.json": operation_status,
     "GetOperationStatusRGContext.json": operation_status,
     "GetOperationStatusVaultContext.json": operation_status,
@@ -467,8 +654,10 @@ def test_every_example_is_either_replayed_or_skipped_with_a_reason() -> None:
 
 
 @pytest.mark.parametrize("example", _params())
-def test_example_replays(client: httpx.Client, example: str) -> None:
-    replay = Replay(client, example)
+def test_example_replays(
+    client: httpx.Client, server: Server, source_pg: PostgresServer, example: str
+) -> None:
+    replay = Replay(client, server, source_pg, example)
     try:
         SCENARIOS[example](replay)
     except BaseException:

@@ -110,7 +110,7 @@ class Call:
         if self._body is not None:
             return self._body
         declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
             raise _too_large()
         chunks: list[bytes] = []
         size = 0

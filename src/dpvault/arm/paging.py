@@ -30,7 +30,7 @@ def window(call: Call, default_size: int) -> tuple[int, int]:
     size = default_size
     top = call.query.get("$top")
     if top is not None:
-        if not top.isdigit() or not 1 <= int(top) <= MAX_TOP:
+        if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= MAX_TOP:
             raise errors.bad_request(
                 f"The $top value must be an integer from 1 to {MAX_TOP}.", code="InvalidTop"
             )

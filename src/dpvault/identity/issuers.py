@@ -35,6 +35,9 @@ class TrustedIssuer:
     audiences: tuple[str, ...] = ()
     tenant: str | None = None
     ca_file: str | None = None
+    # An unknown kid refetches the JWKS at most this often (a token naming random kids must not
+    # turn dpvault into an amplifier against the issuer).
+    refresh_cooldown: float = 2.0
     _client: jwt.PyJWKClient | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +46,18 @@ class TrustedIssuer:
 
     def matches(self, iss: str) -> re.Match[str] | None:
         return self._pattern.match(iss)
+
+    def tenant_allowed(self, tid: str | None, match: re.Match[str]) -> bool:
+        """Which tenants this issuer may speak for: the ``{tenantid}`` of a template issuer, else
+        the configured ``tenant``, else a tenant named in the issuer URL (Entra's
+        ``https://login.microsoftonline.com/<tid>/v2.0``). A tenant-specific issuer never mints
+        tokens for other tenants."""
+        if "tid" in match.groupdict():
+            return tid == match["tid"]
+        if self.tenant:
+            return tid in (None, self.tenant)
+        segments = {s.lower() for s in self.issuer.split("://", 1)[-1].split("/")[1:] if s}
+        return tid is not None and tid.lower() in segments
 
     def _context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
@@ -56,8 +71,9 @@ class TrustedIssuer:
                 with urllib.request.urlopen(discovery, timeout=10, context=self._context()) as response:  # noqa: S310 - operator-configured URL
                     uri = json.loads(response.read())["jwks_uri"]
             self._client = jwt.PyJWKClient(
-                uri, cache_keys=True, lifespan=3600, timeout=10, ssl_context=self._context()
-            )
+                uri, cache_keys=True, lifespan=3600, timeout=10, ssl_context=self._context(),
+                cooldown_duration=self.refresh_cooldown,
+            )  # fmt: skip
         return self._client.get_signing_key_from_jwt(token).key
 
 
@@ -76,6 +92,7 @@ def load(trust: list[str] | None = None, config_file: Path | None = None) -> lis
                     audiences=tuple(item.get("audiences") or ()),
                     tenant=item.get("tenant"),
                     ca_file=item.get("caFile"),
+                    refresh_cooldown=float(item.get("refreshCooldown", 2.0)),
                 )
             )
     return issuers

@@ -80,7 +80,11 @@ class Verifier:
             return cached[1]
         claims = await self._decode(token)
         principal = _principal(claims)
-        self._cache[token] = (min(float(claims["exp"]) + LEEWAY, now + 3600), principal)
+        try:
+            until = min(float(claims["exp"]) + LEEWAY, now + 3600)
+        except (OverflowError, TypeError, ValueError):
+            until = now + 60
+        self._cache[token] = (until, principal)
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return principal
@@ -107,8 +111,9 @@ class Verifier:
             match = issuer.matches(iss)
             if match is None:
                 continue
-            if "tid" in match.groupdict() and match["tid"] != str(unverified.get("tid", "")):
-                raise _invalid("the issuer's tenant does not match the token's tid")
+            tid = unverified.get("tid")
+            if not issuer.tenant_allowed(str(tid) if tid is not None else None, match):
+                raise _invalid("the issuer does not speak for the token's tenant (tid)")
             try:
                 key = await asyncio.to_thread(issuer.signing_key, token)
             except jwt.PyJWKClientError:
@@ -143,6 +148,8 @@ class Verifier:
             ) from None
         except jwt.InvalidTokenError as exc:
             raise _invalid(_reason(exc)) from None
+        except (TypeError, ValueError, jwt.PyJWKError):  # e.g. an RS256 token naming an EC key
+            raise _invalid("its algorithm does not fit the key it names") from None
         scopes = str(claims.get("scp", "")).split()
         roles = claims.get("roles") or []
         app_only = "scp" not in claims

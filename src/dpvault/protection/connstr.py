@@ -119,7 +119,7 @@ def parse(text: str) -> dict[str, str]:
         raise _invalid("it names no server (Server=...)")
     if not params.get("dbname"):
         raise _invalid("it names no database (Database=...)")
-    if "port" in params and not params["port"].isdigit():
+    if "port" in params and not (params["port"].isascii() and params["port"].isdigit()):
         raise _invalid(f"the port '{params['port']}' is not a number")
     return params
 

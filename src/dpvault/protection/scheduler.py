@@ -15,9 +15,8 @@ import contextlib
 import structlog
 
 from dpvault.protection.retention import Retention
-from dpvault.protection.service import Protection, schedules
+from dpvault.protection.service import Protection
 from dpvault.resources.instances import rules as instance_rules
-from dpvault.resources.policies.handlers import decode_policy
 from dpvault.store import Tx
 
 log = structlog.get_logger("dpvault.scheduler")
@@ -64,7 +63,7 @@ class Scheduler:
             if bi.policyInfo.policyId.lower() != item.policy_key:
                 await tx.delete_protected_item(item.instance_key)
                 continue
-            plans = schedules(decode_policy(policy_row.body).properties)
+            plans = self.protection.schedules_of(policy_row)
             latest = None
             rule_name = None
             for plan in plans:

@@ -100,6 +100,7 @@ class Protection:
         self.engine = engine
         self.datastore = datastore
         self.secrets = secrets
+        self._schedules: dict[tuple[str, int], list[Schedule]] = {}
 
     # -- credentials and validation ----------------------------------------------------------
 
@@ -130,12 +131,22 @@ class Protection:
 
     # -- schedules ---------------------------------------------------------------------------
 
+    def schedules_of(self, policy_row: ResourceRow) -> list[Schedule]:
+        """A policy's parsed schedules, cached per policy revision (parsing ISO 8601 is not free)."""
+        key = (policy_row.key, policy_row.revision)
+        found = self._schedules.get(key)
+        if found is None:
+            if len(self._schedules) > 4096:
+                self._schedules.clear()
+            found = self._schedules[key] = schedules(decode_policy(policy_row.body).properties)
+        return found
+
     async def protect(self, tx: Tx, instance: ResourceRow, policy_row: ResourceRow) -> None:
         """Start (or restart) an instance's schedule: the next occurrence after now, no catch-up."""
         now = self.svc.now()
-        policy = decode_policy(policy_row.body).properties
-        latest = [s.latest_at_or_before(now) for s in schedules(policy)]
-        nexts = [s.next_after(now) for s in schedules(policy)]
+        plans = self.schedules_of(policy_row)
+        latest = [s.latest_at_or_before(now) for s in plans]
+        nexts = [s.next_after(now) for s in plans]
         await tx.upsert_protected_item(
             instance.key,
             vault_key=instance.parent_key,

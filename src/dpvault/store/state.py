@@ -45,8 +45,11 @@ T = TypeVar("T")
 # than executing them (profiled under bench P1). Values arrive as execute() parameters.
 _RESOURCE = select(resources).where(resources.c.key == bindparam("k_"))
 _RESOURCE_LOCKED = _RESOURCE.with_for_update()
-_RESOURCES_IN = select(resources).where(resources.c.key.in_(bindparam("ks_", expanding=True)))
-_RESOURCES_IN_LOCKED = _RESOURCES_IN.with_for_update()
+# a fixed IN list: an "expanding" parameter would re-render the statement on every call
+_RESOURCES_3 = select(resources).where(
+    resources.c.key.in_([bindparam("a_"), bindparam("b_"), bindparam("c_")])
+)
+_RESOURCES_3_LOCKED = _RESOURCES_3.with_for_update()
 _INSERT_RESOURCE = insert(resources)
 _UPDATE_RESOURCE = update(resources).where(resources.c.key == bindparam("k_"))
 _DELETE_RESOURCE = delete(resources).where(resources.c.key == bindparam("k_"))
@@ -116,9 +119,14 @@ class Tx:
         return ResourceRow.from_mapping(row) if row else None
 
     async def resources(self, keys: Sequence[str]) -> dict[str, ResourceRow]:
-        """Several resources in one statement, by key."""
-        stmt = _RESOURCES_IN_LOCKED if self._lock_rows else _RESOURCES_IN
-        rows = (await self._conn.execute(stmt, {"ks_": list(keys)})).mappings().all()
+        """Up to three resources in one statement, by key."""
+        padded = [*keys, "", "", ""][:3]
+        stmt = _RESOURCES_3_LOCKED if self._lock_rows else _RESOURCES_3
+        rows = (
+            (await self._conn.execute(stmt, {"a_": padded[0], "b_": padded[1], "c_": padded[2]}))
+            .mappings()
+            .all()
+        )
         return {r["key"]: ResourceRow.from_mapping(r) for r in rows}
 
     async def resources_by(

@@ -118,6 +118,17 @@ async def finish(
     await tx.update_backup_job(job_id, **values)
 
 
+_TASKS = {
+    "Backup": "Trigger Backup",
+    "Restore": "Trigger Restore",
+    "RestoreDrill": "Restore Drill",
+    "ValidateForBackup": "Validate For Backup",
+    "ValidateRestore": "Validate Restore",
+    "ConfigureBackup": "Configure Backup",
+    "Retention": "Delete Expired Recovery Points",
+}
+
+
 def _duration(seconds: float) -> str:
     total = max(0, int(seconds))
     hours, rest = divmod(total, 3600)
@@ -151,7 +162,13 @@ def render(row: BackupJobRow, vault_id: str, now: float) -> dict[str, Any]:
         "supportedActions": [],
         "startTime": from_timestamp(row.start_time),
         "duration": _duration((end if end is not None else now) - row.start_time),
-        "extendedInfo": {**extended, "additionalDetails": details},
+        "extendedInfo": {
+            **extended,
+            "additionalDetails": {**details, "TaskId": row.id},
+            "subTasks": [
+                {"taskId": 1, "taskName": _TASKS.get(row.operation, row.operation), "taskStatus": row.status}
+            ],
+        },
     }
     if end is not None:
         props["endTime"] = from_timestamp(end)
