@@ -118,6 +118,13 @@ def serve(
     workers: Annotated[
         int, typer.Option(help="API processes (each also runs background work); share a database.")
     ] = 1,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background/--no-background",
+            help="Run jobs, schedules and retention here (else only `dpvault worker`s do).",
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_json: Annotated[
         bool, typer.Option("--log-json", help="Log JSON lines instead of key=value.")
@@ -164,6 +171,7 @@ def serve(
         restore_drills=restore_drills,
         restore_roots=tuple(p.resolve() for p in restore_root or ()),
         builtin_issuer=builtin_issuer,
+        run_worker=background,
         trust_issuers=tuple(trust_issuer or ()),
         identity_config=identity_config.resolve() if identity_config else None,
     )
@@ -243,6 +251,7 @@ def worker(
     lease_seconds: Annotated[
         float, typer.Option(help="Job lease; a dead worker's job is re-run after it.")
     ] = 15.0,
+    provisioning_delay: Annotated[float, typer.Option(help="As for serve.")] = 0.0,
     key_vault: Annotated[bool, typer.Option("--key-vault", help="As for serve.")] = False,
     restore_drills: Annotated[bool, typer.Option("--restore-drills", help="As for serve.")] = False,
     restore_root: Annotated[list[Path] | None, typer.Option("--restore-root", help="As for serve.")] = None,
@@ -259,6 +268,7 @@ def worker(
     settings = Settings(
         data_dir=data_dir.resolve(), database_url=database_url, clock=clock, pg_dump=pg_dump,
         vault_store=vault_store.resolve() if vault_store else None, lease_seconds=lease_seconds, key_vault=key_vault,
+        provisioning_delay=provisioning_delay,
         restore_drills=restore_drills, restore_roots=tuple(p.resolve() for p in restore_root or ()),
     )  # fmt: skip
 

@@ -103,6 +103,8 @@ class Runtime:
         if settings.run_worker:
             self.worker = Worker(svc, job_types(protection, restores))
             self._tasks.append(asyncio.create_task(self.worker.run()))
+            if store.postgres:
+                self._tasks.append(asyncio.create_task(store.listen(self.worker.wake)))
             await protection.sweep()
             self._tasks.append(asyncio.create_task(self.scheduler.run()))
         return svc

@@ -98,6 +98,8 @@ def _claim(postgres: bool) -> Any:
 
 
 _NEXT_READY = select(func.min(jobs.c.run_at)).where(jobs.c.state == "ready")
+JOBS_CHANNEL = "dpvault_jobs"
+_NOTIFY = select(func.pg_notify(JOBS_CHANNEL, ""))
 _CLAIM = _claim(False)
 _CLAIM_PG = _claim(True)
 
@@ -222,6 +224,8 @@ class Tx:
             "dedupe_key": dedupe_key,
             "created_at": now,
         }
+        if self._postgres:
+            await self._conn.execute(_NOTIFY)  # delivered at commit: wakes workers in other processes
         if dedupe_key is None:
             await self._conn.execute(_INSERT_JOB, values)
             return True
@@ -604,6 +608,29 @@ class Store:
         else:
             self._sync_reader, self._sync_writer = engines.make_sqlite_engines(url)
             self._write_lock = asyncio.Lock()
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """PostgreSQL only: call ``wake`` whenever any process enqueues a job (LISTEN/NOTIFY).
+        Runs until cancelled; reconnects after errors."""
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)
+        conninfo = psycopg.conninfo.make_conninfo(
+            host=url.host or "", port=str(url.port or ""), dbname=url.database or "", user=url.username or "",
+            password=url.password or "", **{k: str(v) for k, v in url.query.items()},
+        )  # fmt: skip
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {JOBS_CHANNEL}")
+                    wake()  # anything enqueued while we were not listening
+                    async for _ in conn.notifies():
+                        wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(1.0)
 
     @staticmethod
     async def open(url: str) -> Store:
