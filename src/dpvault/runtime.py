@@ -113,9 +113,9 @@ class Runtime:
         if self.worker is not None:
             self.worker.wake()
 
-    def _wake_scheduler(self) -> None:
+    def _wake_scheduler(self, at: float | None = None) -> None:
         if self.scheduler is not None:
-            self.scheduler.wake()
+            self.scheduler.wake(at)
 
     async def stop(self) -> None:
         if self.scheduler is not None:

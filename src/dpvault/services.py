@@ -23,7 +23,7 @@ class Services:
     # Wakes the in-process worker after a commit that enqueued work, so nothing waits for a poll.
     wake_worker: Callable[[], None]
     # Wakes the scheduler after a change to what is protected or when.
-    wake_scheduler: Callable[[], None] = lambda: None
+    wake_scheduler: Callable[..., None] = lambda at=None: None
     protection: Protection | None = None
 
     def now(self) -> float:

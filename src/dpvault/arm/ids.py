@@ -64,6 +64,22 @@ def check_resource_name(name: str, what: str) -> str:
     return name
 
 
+_LOCATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ()-]{0,63}$")
+
+
+def check_location(value: str, resource_type: str, target: str = "location") -> str:
+    """Azure locations are short names ("westus", "West US 2"); anything else is a 400."""
+    if not _LOCATION.match(value.strip()):
+        raise errors.ArmError(
+            400,
+            "LocationNotAvailableForResourceType",
+            f"The provided location '{printable(value)}' is not available for resource type '{resource_type}'. "
+            "A location is up to 64 letters, digits, spaces and hyphens, such as 'westus'.",
+            target=target,
+        )
+    return value
+
+
 def printable(value: str, limit: int = 100) -> str:
     """A name made safe to quote in a message: control characters escaped, length capped."""
     shown = value.encode("unicode_escape").decode("ascii") if _has_control(value) else value

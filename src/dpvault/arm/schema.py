@@ -192,10 +192,29 @@ def _translate(exc: msgspec.ValidationError) -> errors.ArmError:
     return _fail(path, f"The request content was invalid{where}: {message}.")
 
 
+def _has_nul(value: Any) -> bool:
+    """Any string (key or value) with NUL: no Azure field takes one, and PostgreSQL text cannot."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def decode_json(body: bytes) -> Any:
     """Parse JSON; malformed input is a 400 InvalidRequestContent."""
     try:
-        return _decoder.decode(body)
+        value = _decoder.decode(body)
+        if b"\\u0000" in body and _has_nul(value):  # cheap filter first: NUL is rare
+            raise errors.bad_request("The request content must not contain NUL (\\u0000) characters.")
+        return value
     except msgspec.DecodeError as exc:
         reason = str(exc)
     except UnicodeDecodeError:

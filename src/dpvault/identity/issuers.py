@@ -25,6 +25,8 @@ from typing import Any
 import jwt
 
 ENV = "DPVAULT_TRUSTED_ISSUERS"
+# Path segments of issuer URLs that are never a tenant.
+_NOT_TENANTS = {"v1.0", "v2.0", "oauth2", "realms", ".well-known", "common", "organizations", "consumers"}
 
 
 @dataclass
@@ -56,7 +58,7 @@ class TrustedIssuer:
             return tid == match["tid"]
         if self.tenant:
             return tid in (None, self.tenant)
-        segments = {s.lower() for s in self.issuer.split("://", 1)[-1].split("/")[1:] if s}
+        segments = {s.lower() for s in self.issuer.split("://", 1)[-1].split("/")[1:] if s} - _NOT_TENANTS
         return tid is not None and tid.lower() in segments
 
     def _context(self) -> ssl.SSLContext | None:
@@ -71,7 +73,8 @@ class TrustedIssuer:
                 with urllib.request.urlopen(discovery, timeout=10, context=self._context()) as response:  # noqa: S310 - operator-configured URL
                     uri = json.loads(response.read())["jwks_uri"]
             self._client = jwt.PyJWKClient(
-                uri, cache_keys=True, lifespan=3600, timeout=10, ssl_context=self._context(),
+                # the key set is cached and refreshed (a withdrawn key stops working within 10 minutes)
+                uri, cache_keys=False, cache_jwk_set=True, lifespan=600, timeout=10, ssl_context=self._context(),
                 cooldown_duration=self.refresh_cooldown,
             )  # fmt: skip
         return self._client.get_signing_key_from_jwt(token).key

@@ -116,6 +116,12 @@ class Verifier:
                 raise _invalid("the issuer does not speak for the token's tenant (tid)")
             try:
                 key = await asyncio.to_thread(issuer.signing_key, token)
+            except jwt.PyJWKClientConnectionError:
+                raise _denied(
+                    "AuthenticationFailed",
+                    "The token issuer's keys could not be fetched; try again later.",
+                    "The issuer's signing keys are unavailable.",
+                ) from None
             except jwt.PyJWKClientError:
                 raise _invalid("its signing key is not one the issuer publishes") from None
             except OSError:
@@ -151,7 +157,7 @@ class Verifier:
         except (TypeError, ValueError, jwt.PyJWKError):  # e.g. an RS256 token naming an EC key
             raise _invalid("its algorithm does not fit the key it names") from None
         scopes = str(claims.get("scp", "")).split()
-        roles = claims.get("roles") or []
+        roles = claims.get("roles") if isinstance(claims.get("roles"), list) else []
         app_only = "scp" not in claims
         if app_only and not (roles or claims.get("idtyp") == "app"):
             raise _invalid("an app-only token needs an application role (roles) or idtyp 'app'")

@@ -33,9 +33,12 @@ class Scheduler:
         self.svc = protection.svc
         self._wake = asyncio.Event()
         self._stopping = False
+        self._planned = 0.0  # when the loop will look again by itself (business time)
 
-    def wake(self) -> None:
-        self._wake.set()
+    def wake(self, at: float | None = None) -> None:
+        """Look again now; with ``at`` (business time) only if that is before the planned wake-up."""
+        if at is None or at < self._planned:
+            self._wake.set()
 
     async def tick(self) -> int:
         """Enqueue every due occurrence; returns how many backups were enqueued."""
@@ -116,8 +119,10 @@ class Scheduler:
                     if nxt is not None:
                         timeout = max(0.05, min(IDLE, nxt - self.svc.now()))
             self._wake.clear()
+            self._planned = self.svc.now() + timeout if not self.svc.clock.manual else float("inf")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            self._planned = 0.0
 
     def stop(self) -> None:
         self._stopping = True

@@ -141,21 +141,24 @@ class Protection:
             found = self._schedules[key] = schedules(decode_policy(policy_row.body).properties)
         return found
 
-    async def protect(self, tx: Tx, instance: ResourceRow, policy_row: ResourceRow) -> None:
-        """Start (or restart) an instance's schedule: the next occurrence after now, no catch-up."""
+    async def protect(self, tx: Tx, instance: ResourceRow, policy_row: ResourceRow) -> float | None:
+        """Start (or restart) an instance's schedule: the next occurrence after now, no catch-up.
+        Returns when it is next due (for waking the scheduler after the commit)."""
         now = self.svc.now()
         plans = self.schedules_of(policy_row)
         latest = [s.latest_at_or_before(now) for s in plans]
         nexts = [s.next_after(now) for s in plans]
+        next_due = min((x for x in nexts if x is not None), default=None)
         await tx.upsert_protected_item(
             instance.key,
             vault_key=instance.parent_key,
             policy_key=policy_row.key,
             state="active",
             last_occurrence=max((x for x in latest if x is not None), default=None),
-            next_due_at=min((x for x in nexts if x is not None), default=None),
+            next_due_at=next_due,
             updated_at=now,
         )
+        return next_due
 
     # -- backups -----------------------------------------------------------------------------
 

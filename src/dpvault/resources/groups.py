@@ -88,15 +88,16 @@ class ResourceGroupRoutes:
     def _check(self, call: Call) -> tuple[str, str]:
         apiversions.check_resources(call.api_version)
         sub = ids.check_subscription(call.params["subscriptionId"])
-        rg = call.params.get("resourceGroupName", "")
-        if rg:
+        rg = call.params.get("resourceGroupName")
+        if rg is not None:
             ids.check_resource_group(rg)
-        return sub, rg
+        return sub, rg or ""
 
     async def put(self, call: Call) -> Reply:
         sub, rg = self._check(call)
         body = decode(await call.json_body() or b"", ResourceGroupInput)
         check_tags(body.tags)
+        ids.check_location(body.location, "Microsoft.Resources/resourceGroups")
         location = body.location.replace(" ", "").lower()
         key = group_key(sub, rg)
 

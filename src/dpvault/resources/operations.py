@@ -8,6 +8,7 @@ finish it. Clients poll ``Azure-AsyncOperation`` (the status resource) and make 
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from dpvault.resources.common import check_provider_call
 from dpvault.services import Services
 from dpvault.store import OperationRow, Tx
 from dpvault.types import OperationKind, OperationStatus
+
+_OPERATION_ID = re.compile(r"^[A-Za-z0-9_=+/-]{1,200}$")
 
 
 def new_operation_id() -> str:
@@ -196,6 +199,8 @@ class OperationRoutes:
     async def _load(self, call: Call) -> OperationRow:
         check_provider_call(self.svc, call, "operationStatus")
         op_id = call.params["operationId"]
+        if not _OPERATION_ID.match(op_id):
+            raise errors.operation_not_found(ids.printable(op_id))
         async with self.svc.store.read() as tx:
             op = await tx.operation(op_id)
         if op is None or op.subscription != call.params["subscriptionId"].lower():

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -579,24 +580,80 @@ def _expirable() -> tuple[Any, ...]:
     return (recovery_points.c.state.in_(("available", "deleting")), ~in_use, ~stopped)
 
 
+class _Rows:
+    """Just enough of SQLAlchemy's Result for the Tx methods, over a sqlite3 cursor."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, cursor: Any) -> None:
+        self.rowcount = cursor.rowcount
+        if cursor.description:
+            names = [d[0] for d in cursor.description]
+            self._rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        else:
+            self._rows = []
+
+    def mappings(self) -> _Rows:
+        return self
+
+    def first(self) -> dict[str, Any] | None:
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[dict[str, Any]]:
+        return self._rows
+
+    def scalar(self) -> Any:
+        return next(iter(self._rows[0].values())) if self._rows else None
+
+
+_SQLITE = sqlite_dialect.dialect(paramstyle="named")
+_compiled: dict[tuple[int, frozenset[str]], tuple[str, dict[str, Any]]] = {}
+
+
 class _InLoop:
     """A synchronous SQLite connection behind the async Tx interface.
 
     SQLite statements take microseconds; running them on the event-loop thread is several times
     cheaper than a thread hop per statement (aiosqlite), measured in ``bench``. Transaction bodies
     only await Tx methods, so a write transaction runs to completion without interleaving.
+
+    The hot statements (``_FAST``, built once by SQLAlchemy) are compiled to SQL once per set of
+    parameter names and run on the sqlite3 connection directly: SQLAlchemy's per-execution work
+    cost more than the statements themselves (bench P1, py-spy). Everything else goes through
+    SQLAlchemy as usual, in the same transaction.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_raw")
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self._raw = conn.connection.driver_connection
 
     async def execute(self, stmt: Any, params: Any = None) -> Any:
+        if id(stmt) in _FAST:
+            names = frozenset(params or ())
+            cached = _compiled.get((id(stmt), names))
+            if cached is None:
+                compiled = stmt.compile(dialect=_SQLITE, column_keys=sorted(names))
+                cached = _compiled[(id(stmt), names)] = (str(compiled), dict(compiled.params))
+            sql, defaults = cached
+            return _Rows(self._raw.execute(sql, {**defaults, **(params or {})}))
         return self._conn.execute(stmt, params)
 
     async def rollback(self) -> None:
         self._conn.rollback()
+
+
+# Statements _InLoop runs on sqlite3 directly. Their tables hold no types sqlite3 returns differently
+# from SQLAlchemy (no Boolean, no DateTime).
+_FAST = {
+    id(s)
+    for s in (
+        _RESOURCE, _RESOURCES_3, _INSERT_RESOURCE, _UPDATE_RESOURCE, _DELETE_RESOURCE, _OPERATION,
+        _INSERT_OPERATION, _UPDATE_OPERATION, _INSERT_JOB, _CLAIM, _FINISH_JOB, _RENEW_LEASE, _NEXT_READY,
+        _PROTECTED, _UPDATE_PROTECTED,
+    )
+}  # fmt: skip
 
 
 class Store:

@@ -102,14 +102,16 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
         if svc.protection is not None:
             policy_row = await tx.resource(instance.properties.policyInfo.policyId.lower())
             if policy_row is not None:
-                await svc.protection.protect(tx, row, policy_row)
+                due.append(await svc.protection.protect(tx, row, policy_row))
         await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, op=op)
         if job_id:
             await records.finish(tx, job_id, now=now, status=records.COMPLETED)
         await complete(tx, svc, payload)
 
+    due: list[float | None] = []
     await svc.store.transact(write)
-    svc.wake_scheduler()
+    if due and due[-1] is not None:
+        svc.wake_scheduler(due[-1])  # only if sooner than the scheduler looks anyway
     return True
 
 

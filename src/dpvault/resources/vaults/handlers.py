@@ -63,6 +63,7 @@ class VaultRoutes:
         check_tags(body.tags)
         if not body.location.strip():
             raise errors.bad_request("The property 'location' must not be empty.", target="location")
+        ids.check_location(body.location, VAULT_TYPE)
         requested_state = body.properties.provisioningState
         key = rules.vault_key(sub, rg, name)
         request_hash = fingerprint("vault.put", body.location, body.tags, body.identity, body.properties)
