@@ -69,7 +69,7 @@ class PinnedServer(Server):
             cmd += ["--database-url", self.database_url]
         self.proc = subprocess.Popen(
             cmd, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
-        )  # noqa: SIM115
+        )
         deadline = time.monotonic() + timeout
         token = self.token()
         while time.monotonic() < deadline:
