@@ -294,9 +294,7 @@ def p3(
             list_url, wrk.lua_get(headers), connections=1, seconds=seconds, cpu=client_cpu
         )
         with server.client(token) as client:
-            page = client.get(
-                list_url.replace(server.base, ""), params={"$skipToken": _token(total // 2)}
-            ).json()
+            page = client.get(f"{list_url.replace(server.base, '')}&$skipToken={_token(total // 2)}").json()
             assert len(page["value"]) == 200, page
         out["list_middle"] = wrk.run(
             f"{list_url}&$skipToken={_token(total // 2)}",
@@ -321,6 +319,17 @@ def _token(pk: int) -> str:
 # -- P5 ----------------------------------------------------------------------------------------
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return 100.0 * (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def p5(work: Path, seconds: int, connections: int) -> dict[str, Any]:
     pg = PostgresServer(Path(tempfile.mkdtemp(prefix="dpvault-bench-pg-")))
     pg.start()
@@ -338,12 +347,14 @@ def p5(work: Path, seconds: int, connections: int) -> dict[str, Any]:
                 with server.client(token) as client:
                     env = Env(client).create()
                 wrk.run(server.base + "/", put_script(server, env, token), connections=connections, seconds=2)
+                before = _cpu_times()
                 out[f"processes_{processes}"] = wrk.run(
                     server.base + "/",
                     put_script(server, env, token),
                     connections=connections,
                     seconds=seconds,
                 )
+                out[f"busy_{processes}"] = _busy(before, _cpu_times())
             finally:
                 server.stop()
     finally:
@@ -433,11 +444,17 @@ def main() -> None:
     if "p5" in only:
         r5 = p5(work, args.seconds, args.connections)
         one, two = r5["processes_1"], r5["processes_2"]
-        rows.append(("P5 PUT-create on PostgreSQL, 1 process", f"{one.rps:,.0f} req/s", ""))
+        rows.append(
+            (
+                "P5 PUT-create on PostgreSQL, 1 process",
+                f"{one.rps:,.0f} req/s (machine {r5['busy_1']:.0f}% busy)",
+                "",
+            )
+        )
         rows.append(
             (
                 "P5 PUT-create on PostgreSQL, 2 processes",
-                f"{two.rps:,.0f} req/s",
+                f"{two.rps:,.0f} req/s (machine {r5['busy_2']:.0f}% busy)",
                 f"2 / 1 = **{two.rps / one.rps:.2f}** (goal >= 1.7)",
             )
         )

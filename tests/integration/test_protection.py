@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import API, Env, PostgresServer, Server, instance_body, wait_operation
+from tests.support import API, SUB, Env, PostgresServer, Server, instance_body, wait_operation
 
 
 def make_sample_database(
@@ -158,13 +158,26 @@ def vault_files(server: Server) -> list[Path]:
 def test_adhoc_backup_is_a_real_checksummed_pg_dump(
     server: Server, client: httpx.Client, source_pg: PostgresServer
 ) -> None:
+    """Protected through the official SDK with the daily policy and a DeepValidation PUT; the secret
+    stored with `dpvault secrets set`; an adhoc backup through the SDK."""
+    from azure.mgmt.dataprotection import DataProtectionMgmtClient
+
+    from tests.e2e.test_sdk import DpvaultCredential
+
     db = make_sample_database(source_pg)
     p = Protected(server, client, source_pg, db).create()
-    op = p.put()
-    assert op["status"] == "Succeeded", op
-    assert p.instance()["properties"]["currentProtectionState"] == "ProtectionConfigured"
-
-    job = p.wait_job(p.backup())
+    sdk = DataProtectionMgmtClient(
+        DpvaultCredential(server), SUB, base_url=server.base, connection_verify=server.ca
+    )
+    body = instance_body(p.env.policy_id, database=db, secret_uri=p.uri, validation="DeepValidation")
+    instance = sdk.backup_instances.begin_create_or_update(
+        p.env.rg, p.env.vault, p.name, body, polling_interval=0
+    ).result()
+    assert instance.properties.current_protection_state == "ProtectionConfigured"
+    triggered = sdk.backup_instances.begin_adhoc_backup(
+        p.env.rg, p.env.vault, p.name, {"backupRuleOptions": {"ruleName": "BackupDaily"}}, polling_interval=0
+    ).result()
+    job = p.wait_job(triggered.job_id)
     assert job["status"] == "Completed", job
     assert job["operation"] == "Backup" and job["isUserTriggered"] is True
     points = p.points()

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,11 +47,12 @@ T = TypeVar("T")
 # than executing them (profiled under bench P1). Values arrive as execute() parameters.
 _RESOURCE = select(resources).where(resources.c.key == bindparam("k_"))
 _RESOURCE_LOCKED = _RESOURCE.with_for_update()
+_RESOURCE_SHARED = _RESOURCE.with_for_update(read=True)
 # a fixed IN list: an "expanding" parameter would re-render the statement on every call
 _RESOURCES_3 = select(resources).where(
     resources.c.key.in_([bindparam("a_"), bindparam("b_"), bindparam("c_")])
 )
-_RESOURCES_3_LOCKED = _RESOURCES_3.with_for_update()
+_RESOURCES_3_SHARED = _RESOURCES_3.with_for_update(read=True)
 _INSERT_RESOURCE = insert(resources)
 _UPDATE_RESOURCE = update(resources).where(resources.c.key == bindparam("k_"))
 _DELETE_RESOURCE = delete(resources).where(resources.c.key == bindparam("k_"))
@@ -116,15 +118,22 @@ class Tx:
 
     # -- resources ---------------------------------------------------------------------------
 
-    async def resource(self, key: str) -> ResourceRow | None:
-        stmt = _RESOURCE_LOCKED if self._lock_rows else _RESOURCE
+    async def resource(self, key: str, *, lock: bool | str = True) -> ResourceRow | None:
+        """A resource by key. In a PostgreSQL write transaction the row is locked FOR UPDATE, or
+        FOR SHARE with ``lock="share"`` (a parent that must not vanish meanwhile, while siblings are
+        written concurrently), or not at all with ``lock=False`` (rows only read, like a policy)."""
+        if not self._lock_rows or lock is False:
+            stmt = _RESOURCE
+        else:
+            stmt = _RESOURCE_SHARED if lock == "share" else _RESOURCE_LOCKED
         row = (await self._conn.execute(stmt, {"k_": key})).mappings().first()
         return ResourceRow.from_mapping(row) if row else None
 
     async def resources(self, keys: Sequence[str]) -> dict[str, ResourceRow]:
-        """Up to three resources in one statement, by key."""
+        """Up to three resources in one statement, by key; locked FOR SHARE in a PostgreSQL write
+        transaction (a parent's delete waits for them; writers of siblings do not)."""
         padded = [*keys, "", "", ""][:3]
-        stmt = _RESOURCES_3_LOCKED if self._lock_rows else _RESOURCES_3
+        stmt = _RESOURCES_3_SHARED if self._lock_rows else _RESOURCES_3
         rows = (
             (await self._conn.execute(stmt, {"a_": padded[0], "b_": padded[1], "c_": padded[2]}))
             .mappings()
@@ -607,6 +616,8 @@ class _Rows:
 
 
 _SQLITE = sqlite_dialect.dialect(paramstyle="named")
+_PG = pg_psycopg.dialect()
+_compiled_pg: dict[tuple[int, frozenset[str]], tuple[str, dict[str, Any]]] = {}
 _compiled: dict[tuple[int, frozenset[str]], tuple[str, dict[str, Any]]] = {}
 
 
@@ -644,6 +655,50 @@ class _InLoop:
         self._conn.rollback()
 
 
+class _PgFast:
+    """The PostgreSQL twin of ``_InLoop``'s fast path: hot statements compiled once, run on the
+    psycopg AsyncConnection under SQLAlchemy's transaction (same connection, so the same
+    transaction). Driver errors are translated into SQLAlchemy's, for ``Store.transact``'s retries."""
+
+    __slots__ = ("_conn", "_raw")
+
+    def __init__(self, conn: AsyncConnection, raw: Any) -> None:
+        self._conn = conn
+        self._raw = raw
+
+    @staticmethod
+    async def open(conn: AsyncConnection) -> _PgFast:
+        return _PgFast(conn, (await conn.get_raw_connection()).driver_connection)
+
+    async def execute(self, stmt: Any, params: Any = None) -> Any:
+        if id(stmt) in _FAST:
+            import psycopg
+
+            names = frozenset(params or ())
+            cached = _compiled_pg.get((id(stmt), names))
+            if cached is None:
+                compiled = stmt.compile(dialect=_PG, column_keys=sorted(names))
+                cached = _compiled_pg[(id(stmt), names)] = (str(compiled), dict(compiled.params))
+            sql, defaults = cached
+            merged = {**defaults, **(params or {})}
+            try:
+                cursor = await self._raw.execute(sql, merged)
+                return _PgRows(cursor.rowcount, [d.name for d in cursor.description] if cursor.description else None,
+                               await cursor.fetchall() if cursor.description else [])  # fmt: skip
+            except psycopg.Error as exc:
+                raise DBAPIError.instance(sql, merged, exc, psycopg.Error) from exc
+        return await self._conn.execute(stmt, params)
+
+    async def rollback(self) -> None:
+        await self._conn.rollback()
+
+
+class _PgRows(_Rows):
+    def __init__(self, rowcount: int, names: list[str] | None, rows: list[Any]) -> None:
+        self.rowcount = rowcount
+        self._rows = [dict(zip(names, row, strict=True)) for row in rows] if names else []
+
+
 # Statements _InLoop runs on sqlite3 directly. Their tables hold no types sqlite3 returns differently
 # from SQLAlchemy (no Boolean, no DateTime).
 _FAST = {
@@ -651,7 +706,8 @@ _FAST = {
     for s in (
         _RESOURCE, _RESOURCES_3, _INSERT_RESOURCE, _UPDATE_RESOURCE, _DELETE_RESOURCE, _OPERATION,
         _INSERT_OPERATION, _UPDATE_OPERATION, _INSERT_JOB, _CLAIM, _FINISH_JOB, _RENEW_LEASE, _NEXT_READY,
-        _PROTECTED, _UPDATE_PROTECTED,
+        _PROTECTED, _UPDATE_PROTECTED, _RESOURCE_LOCKED, _RESOURCE_SHARED, _RESOURCES_3_SHARED, _OPERATION_LOCKED,
+        _PROTECTED_LOCKED, _CLAIM_PG, _NOTIFY,
     )
 }  # fmt: skip
 
@@ -708,7 +764,7 @@ class Store:
     async def read(self) -> AsyncIterator[Tx]:
         if self.postgres:
             async with self._reader.connect() as conn:
-                yield Tx(conn, writable=False, postgres=True)
+                yield Tx(await _PgFast.open(conn), writable=False, postgres=True)  # type: ignore[arg-type]
                 await conn.rollback()
             return
         with self._sync_reader.connect() as sync_conn:
@@ -722,7 +778,7 @@ class Store:
             try:
                 if self.postgres:
                     async with self._writer.begin() as conn:
-                        return await fn(Tx(conn, writable=True, postgres=True))
+                        return await fn(Tx(await _PgFast.open(conn), writable=True, postgres=True))  # type: ignore[arg-type]
                 else:
                     # One writer at a time, waiting without blocking the loop.
                     async with self._write_lock:

@@ -100,7 +100,7 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
             active_operation=None, updated_at=now,
         )  # fmt: skip
         if svc.protection is not None:
-            policy_row = await tx.resource(instance.properties.policyInfo.policyId.lower())
+            policy_row = await tx.resource(instance.properties.policyInfo.policyId.lower(), lock=False)
             if policy_row is not None:
                 due.append(await svc.protection.protect(tx, row, policy_row))
         await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, op=op)

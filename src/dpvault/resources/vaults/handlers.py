@@ -160,7 +160,7 @@ class VaultRoutes:
         check_tags(patch.tags)
 
         async def write(tx: Tx) -> bytes:
-            row = await rules.require_vault(tx, sub, rg, name)
+            row = await rules.require_vault(tx, sub, rg, name, lock=True)
             if row.active_operation:
                 raise errors.conflict(
                     f"Another operation is in progress on backup vault '{name}'; retry when it ends.",
