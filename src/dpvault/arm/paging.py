@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from dpvault import errors
@@ -36,6 +37,13 @@ def window(call: Call, default_size: int) -> tuple[int, int]:
             )
         size = int(top)
     return after, size
+
+
+def reply_rows(call: Call, rows: Sequence[Any], size: int) -> bytes:
+    """The list body for rows read with ``limit=size + 1`` (the extra row says another page follows)."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return body(call, [r.body for r in rows], rows[-1].pk if more else None)
 
 
 def body(call: Call, items: Sequence[bytes], last_pk: int | None) -> bytes:

@@ -15,15 +15,11 @@ import structlog
 from dpvault.datastores import LocalDatastore
 from dpvault.resources.instances.rules import decode_instance
 from dpvault.resources.jobs import records
+from dpvault.resources.jobs.records import vault_name_of
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, Tx
 
 log = structlog.get_logger("dpvault.retention")
-
-
-def vault_name_of(instance_id: str) -> str:
-    parts = instance_id.split("/")
-    return parts[-3] if len(parts) >= 3 else ""
 
 
 BATCH = 500

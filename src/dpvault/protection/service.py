@@ -25,6 +25,7 @@ from dpvault.protection.tagging import choose_tag, retention_for
 from dpvault.resources.instances import rules as instance_rules
 from dpvault.resources.instances.schema import BackupInstance
 from dpvault.resources.jobs import records
+from dpvault.resources.jobs.records import vault_name_of
 from dpvault.resources.policies.handlers import decode_policy
 from dpvault.resources.policies.schedule import RepeatingInterval, parse_repeating_interval, zone
 from dpvault.resources.policies.schema import AzureBackupRule, BackupPolicy, ScheduleBasedTriggerContext
@@ -77,12 +78,6 @@ def backup_rule(policy: BackupPolicy, name: str | None) -> AzureBackupRule | Non
     if name is None:
         return rules[0] if rules else None
     return next((r for r in rules if r.name.lower() == name.lower()), None)
-
-
-def vault_name_of(instance_id: str) -> str:
-    """The vault name, as last spelled, from an instance id .../backupVaults/{vault}/backupInstances/{name}."""
-    parts = instance_id.split("/")
-    return parts[-3] if len(parts) >= 3 else ""
 
 
 def object_prefix(vault_key: str, instance_key: str) -> str:

@@ -183,9 +183,7 @@ class InstanceRoutes:
             rows = await tx.resources_by(
                 Kind.INSTANCE.value, parent_key=vault_row.key, after_pk=after, limit=size + 1
             )
-        more = len(rows) > size
-        rows = rows[:size]
-        return Reply.json(200, paging.body(call, [r.body for r in rows], rows[-1].pk if more else None))
+        return Reply.json(200, paging.reply_rows(call, rows, size))
 
     async def delete(self, call: Call) -> Reply:
         version = check_provider_call(self.svc, call, RESOURCE_TYPE)

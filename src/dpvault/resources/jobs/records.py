@@ -23,6 +23,12 @@ FAILED = "Failed"
 _RG = re.compile(r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/", re.IGNORECASE)
 
 
+def vault_name_of(instance_id: str) -> str:
+    """The vault name, as last spelled, from an instance id .../backupVaults/{vault}/backupInstances/{name}."""
+    parts = instance_id.split("/")
+    return parts[-3] if len(parts) >= 3 else ""
+
+
 def _source(bi: BackupInstance | None) -> dict[str, Any]:
     if bi is None:
         return {}

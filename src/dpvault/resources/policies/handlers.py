@@ -135,6 +135,4 @@ class PolicyRoutes:
             rows = await tx.resources_by(
                 Kind.POLICY.value, parent_key=vault_row.key, after_pk=after, limit=size + 1
             )
-        more = len(rows) > size
-        rows = rows[:size]
-        return Reply.json(200, paging.body(call, [r.body for r in rows], rows[-1].pk if more else None))
+        return Reply.json(200, paging.reply_rows(call, rows, size))

@@ -241,9 +241,7 @@ class VaultRoutes:
 
     @staticmethod
     def _page(call: Call, rows: list, size: int) -> Reply:
-        more = len(rows) > size
-        rows = rows[:size]
-        return Reply.json(200, paging.body(call, [r.body for r in rows], rows[-1].pk if more else None))
+        return Reply.json(200, paging.reply_rows(call, rows, size))
 
     async def check_name(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)
