@@ -720,6 +720,9 @@ class Store:
             self._reader, self._writer = engines.make_engines(url)
         else:
             self._sync_reader, self._sync_writer = engines.make_sqlite_engines(url)
+            # The one writer connection stays checked out: a pool checkout and a new Connection
+            # per transaction cost more than the transaction's statements (bench P1).
+            self._writer_conn = self._sync_writer.connect()
             self._write_lock = asyncio.Lock()
 
     async def listen(self, wake: Callable[[], None]) -> None:
@@ -758,6 +761,7 @@ class Store:
                 await self._writer.dispose()
         else:
             self._sync_reader.dispose()
+            self._writer_conn.close()
             self._sync_writer.dispose()
 
     @asynccontextmanager
@@ -782,7 +786,8 @@ class Store:
                 else:
                     # One writer at a time, waiting without blocking the loop.
                     async with self._write_lock:
-                        with self._sync_writer.begin() as sync_conn:
+                        sync_conn = self._writer_conn
+                        with sync_conn.begin():
                             return await fn(Tx(_InLoop(sync_conn), writable=True, postgres=False))
             except (IntegrityError, OperationalError) as exc:
                 if attempt == attempts - 1 or not _retryable(exc):
