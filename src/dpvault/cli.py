@@ -14,7 +14,7 @@ from dpvault.settings import DEFAULT_API_VERSIONS, SETTINGS_ENV, Settings
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="dpvault: an Azure-compatible Data Protection service."
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_DATA_DIR = Path(os.environ.get("DPVAULT_DATA_DIR", ".dpvault"))
 DataDir = Annotated[
