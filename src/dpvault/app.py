@@ -170,6 +170,7 @@ class DpvaultApp:
             local_issuer=is_local_issuer,
         )
         self.tenants = Tenants(svc)
+        svc.authorize = self.tenants.authorize
         builtin = None
         if settings.builtin_issuer:
             builtin = BuiltinIssuer(svc, signing_key, ClientRegistry(svc.store), AUDIENCES + own)

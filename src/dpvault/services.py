@@ -1,9 +1,9 @@
-"""What handlers and job handlers share: built once by ``create_app`` (the composition root)."""
+"""What handlers and job handlers share: built once by ``Runtime.start`` (the composition root)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,6 +12,7 @@ from dpvault.settings import Settings
 from dpvault.store import Store
 
 if TYPE_CHECKING:
+    from dpvault.arm.http import Principal
     from dpvault.protection.service import Protection
 
 
@@ -25,6 +26,9 @@ class Services:
     # Wakes the scheduler after a change to what is protected or when.
     wake_scheduler: Callable[..., None] = lambda at=None: None
     protection: Protection | None = None
+    # Refuses a principal a subscription of another tenant (set by the app once tenants exist); for
+    # routes whose subscription is in the body rather than the path.
+    authorize: Callable[[Principal, str], Awaitable[None]] | None = None
 
     def now(self) -> float:
         """Business time (the manual clock when one is configured)."""

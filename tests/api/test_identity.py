@@ -837,6 +837,11 @@ class TestTenants:
             ]
             app_b = server.token("--tenant", tenant_b, "--application")
             responses.append(cb.get(list_sub, headers=bearer(app_b)))
+            # dpvault's own routes: a drill names its subscription in the body; the clock is the
+            # server's and only its own tenant may move it.
+            point = f"{path}/backupInstances/bi/recoveryPoints/{uuid.uuid4().hex}"
+            responses.append(cb.post("/dpvault/restoreDrills", json={"recoveryPointId": point}))
+            responses.append(cb.post("/dpvault/clock/advance", json={"seconds": 1}))
         for r in responses:
             cloud_error(r, 403, "AuthorizationFailed")
             assert "tenant-a-secret-tag" not in r.text and "vault-of-a" not in r.text

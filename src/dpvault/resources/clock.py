@@ -35,6 +35,15 @@ class ClockRoutes:
     async def advance(self, call: Call) -> Reply:
         from dpvault.protection.timekeeper import Timekeeper
 
+        # The clock is the whole server's: only the operator's tenant (the one `dpvault token` signs
+        # for) may move it, not any tenant that happens to use the server.
+        assert call.principal is not None
+        if call.principal.tenant.lower() != self.svc.settings.tenant_id.lower():
+            raise errors.ArmError(
+                403,
+                "AuthorizationFailed",
+                "Only the server's own tenant may advance the clock (it moves time for every tenant).",
+            )
         if not isinstance(self.timekeeper, Timekeeper):
             raise errors.conflict(
                 "The clock is the real clock; start the server with --clock manual to control it.",

@@ -180,7 +180,8 @@ class RestoreRoutes:
             )
         sub, rg, vault, name, rp_id = parts[1], parts[3], parts[7], parts[9], parts[11]
         protection = self.svc.protection
-        assert protection is not None
+        assert protection is not None and self.svc.authorize is not None and call.principal is not None
+        await self.svc.authorize(call.principal, ids.check_subscription(sub))
 
         async def write(tx: Tx) -> str:
             vault_row = await require_vault(tx, ids.check_subscription(sub), rg, vault)
