@@ -120,7 +120,10 @@ class LocalDatastore:
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if d != STAGING]
             for name in filenames:
-                yield str((Path(dirpath) / name).relative_to(self.root))
+                key = str((Path(dirpath) / name).relative_to(self.root))
+                # Files dpvault never writes (an editor's backup, .nfs* on NFS) are not objects.
+                if _KEY.match(key) and ".." not in key:
+                    yield key
 
     def sweep(self, *, stale_after: float, referenced: set[str] | None) -> int:
         """Remove staging files untouched for ``stale_after`` seconds (their writer died) and, unless

@@ -11,6 +11,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -32,6 +33,7 @@ from dpvault.resources.policies.schema import AzureBackupRule, BackupPolicy, Sch
 from dpvault.secrets import SecretNotFoundError, SecretResolver, SecretUnavailableError
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
+from dpvault.types import ProvisioningState
 
 log = structlog.get_logger("dpvault.protection")
 
@@ -215,31 +217,37 @@ class Protection:
         # This job holds the lease now: whatever an earlier attempt staged is dead.
         self.datastore.discard_owner(job_id)
         staged = self.datastore.stage(job_id)
-        toucher = asyncio.create_task(self._keep_fresh(staged))
+        # The file the sweep must not take: the staging file, then the published object until the
+        # recovery point that refers to it is committed.
+        fresh = [staged.path]
+        toucher = asyncio.create_task(self._keep_fresh(fresh))
         drill = await self.drills_enabled(instance)
         try:
-            params = await self.connection(bi)
-            prints = await self.engine.dump(params, self.datastore, staged, fingerprint=drill)
-            staged._close(sync=True)
-            tables = await self.engine.archive_tables(staged.path)
-            rp_id = str(uuid.uuid4())
-            key = f"{object_prefix(instance.parent_key, instance.key)}/{rp_id}.dump"
-            size, sha = staged.size, staged.sha256
-            self.datastore.publish(staged, key)
-            if self.datastore.hash(key) != (size, sha):
-                self.datastore.delete(key)
-                raise UserError("UserErrorBackupVerificationFailed", "The stored backup does not match what was written.",
-                                "Check the vault datastore's disk, then retry.", retryable=True)  # fmt: skip
-        except UserError as exc:
-            self.datastore.discard(staged)
-            await self._fail(job_id, exc)
-            return
-        except BaseException:
-            self.datastore.discard(staged)
-            raise
+            try:
+                params = await self.connection(bi)
+                prints = await self.engine.dump(params, self.datastore, staged, fingerprint=drill)
+                # fsync, rename and the re-hash are blocking file work: off the event loop.
+                await asyncio.to_thread(staged._close, sync=True)
+                tables = await self.engine.archive_tables(staged.path)
+                rp_id = str(uuid.uuid4())
+                key = f"{object_prefix(instance.parent_key, instance.key)}/{rp_id}.dump"
+                size, sha = staged.size, staged.sha256
+                await asyncio.to_thread(self.datastore.publish, staged, key)
+                fresh[0] = self.datastore.path(key)
+                if await asyncio.to_thread(self.datastore.hash, key) != (size, sha):
+                    self.datastore.delete(key)
+                    raise UserError("UserErrorBackupVerificationFailed", "The stored backup does not match what was written.",
+                                    "Check the vault datastore's disk, then retry.", retryable=True)  # fmt: skip
+            except UserError as exc:
+                self.datastore.discard(staged)
+                await self._fail(job_id, exc)
+                return
+            except BaseException:
+                self.datastore.discard(staged)
+                raise
+            await self._record(payload, job_id, instance, rp_id, key, size, sha, tables, prints, drill)
         finally:
             toucher.cancel()
-        await self._record(payload, job_id, instance, rp_id, key, size, sha, tables, prints, drill)
         await self.sweep(staging_only=True)
 
     async def drills_enabled(self, instance: ResourceRow) -> bool:
@@ -261,14 +269,15 @@ class Protection:
                     return True
         return False
 
-    async def _keep_fresh(self, staged: Any) -> None:
-        """Touch a staging file while its backup runs, so the sweep (which removes staging files
-        untouched for two leases: their writer died) never takes a live one, even if pg_dump stalls."""
+    async def _keep_fresh(self, fresh: list[Path]) -> None:
+        """Touch ``fresh[0]`` while its backup runs, so the sweep (which removes staging files and
+        unreferenced objects untouched for two leases: their writer died) never takes a live one,
+        even if pg_dump stalls or the commit waits."""
         interval = max(0.5, self.svc.settings.lease_seconds / 3)
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(OSError):
-                os.utime(staged.path)
+                os.utime(fresh[0])
 
     async def sweep(self, *, staging_only: bool = False) -> int:
         """Remove staging leftovers of dead backups and (unless ``staging_only``) objects no
@@ -301,12 +310,23 @@ class Protection:
 
         async def write(tx: Tx) -> bool:
             job = await tx.backup_job(job_id)
-            current = await tx.resource(instance.key)
-            if job is None or job.terminal or current is None:
+            if job is None or job.terminal:
                 return False
-            bi = instance_rules.decode_instance(current.body).properties
-            policy_row = await tx.resource(bi.policyInfo.policyId.lower())
-            if policy_row is None:
+            current = await tx.resource(instance.key)
+            policy_row = None
+            if current is not None and current.state != ProvisioningState.DELETING:
+                bi = instance_rules.decode_instance(current.body).properties
+                policy_row = await tx.resource(bi.policyInfo.policyId.lower())
+            if current is None or policy_row is None:
+                # Deleted (or being deleted) while the dump ran: no point may outlive its instance.
+                gone = UserError(
+                    "UserErrorBackupInstanceNotFound",
+                    "The backup instance or its policy was deleted while the backup ran.",
+                    "None.",
+                )
+                await records.finish(
+                    tx, job_id, now=self.svc.now(), status=records.FAILED, error=gone.user_facing()
+                )
                 return False
             policy = decode_policy(policy_row.body).properties
             rule = backup_rule(policy, payload.get("rule"))
@@ -360,7 +380,9 @@ class Protection:
             "format": 1, "recoveryPointId": rp_id, "instance": instance.key, "sha256": sha, "size": size,
             "engine": "pg_dump -Fc", "pgDumpVersion": tools.version if tools else None, "tables": tables,
         }  # fmt: skip
-        self.datastore.write_bytes(key.removesuffix(".dump") + ".json", msgspec.json.encode(manifest))
+        await asyncio.to_thread(
+            self.datastore.write_bytes, key.removesuffix(".dump") + ".json", msgspec.json.encode(manifest)
+        )
         if not await self.svc.store.transact(write):
             self.datastore.delete(key)
             self.datastore.delete(key.removesuffix(".dump") + ".json")

@@ -59,14 +59,15 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
             op = await tx.operation(op_id)
             row = await tx.resource(op.resource_key) if op else None
         if op is None or op.terminal:
-            return
+            return False
         if row is not None:
             failure = await _deep_validation(svc, rules.decode_instance(row.body).properties)
 
-    async def write(tx: Tx) -> None:
+    async def write(tx: Tx) -> bool:
+        """True once this job is marked done in this transaction."""
         op = await tx.operation(op_id)
         if op is None or op.terminal:
-            return
+            return False
         row = await tx.resource(op.resource_key)
         now = svc.now()
         if row is None or row.active_operation != op_id:
@@ -74,7 +75,7 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
                 tx, op_id, now=now, status=OperationStatus.FAILED,
                 error={"code": "OperationSuperseded", "message": "The backup instance changed while it was being configured."},
             )  # fmt: skip
-            return
+            return False
         instance = rules.decode_instance(row.body)
         if failure is not None:
             error = UserFacingError(**failure.user_facing())
@@ -91,7 +92,7 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
             )
             if job_id:
                 await records.finish(tx, job_id, now=now, status=records.FAILED, error=failure.user_facing())
-            return
+            return False
         resource = rules.with_state(
             instance, provisioning=ProvisioningState.SUCCEEDED.value, protection=ProtectionState.CONFIGURED
         )
@@ -107,12 +108,13 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
         if job_id:
             await records.finish(tx, job_id, now=now, status=records.COMPLETED)
         await complete(tx, svc, payload)
+        return "_job" in payload
 
     due: list[float | None] = []
-    await svc.store.transact(write)
+    done = await svc.store.transact(write)
     if due and due[-1] is not None:
         svc.wake_scheduler(due[-1])  # only if sooner than the scheduler looks anyway
-    return True
+    return done
 
 
 async def delete(svc: Services, payload: dict[str, Any]) -> None:
@@ -182,9 +184,10 @@ async def sync(svc: Services, payload: dict[str, Any]) -> None:
     async with svc.store.read() as tx:
         op = await tx.operation(op_id)
         row = await tx.resource(op.resource_key) if op else None
-    if op is None or op.terminal or row is None:
+    if op is None or op.terminal:
         return
-    failure = await _deep_validation(svc, rules.decode_instance(row.body).properties)
+    # A deleted instance is not validated; the transaction below then ends the operation.
+    failure = await _deep_validation(svc, rules.decode_instance(row.body).properties) if row else None
 
     async def write(tx: Tx) -> None:
         op = await tx.operation(op_id)
