@@ -60,3 +60,27 @@ def test_expired_points_in_use_or_of_stopped_instances_are_kept(tmp_path: Path) 
         await store.close()
 
     asyncio.run(run())
+
+
+def test_marking_rechecks_a_point_a_restore_started_reading_after_it_was_listed(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+
+        async def setup(tx) -> None:  # type: ignore[no-untyped-def]
+            for rp_id in ("rp-a", "rp-b", "rp-c"):
+                await tx.insert_recovery_point(**_point(rp_id, "i1", 10.0))
+
+        await store.transact(setup)
+        async with store.read() as tx:
+            listed = [rp.id for rp in await tx.expired_recovery_points(now=100.0, limit=10)]
+        assert sorted(listed) == ["rp-a", "rp-b", "rp-c"]
+        # between the listing and the mark, a restore starts reading rp-b
+        await store.transact(lambda tx: tx.insert_backup_job(**_job("job-1", "rp-b", "InProgress")))
+        marked = await store.transact(lambda tx: tx.mark_expired(listed, now=100.0))
+        assert sorted(marked) == ["rp-a", "rp-c"]
+        async with store.read() as tx:
+            assert (await tx.recovery_point("rp-b")).state == "available"  # type: ignore[union-attr]
+            assert (await tx.recovery_point("rp-a")).state == "deleting"  # type: ignore[union-attr]
+        await store.close()
+
+    asyncio.run(run())

@@ -41,14 +41,15 @@ class Retention:
             await self._expire(instance_key, points)
         return len(expired)
 
-    async def _expire(self, instance_key: str, points: list[RecoveryPointRow]) -> None:
+    async def _expire(self, instance_key: str, listed: list[RecoveryPointRow]) -> None:
         now = self.svc.now()
+        points: list[RecoveryPointRow] = []
 
         async def mark(tx: Tx) -> str | None:
+            marked = set(await tx.mark_expired([rp.id for rp in listed], now=now))
+            points[:] = [rp for rp in listed if rp.id in marked]
             instance = await tx.resource(instance_key)
-            for rp in points:
-                await tx.update_recovery_point(rp.id, state="deleting")
-            if instance is None:
+            if instance is None or not points:
                 return None
             resource = decode_instance(instance.body)
             return await records.create(
@@ -59,6 +60,8 @@ class Retention:
             )  # fmt: skip
 
         job_id = await self.svc.store.transact(mark)
+        if not points:
+            return
         await delete_objects(self.datastore, points)
 
         async def finish(tx: Tx) -> None:

@@ -432,6 +432,22 @@ class Tx:
         stmt = select(func.min(recovery_points.c.expiry)).where(*_expirable())
         return (await self._conn.execute(stmt)).scalar()
 
+    async def mark_expired(self, rp_ids: Sequence[str], *, now: float) -> list[str]:
+        """Mark ``deleting`` those of ``rp_ids`` retention may still delete, re-checked in this write
+        (a restore may have started reading one since they were listed); returns the marked ids."""
+        if not rp_ids:
+            return []
+        ids = list(rp_ids)
+        await self._conn.execute(
+            update(recovery_points)
+            .where(recovery_points.c.id.in_(ids), *_expirable(), recovery_points.c.expiry <= now)
+            .values(state="deleting")
+        )
+        stmt = select(recovery_points.c.id).where(
+            recovery_points.c.id.in_(ids), recovery_points.c.state == "deleting"
+        )
+        return [r[0] for r in (await self._conn.execute(stmt)).all()]
+
     async def update_recovery_point(self, rp_id: str, **values: Any) -> None:
         await self._conn.execute(
             update(recovery_points).where(recovery_points.c.id == rp_id).values(**values)
