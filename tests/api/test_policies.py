@@ -485,6 +485,12 @@ INVALID = [
     ),
     case("no-intervals", at(f"{SCHEDULE}.repeatingTimeIntervals", []), INTERVALS),
     case("empty-timeZone", at(f"{SCHEDULE}.timeZone", ""), f"{TRIGGER}.schedule.timeZone"),
+    # a start that exists in UTC but not in the policy's zone (past 9999-12-31 in Tokyo)
+    case(
+        "interval-off-the-calendar-in-its-zone",
+        [interval("R/9999-12-31T23:00:00+00:00/P1D"), at(f"{SCHEDULE}.timeZone", "Tokyo Standard Time")],
+        f"{INTERVALS}[0]",
+    ),
     # taggingCriteria
     case("no-tagging-criteria", at(f"{R0}.trigger.taggingCriteria", []), TAGGING),
     case("no-default-criterion", at(f"{R0}.trigger.taggingCriteria.0.isDefault", False), TAGGING),

@@ -66,13 +66,19 @@ class Scheduler:
             if bi.policyInfo.policyId.lower() != item.policy_key:
                 await tx.delete_protected_item(item.instance_key)
                 continue
-            plans = self.protection.schedules_of(policy_row)
-            latest = None
-            rule_name = None
-            for plan in plans:
-                occurrence = plan.latest_at_or_before(now)
-                if occurrence is not None and (latest is None or occurrence > latest):
-                    latest, rule_name = occurrence, plan.rule.name
+            try:  # pure computation, before any write: a policy it fails on must not stall the others
+                plans = self.protection.schedules_of(policy_row)
+                latest = None
+                rule_name = None
+                for plan in plans:
+                    occurrence = plan.latest_at_or_before(now)
+                    if occurrence is not None and (latest is None or occurrence > latest):
+                        latest, rule_name = occurrence, plan.rule.name
+                nexts = [n for n in (p.next_after(now) for p in plans) if n is not None]
+            except Exception:
+                log.exception("schedule of policy cannot be computed", policy=item.policy_key)
+                await tx.update_protected_item(item.instance_key, next_due_at=None, updated_at=now)
+                continue
             last = item.last_occurrence
             if latest is not None and rule_name is not None and (last is None or latest > last + 1e-6):
                 job = await self.protection.start_backup(
@@ -85,7 +91,6 @@ class Scheduler:
                 )
                 enqueued += 1 if job else 0
                 last = latest
-            nexts = [n for n in (p.next_after(now) for p in plans) if n is not None]
             await tx.update_protected_item(
                 item.instance_key,
                 last_occurrence=last,

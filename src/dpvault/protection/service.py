@@ -54,13 +54,23 @@ class Schedule:
 
     def latest_at_or_before(self, t: float) -> float | None:
         moment = datetime.fromtimestamp(t, UTC)
-        found = [o for o in (i.latest_at_or_before(moment) for i in self.intervals) if o is not None]
+        found = [
+            o for o in (_bounded(i.latest_at_or_before, moment) for i in self.intervals) if o is not None
+        ]
         return max(found).timestamp() if found else None
 
     def next_after(self, t: float) -> float | None:
         moment = datetime.fromtimestamp(t, UTC)
-        found = [o for o in (i.next_after(moment) for i in self.intervals) if o is not None]
+        found = [o for o in (_bounded(i.next_after, moment) for i in self.intervals) if o is not None]
         return min(found).timestamp() if found else None
+
+
+def _bounded(step: Any, moment: datetime) -> datetime | None:
+    """An occurrence past year 9999 (or before year 1) does not exist: there is none."""
+    try:
+        return step(moment)  # type: ignore[no-any-return]
+    except OverflowError:
+        return None
 
 
 def schedules(policy: BackupPolicy) -> list[Schedule]:

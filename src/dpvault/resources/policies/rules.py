@@ -10,6 +10,7 @@ from dpvault.resources.policies.schedule import (
     parse_datetime,
     parse_duration,
     parse_repeating_interval,
+    zone,
 )
 from dpvault.resources.policies.schema import (
     AdhocBasedTriggerContext,
@@ -99,13 +100,20 @@ def _validate_backup_rule(rule: AzureBackupRule, path: str, retention_names: set
             "The schedule needs at least one repeating time interval.",
             f"{where}.schedule.repeatingTimeIntervals",
         )
-    for j, text in enumerate(intervals):
-        try:
-            parse_repeating_interval(text)
-        except ScheduleError as exc:
-            raise _bad(f"{exc}.", f"{where}.schedule.repeatingTimeIntervals[{j}]") from None
     if trigger.schedule.timeZone is not None and not trigger.schedule.timeZone.strip():
         raise _bad("timeZone must not be empty when given.", f"{where}.schedule.timeZone")
+    tz = zone(trigger.schedule.timeZone)
+    for j, text in enumerate(intervals):
+        try:
+            parse_repeating_interval(text).in_zone(tz)
+        except ScheduleError as exc:
+            raise _bad(f"{exc}.", f"{where}.schedule.repeatingTimeIntervals[{j}]") from None
+        except OverflowError:
+            raise _bad(
+                f"'{text}' starts too close to the limits of the calendar (years 1 to 9999) for the "
+                "policy's time zone.",
+                f"{where}.schedule.repeatingTimeIntervals[{j}]",
+            ) from None
     _validate_tagging(trigger.taggingCriteria, f"{where}.taggingCriteria", retention_names)
 
 
