@@ -169,9 +169,19 @@ class Server:
         )  # fmt: skip
         return out.stdout.strip()
 
-    def set_secret(self, uri: str, value: str) -> None:
+    def set_secret(self, uri: str, value: str, *extra: str) -> None:
         """``dpvault secrets set`` as a user would run it (the value on standard input)."""
-        cmd = [sys.executable, "-m", "dpvault", "secrets", "set", uri, "--data-dir", str(self.data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dpvault",
+            "secrets",
+            "set",
+            uri,
+            "--data-dir",
+            str(self.data_dir),
+            *extra,
+        ]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
         subprocess.run(cmd, input=value, text=True, check=True, capture_output=True)

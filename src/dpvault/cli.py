@@ -367,6 +367,12 @@ secrets_app = typer.Typer(
 )
 app.add_typer(secrets_app, name="secrets")
 DatabaseUrl = Annotated[str | None, typer.Option(envvar="DPVAULT_DATABASE_URL", help="As for serve.")]
+SecretTenant = Annotated[
+    str,
+    typer.Option(
+        help="The tenant (tid) whose backup instances may use the secret; default: the server's own."
+    ),
+]
 
 
 def _secret_store(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
@@ -391,10 +397,12 @@ def secrets_set(
             help="The secret URI backup instances name, e.g. https://myvault.vault.azure.net/secrets/pg"
         ),
     ],
+    tenant: SecretTenant = Settings.tenant_id,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Store a secret; the value (a connection string) is read from standard input."""
+    """Store a secret; the value (a connection string) is read from standard input. Only backup
+    instances in subscriptions of ``--tenant`` can use it."""
     import asyncio
     import sys
     import time
@@ -406,39 +414,48 @@ def secrets_set(
     async def run() -> None:
         store, secrets = await _secret_store(data_dir, database_url)()
         try:
-            await secrets.set(uri, value, now=time.time())
+            await secrets.set(uri, value, tenant=tenant, now=time.time())
         finally:
             await store.close()
 
     asyncio.run(run())
-    err.print(f"stored {uri}", highlight=False)
+    err.print(f"stored {uri} for tenant {tenant}", highlight=False)
 
 
 @secrets_app.command("list")
-def secrets_list(data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None) -> None:
-    """List the URIs in the local secret store (never the values)."""
+def secrets_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List the URIs in the local secret store and their tenants (never the values)."""
     import asyncio
 
-    async def run() -> list[str]:
+    async def run() -> list[tuple[str, str]]:
         store, secrets = await _secret_store(data_dir, database_url)()
         try:
-            return await secrets.list()
+            return await secrets.list(tenant)
         finally:
             await store.close()
 
-    for uri in asyncio.run(run()):
-        typer.echo(uri)
+    for owner, uri in asyncio.run(run()):
+        typer.echo(f"{uri}  tenant={owner}")
 
 
 @secrets_app.command("delete")
-def secrets_delete(uri: str, data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None) -> None:
+def secrets_delete(
+    uri: str,
+    tenant: SecretTenant = Settings.tenant_id,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Remove a secret."""
     import asyncio
 
     async def run() -> bool:
         store, secrets = await _secret_store(data_dir, database_url)()
         try:
-            return await secrets.delete(uri)
+            return await secrets.delete(uri, tenant=tenant)
         finally:
             await store.close()
 

@@ -17,7 +17,17 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import API, SUB, Env, PostgresServer, Server, instance_body, wait_operation
+from tests.support import (
+    API,
+    SUB,
+    Env,
+    PostgresServer,
+    Server,
+    instance_body,
+    vault_body,
+    vault_path,
+    wait_operation,
+)
 
 
 def make_sample_database(
@@ -493,3 +503,41 @@ def test_deleting_the_resource_group_deletes_its_backup_data(
     # a vault of the same name starts empty: no jobs or points of its predecessor
     p.create()
     assert p.jobs() == []
+
+
+def test_a_secret_serves_only_its_own_tenant(
+    server: Server, client: httpx.Client, source_pg: PostgresServer
+) -> None:
+    """Tenant B names tenant A's secret URI: DeepValidation fails as if it did not exist (B never
+    reaches A's database with A's credentials); once B stores its own secret under that URI, it works."""
+    db = make_sample_database(source_pg, customers=5, orders=5)
+    a = Protected(server, client, source_pg, db).create()
+    assert a.put()["status"] == "Succeeded"
+
+    tenant_b, sub_b = str(uuid.uuid4()), str(uuid.uuid4())
+    vault = vault_path(f"rg-{uuid.uuid4().hex[:6]}", "vault-b", sub_b)
+    policy_id = f"{vault}/backupPolicies/policy1"
+    instance = f"{vault}/backupInstances/bi-b"
+    headers = {"Authorization": f"Bearer {server.token('--tenant', tenant_b)}"}
+    with httpx.Client(base_url=server.base, verify=server.ssl_context(), headers=headers, timeout=30) as b:
+        r = b.put(f"{vault}?api-version={API}", json=vault_body())
+        assert r.status_code == 201, r.text
+        wait_operation(b, r.headers["Azure-AsyncOperation"])
+        assert b.put(f"{policy_id}?api-version={API}", json=daily_policy()).status_code == 200
+        body = instance_body(policy_id, database=db, secret_uri=a.uri, validation="DeepValidation")
+        r = b.put(f"{instance}?api-version={API}", json=body)
+        assert r.status_code == 201, r.text
+        op = wait_operation(b, r.headers["Azure-AsyncOperation"])
+        assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorSecretNotFound", op
+
+        server.set_secret(a.uri, source_pg.ado(db), "--tenant", tenant_b)
+        r = b.put(f"{instance}?api-version={API}", json=body)
+        assert r.status_code == 200, r.text
+        assert wait_operation(b, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
+    listed = subprocess.run(
+        [sys.executable, "-m", "dpvault", "secrets", "list", "--data-dir", str(server.data_dir),
+         *(["--database-url", server.database_url] if server.database_url else [])],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert f"{a.uri}  tenant={tenant_b}" in listed and f"{a.uri}  tenant=00000000-" in listed
+    assert source_pg.password not in listed

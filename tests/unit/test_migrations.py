@@ -186,3 +186,33 @@ def test_a_drifted_schema_would_be_noticed(migrated: Connection, edit: Any) -> N
     except AssertionError:
         noticed = True
     assert noticed, "neither comparison noticed the drift"
+
+
+def test_secrets_stored_before_0005_go_to_the_server_tenant(database_url: str) -> None:
+    """An upgrade keeps every secret, now owned by the server's own tenant (what `secrets set` meant)."""
+    from sqlalchemy import text
+
+    from dpvault.settings import Settings
+
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            from alembic import command
+
+            command.upgrade(config, "0004")
+            conn.execute(
+                text(
+                    "INSERT INTO secrets VALUES ('https://kv/secrets/a', 'https://kv/secrets/A', :c, 1.0, 2.0)"
+                ),
+                {"c": b"ciphertext"},
+            )
+            command.upgrade(config, "head")
+            rows = conn.execute(text("SELECT tenant, uri_key, uri, ciphertext FROM secrets_by_tenant")).all()
+        assert [tuple(r) for r in rows] == [
+            (Settings.tenant_id, "https://kv/secrets/a", "https://kv/secrets/A", b"ciphertext")
+        ]
+    finally:
+        engine.dispose()

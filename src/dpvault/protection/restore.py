@@ -111,7 +111,9 @@ class Restorer:
         if (size, sha) != (rp.size, rp.sha256):
             raise corrupted(rp.id)
 
-    async def target_params(self, source: BackupInstance, target: dict[str, Any]) -> dict[str, str]:
+    async def target_params(
+        self, source: BackupInstance, target: dict[str, Any], subscription: str
+    ) -> dict[str, str]:
         """Connection parameters for a database target: its own credentials, else the instance's,
         with the database the target names."""
         creds = target.get("datasourceAuthCredentials")
@@ -120,7 +122,7 @@ class Restorer:
             bi = msgspec.structs.replace(
                 source, datasourceAuthCredentials=msgspec.convert(creds, SecretStoreBasedAuthCredentials)
             )
-        params = dict(await self.protection.connection(bi))
+        params = dict(await self.protection.connection(bi, subscription))
         name = (
             target["datasourceInfo"].get("resourceName")
             or target["datasourceInfo"]["resourceID"].rstrip("/").rsplit("/", 1)[-1]
@@ -162,7 +164,9 @@ class Restorer:
             "Restore into a new or empty database, or drop the existing one first.",
         )
 
-    async def validate(self, source: BackupInstance, rp: RecoveryPointRow, target: dict[str, Any]) -> None:
+    async def validate(
+        self, source: BackupInstance, rp: RecoveryPointRow, target: dict[str, Any], subscription: str
+    ) -> None:
         """What a restore would check before writing: the point's bytes, then the target."""
         await self.verify(rp)
         if target["objectType"] == "RestoreFilesTargetInfo":
@@ -289,11 +293,11 @@ class Restorer:
 
     # -- drills ------------------------------------------------------------------------------
 
-    async def drill(self, source: BackupInstance, rp: RecoveryPointRow) -> dict[str, Any]:
+    async def drill(self, source: BackupInstance, rp: RecoveryPointRow, subscription: str) -> dict[str, Any]:
         """Restore into a scratch database on the source server, compare fingerprints, drop it."""
         expected = msgspec.json.decode(rp.details).get("fingerprint")
         await self.verify(rp)
-        params = dict(await self.protection.connection(source))
+        params = dict(await self.protection.connection(source, subscription))
         params["dbname"] = f"dpvault_drill_{uuid.uuid4().hex[:12]}"
         try:
             await self.to_database(rp, params)

@@ -76,7 +76,7 @@ class RestoreJobs:
             if target["objectType"] == "RestoreFilesTargetInfo":
                 details = await self.restorer.to_files(rp, target)
             else:
-                params = await self.restorer.target_params(bi, target)
+                params = await self.restorer.target_params(bi, target, instance.subscription)
                 details = await self.restorer.to_database(rp, params)
         except UserError as exc:
             log.info("restore failed", job=job.id, code=exc.code)
@@ -97,7 +97,10 @@ class RestoreJobs:
         else:
             try:
                 await self.restorer.validate(
-                    instance_rules.decode_instance(instance.body).properties, rp, payload["target"]
+                    instance_rules.decode_instance(instance.body).properties,
+                    rp,
+                    payload["target"],
+                    instance.subscription,
                 )
             except UserError as exc:
                 failure = exc
@@ -134,7 +137,7 @@ class RestoreJobs:
         failure: UserError | None = None
         outcome: dict[str, Any] = {}
         try:
-            outcome = await self.restorer.drill(bi, rp)
+            outcome = await self.restorer.drill(bi, rp, instance.subscription)
         except UserError as exc:
             failure = exc
         now = self.svc.now()

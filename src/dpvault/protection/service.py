@@ -111,13 +111,18 @@ class Protection:
 
     # -- credentials and validation ----------------------------------------------------------
 
-    async def connection(self, bi: BackupInstance) -> dict[str, str]:
+    async def connection(self, bi: BackupInstance, subscription: str) -> dict[str, str]:
+        """The instance's connection parameters, from a secret of the tenant that owns
+        ``subscription`` (never another tenant's, whatever URI the instance names)."""
         creds = bi.datasourceAuthCredentials
         uri = creds.secretStoreResource.uri if creds and creds.secretStoreResource else None
         if not uri:
             raise no_credentials()
+        async with self.svc.store.read() as tx:
+            owner = await tx.subscription(subscription.lower())
+        tenant = owner["tenant"] if owner else self.svc.settings.tenant_id
         try:
-            value = await self.secrets.get(uri)
+            value = await self.secrets.get(uri, tenant)
         except SecretNotFoundError:
             raise secret_not_found(uri) from None
         except SecretUnavailableError as exc:
@@ -129,11 +134,11 @@ class Protection:
             ) from None
         return connstr.parse(value)
 
-    async def validate(self, bi: BackupInstance) -> ServerInfo | None:
+    async def validate(self, bi: BackupInstance, subscription: str) -> ServerInfo | None:
         """The deep checks: None for datasource types dpvault has no engine for (shallow only)."""
         if (bi.dataSourceInfo.datasourceType or "").lower() not in POSTGRES_TYPES:
             return None
-        params = await self.connection(bi)
+        params = await self.connection(bi, subscription)
         return await self.engine.validate(params, bi.dataSourceInfo.resourceName)
 
     # -- schedules ---------------------------------------------------------------------------
@@ -234,7 +239,7 @@ class Protection:
         drill = await self.drills_enabled(instance)
         try:
             try:
-                params = await self.connection(bi)
+                params = await self.connection(bi, instance.subscription)
                 prints = await self.engine.dump(params, self.datastore, staged, fingerprint=drill)
                 # fsync, rename and the re-hash are blocking file work: off the event loop.
                 await asyncio.to_thread(staged._close, sync=True)

@@ -25,8 +25,9 @@ class SecretUnavailableError(RuntimeError):
 
 
 class SecretProvider(Protocol):
-    async def get(self, uri: str) -> str | None:
-        """The secret's current value, or None if this provider does not hold it. Never logs it."""
+    async def get(self, uri: str, tenant: str) -> str | None:
+        """The secret's current value for ``tenant`` (the tenant that owns the asking backup
+        instance's subscription), or None if this provider does not hold it. Never logs it."""
         ...
 
 
@@ -36,9 +37,9 @@ class SecretResolver:
     def __init__(self, providers: list[SecretProvider]) -> None:
         self.providers = providers
 
-    async def get(self, uri: str) -> str:
+    async def get(self, uri: str, tenant: str) -> str:
         for provider in self.providers:
-            value = await provider.get(uri)
+            value = await provider.get(uri, tenant)
             if value is not None:
                 return value
         raise SecretNotFoundError(uri)

@@ -36,7 +36,9 @@ class KeyVaultSecrets:
             self._clients[vault_url] = SecretClient(vault_url=vault_url, credential=self._credential)
         return self._clients[vault_url]
 
-    async def get(self, uri: str) -> str | None:
+    async def get(self, uri: str, tenant: str) -> str | None:
+        """Key Vault decides who may read what: dpvault asks with its own credential, whatever the
+        tenant (an operator who serves several tenants gives each its own vaults)."""
         parts = urlsplit(uri.strip())
         host = (parts.hostname or "").lower()
         segments = parts.path.strip("/").split("/")

@@ -31,6 +31,11 @@ def uri_key(uri: str) -> str:
     return uri.strip().rstrip("/").lower()
 
 
+def tenant_key(tenant: str) -> str:
+    """Tenant ids are GUIDs (or names like "adfs"): compared case-insensitively."""
+    return tenant.strip().lower()
+
+
 def versionless(uri: str) -> str | None:
     """``https://v.vault.azure.net/secrets/name/version`` -> ``.../secrets/name`` (None if no version)."""
     parts = urlsplit(uri.strip().rstrip("/"))
@@ -45,14 +50,14 @@ class LocalSecretStore:
         self._store = store
         self._key = key
 
-    async def get(self, uri: str) -> str | None:
+    async def get(self, uri: str, tenant: str) -> str | None:
         candidates = [uri_key(uri)]
         base = versionless(uri)
         if base:
             candidates.append(uri_key(base))
         async with self._store.read() as tx:
             for candidate in candidates:
-                ciphertext = await tx.secret(candidate)
+                ciphertext = await tx.secret(tenant_key(tenant), candidate)
                 if ciphertext is not None:
                     try:
                         return self._key.decrypt(ciphertext).decode()
@@ -62,13 +67,15 @@ class LocalSecretStore:
                         ) from None
         return None
 
-    async def set(self, uri: str, value: str, *, now: float) -> None:
+    async def set(self, uri: str, value: str, *, tenant: str, now: float) -> None:
         ciphertext = self._key.encrypt(value.encode())
-        await self._store.transact(lambda tx: tx.put_secret(uri_key(uri), uri.strip(), ciphertext, now=now))
+        await self._store.transact(
+            lambda tx: tx.put_secret(tenant_key(tenant), uri_key(uri), uri.strip(), ciphertext, now=now)
+        )
 
-    async def delete(self, uri: str) -> bool:
-        return await self._store.transact(lambda tx: tx.delete_secret(uri_key(uri)))
+    async def delete(self, uri: str, *, tenant: str) -> bool:
+        return await self._store.transact(lambda tx: tx.delete_secret(tenant_key(tenant), uri_key(uri)))
 
-    async def list(self) -> list[str]:
+    async def list(self, tenant: str | None = None) -> list[tuple[str, str]]:
         async with self._store.read() as tx:
-            return await tx.secret_uris()
+            return await tx.secret_uris(tenant_key(tenant) if tenant else None)

@@ -309,31 +309,42 @@ class Tx:
 
     # -- secrets -----------------------------------------------------------------------------
 
-    async def secret(self, uri_key: str) -> bytes | None:
-        stmt = select(secrets.c.ciphertext).where(secrets.c.uri_key == uri_key)
+    async def secret(self, tenant: str, uri_key: str) -> bytes | None:
+        stmt = select(secrets.c.ciphertext).where(secrets.c.tenant == tenant, secrets.c.uri_key == uri_key)
         return (await self._conn.execute(stmt)).scalar()
 
-    async def put_secret(self, uri_key: str, uri: str, ciphertext: bytes, *, now: float) -> None:
-        existing = await self.secret(uri_key)
+    async def put_secret(self, tenant: str, uri_key: str, uri: str, ciphertext: bytes, *, now: float) -> None:
+        existing = await self.secret(tenant, uri_key)
         if existing is None:
             await self._conn.execute(
                 insert(secrets).values(
-                    uri_key=uri_key, uri=uri, ciphertext=ciphertext, created_at=now, updated_at=now
+                    tenant=tenant,
+                    uri_key=uri_key,
+                    uri=uri,
+                    ciphertext=ciphertext,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
         else:
             await self._conn.execute(
                 update(secrets)
-                .where(secrets.c.uri_key == uri_key)
+                .where(secrets.c.tenant == tenant, secrets.c.uri_key == uri_key)
                 .values(uri=uri, ciphertext=ciphertext, updated_at=now)
             )
 
-    async def delete_secret(self, uri_key: str) -> bool:
-        result = await self._conn.execute(delete(secrets).where(secrets.c.uri_key == uri_key))
+    async def delete_secret(self, tenant: str, uri_key: str) -> bool:
+        result = await self._conn.execute(
+            delete(secrets).where(secrets.c.tenant == tenant, secrets.c.uri_key == uri_key)
+        )
         return bool(result.rowcount)
 
-    async def secret_uris(self) -> list[str]:
-        return list((await self._conn.execute(select(secrets.c.uri).order_by(secrets.c.uri))).scalars().all())
+    async def secret_uris(self, tenant: str | None = None) -> list[tuple[str, str]]:
+        """(tenant, uri) of every stored secret, or of one tenant's."""
+        stmt = select(secrets.c.tenant, secrets.c.uri).order_by(secrets.c.tenant, secrets.c.uri)
+        if tenant is not None:
+            stmt = stmt.where(secrets.c.tenant == tenant)
+        return [(r[0], r[1]) for r in (await self._conn.execute(stmt)).all()]
 
     # -- protected items ---------------------------------------------------------------------
 

@@ -85,10 +85,12 @@ Index("ix_jobs_ready", jobs.c.state, jobs.c.run_at)
 
 # -- protection (migration 0002) -------------------------------------------------------------
 
-# Secrets for datasource credentials, encrypted with a key kept outside the database.
+# Secrets for datasource credentials, encrypted with a key kept outside the database; each belongs
+# to one tenant (migration 0005), so an instance never reads another tenant's credentials.
 secrets = Table(
-    "secrets",
+    "secrets_by_tenant",
     metadata,
+    Column("tenant", String(64), primary_key=True),
     Column("uri_key", Text, primary_key=True),
     Column("uri", Text, nullable=False),
     Column("ciphertext", LargeBinary, nullable=False),

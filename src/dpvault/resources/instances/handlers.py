@@ -254,6 +254,7 @@ class InstanceRoutes:
                 job_payload={
                     "backupInstance": msgspec.to_builtins(rules.without_secret(request.backupInstance)),
                     "job": job_id,
+                    "subscription": sub,
                 },
             )  # fmt: skip
             return op.id, scope

@@ -37,11 +37,11 @@ def _operation_error(exc: UserError) -> dict[str, Any]:
     return {"code": exc.code, "message": exc.message, "details": [exc.user_facing()], "httpStatus": 400}
 
 
-async def _deep_validation(svc: Services, bi: BackupInstance) -> UserError | None:
+async def _deep_validation(svc: Services, bi: BackupInstance, subscription: str) -> UserError | None:
     if svc.protection is None:
         return None
     try:
-        await svc.protection.validate(bi)
+        await svc.protection.validate(bi, subscription)
     except UserError as exc:
         return exc
     return None
@@ -61,7 +61,9 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
         if op is None or op.terminal:
             return False
         if row is not None:
-            failure = await _deep_validation(svc, rules.decode_instance(row.body).properties)
+            failure = await _deep_validation(
+                svc, rules.decode_instance(row.body).properties, row.subscription
+            )
 
     async def write(tx: Tx) -> bool:
         """True once this job is marked done in this transaction."""
@@ -158,7 +160,14 @@ async def validate(svc: Services, payload: dict[str, Any]) -> None:
     op_id = payload["operation"]
     job_id = payload.get("job")
     bi = msgspec.convert(payload["backupInstance"], BackupInstance)
-    failure = await _deep_validation(svc, bi)
+    subscription = payload.get("subscription")
+    if subscription is None:  # enqueued by a version that did not record it
+        async with svc.store.read() as tx:
+            op = await tx.operation(op_id)
+        if op is None:
+            return
+        subscription = op.subscription
+    failure = await _deep_validation(svc, bi, subscription)
 
     async def write(tx: Tx) -> None:
         now = svc.now()
@@ -187,7 +196,11 @@ async def sync(svc: Services, payload: dict[str, Any]) -> None:
     if op is None or op.terminal:
         return
     # A deleted instance is not validated; the transaction below then ends the operation.
-    failure = await _deep_validation(svc, rules.decode_instance(row.body).properties) if row else None
+    failure = (
+        await _deep_validation(svc, rules.decode_instance(row.body).properties, row.subscription)
+        if row
+        else None
+    )
 
     async def write(tx: Tx) -> None:
         op = await tx.operation(op_id)
