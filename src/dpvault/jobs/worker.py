@@ -123,6 +123,12 @@ class Worker:
             if job_type is None:
                 await self._finish(job, "failed", f"unknown job kind {job.kind!r}")
                 return
+            if job.attempts > job.max_attempts:
+                # Its workers died every time (leases expired): a job that kills its worker must
+                # not be retried forever.
+                reason = job.last_error or "its worker stopped while running it"
+                await self._give_up(job, job_type, payload, reason)
+                return
             try:
                 completed = await job_type.run(self.svc, payload)
             except asyncio.CancelledError:
@@ -138,22 +144,35 @@ class Worker:
                     trace=traceback.format_exc(limit=5),
                 )
                 if job.attempts >= job.max_attempts:
-                    if job_type.give_up is not None:
-                        with contextlib.suppress(Exception):
-                            await job_type.give_up(self.svc, payload, reason)
-                    await self._finish(job, "failed", reason)
+                    await self._give_up(job, job_type, payload, reason)
                 else:
-                    backoff = min(30.0, 0.5 * 2 ** (job.attempts - 1))
-                    run_at = self.svc.real_now() + backoff
-                    await self.svc.store.transact(
-                        lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason)
-                    )
+                    await self._retry(job, reason)
                 return
             if completed is not True:  # a handler returning True marked the job done itself
                 await self._finish(job, "done", None)
         finally:
             heartbeat.cancel()
             self.wake()
+
+    async def _give_up(self, job: JobRow, job_type: JobType, payload: dict[str, Any], reason: str) -> None:
+        """Out of attempts: the job's operation or record fails for its users, then the job. Users
+        see a generic message naming the job (the internal reason may hold internals; it stays in the
+        log and the job row). If even that cannot be recorded, the job is retried, not dropped."""
+        public = f"an internal error occurred (dpvault job {job.id}; the server log has the details)"
+        if job_type.give_up is not None:
+            try:
+                await job_type.give_up(self.svc, payload, public)
+            except Exception:
+                log.exception("job give-up failed; retrying", job=job.id, kind=job.kind)
+                await self._retry(job, reason)
+                return
+        log.error("job gave up", job=job.id, kind=job.kind, attempts=job.attempts, error=reason)
+        await self._finish(job, "failed", reason)
+
+    async def _retry(self, job: JobRow, reason: str) -> None:
+        backoff = min(30.0, 0.5 * 2 ** (max(1, job.attempts) - 1))
+        run_at = self.svc.real_now() + backoff
+        await self.svc.store.transact(lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason))
 
     async def _finish(self, job: JobRow, state: str, error: str | None) -> None:
         now = self.svc.real_now()
