@@ -54,7 +54,11 @@ def test_redacted_drops_the_password() -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "   ", "Database=db;User Id=u", "Server=h;User Id=u", "Server=h;Database=d;Port=abc", "Server=h;Database=d;Ssl Mode=Maybe",
-     "Server=h;Database", "Server=h;Database=\"unterminated", "postgresql://h:notaport/db"],
+     "Server=h;Database", "Server=h;Database=\"unterminated", "postgresql://h:notaport/db",
+     # libpq keywords that would read dpvault's files or change the session are refused
+     "postgresql://u@h/db?passfile=/etc/shadow", "host=h dbname=db sslkey=/root/key", "postgresql://h/db?service=x",
+     "host=h dbname=db options=-cstatement_timeout=1", "postgresql://h/db?sslmode=sometimes",
+     "Server=h;Database=d;Timeout=ten", "postgresql://h/db?connect_timeout=99999999999"],
 )  # fmt: skip
 def test_unusable_strings_are_user_errors(text: str) -> None:
     with pytest.raises(UserError) as raised:

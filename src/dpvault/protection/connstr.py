@@ -47,6 +47,11 @@ _SSL_MODES = {
 }
 
 
+# libpq keywords a secret may set (a libpq URI or keyword string); each maps to a PG* variable
+# for pg_dump and pg_restore (postgres._env).
+ALLOWED = frozenset({"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "connect_timeout"})
+
+
 def _invalid(reason: str) -> UserError:
     return UserError(
         "UserErrorInvalidConnectionString",
@@ -101,6 +106,14 @@ def parse(text: str) -> dict[str, str]:
             params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(text).items() if v is not None}
         except psycopg.ProgrammingError:
             raise _invalid("it is not a valid libpq URI or keyword string") from None
+        # Only what names a server and logs in: keywords such as passfile, service, sslkey or
+        # options would make dpvault read its own files or change the session for whoever wrote
+        # the secret.
+        unsupported = sorted(set(params) - ALLOWED)
+        if unsupported:
+            raise _invalid(f"the parameter(s) {', '.join(unsupported)} are not supported")
+        if "sslmode" in params and params["sslmode"] not in _SSL_MODES.values():
+            raise _invalid(f"sslmode '{params['sslmode']}' is not a libpq SSL mode")
     else:
         params = {}
         for key, value in _split_ado(text):
@@ -119,8 +132,10 @@ def parse(text: str) -> dict[str, str]:
         raise _invalid("it names no server (Server=...)")
     if not params.get("dbname"):
         raise _invalid("it names no database (Database=...)")
-    if "port" in params and not (params["port"].isascii() and params["port"].isdigit()):
-        raise _invalid(f"the port '{params['port']}' is not a number")
+    for number in ("port", "connect_timeout"):
+        value = params.get(number)
+        if value is not None and not (value.isascii() and value.isdigit() and len(value) <= 5):
+            raise _invalid(f"the {number} '{value}' is not a number")
     return params
 
 

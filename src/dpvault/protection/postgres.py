@@ -84,9 +84,15 @@ class ServerInfo:
 
 
 def _env(params: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    """The whole environment of pg_dump and pg_restore: the connection and little else, so
+    nothing of dpvault's own (DPVAULT_SECRETS_KEY, cloud credentials, a PGPASSFILE) reaches them,
+    and messages are in English (their stderr becomes user-facing errors)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "PGPASSFILE": os.devnull}
+    if "TZ" in os.environ:
+        env["TZ"] = os.environ["TZ"]
     names = {
         "host": "PGHOST",
+        "hostaddr": "PGHOSTADDR",
         "port": "PGPORT",
         "dbname": "PGDATABASE",
         "user": "PGUSER",
@@ -267,6 +273,7 @@ class PostgresEngine:
             str(path),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=_env({}),
         )
         out, err = await proc.communicate()
         if proc.returncode != 0:
