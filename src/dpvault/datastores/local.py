@@ -23,7 +23,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -85,7 +85,7 @@ class LocalDatastore:
         staged._close(sync=True)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.replace(staged.path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def discard(self, staged: Staged) -> None:
         staged._close(sync=False)

@@ -172,7 +172,9 @@ class Worker:
     async def _retry(self, job: JobRow, reason: str) -> None:
         backoff = min(30.0, 0.5 * 2 ** (max(1, job.attempts) - 1))
         run_at = self.svc.real_now() + backoff
-        await self.svc.store.transact(lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason))
+        await self.svc.store.transact(
+            lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason)
+        )
 
     async def _finish(self, job: JobRow, state: str, error: str | None) -> None:
         now = self.svc.real_now()

@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -25,6 +24,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
+from dpvault.datastores.local import fsync_dir
 from dpvault.protection import fingerprint as fp
 from dpvault.protection.errors import UserError
 from dpvault.protection.postgres import _connect_error, _env
@@ -87,6 +87,10 @@ def check_prefix(prefix: str) -> str:
             "Choose a simple file name prefix.",
         )
     return prefix
+
+
+def _marker(owner: str) -> str:
+    return f"dpvault: being restored by job {owner}"
 
 
 class Restorer:
@@ -180,27 +184,42 @@ class Restorer:
                     "Choose another filePrefix or remove the existing file.",
                 )
             return
-        params = await self.target_params(source, target)
+        params = await self.target_params(source, target, subscription)
         if await self.database_state(params) == "not-empty":
             raise self._exists_error(params["dbname"])
 
     # -- restores ----------------------------------------------------------------------------
 
-    async def to_files(self, rp: RecoveryPointRow, target: dict[str, Any]) -> dict[str, str]:
+    async def to_files(self, rp: RecoveryPointRow, target: dict[str, Any], owner: str) -> dict[str, str]:
+        """Copy the point to ``<prefix>.dump`` and ``<prefix>.dump.sha256``, never overwriting either.
+
+        ``owner`` (the restore job's id) names the staging file, which stays linked to the result
+        until both names are written: a re-run of the same job after a crash finishes its own work
+        instead of reporting its own file as someone else's."""
         details = target["targetDetails"]
         directory = target_directory(details["url"], self.roots)
         prefix = check_prefix(details["filePrefix"])
         await self.verify(rp)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         final = directory / f"{prefix}.dump"
-        if final.exists():
-            raise UserError("UserErrorTargetFileExists", f"'{final.name}' already exists in the target directory.",
-                            "Choose another filePrefix.")  # fmt: skip
+        sidecar = directory / f"{prefix}.dump.sha256"
+        tmp = directory / f".{prefix}.dump.{owner}.partial"
+
+        def ours() -> bool:
+            with contextlib.suppress(OSError):
+                return os.path.samefile(tmp, final)
+            return False
+
+        def exists_error() -> UserError:
+            return UserError("UserErrorTargetFileExists", f"'{final.name}' already exists in the target directory.",
+                             "Choose another filePrefix.")  # fmt: skip
 
         def copy() -> str:
-            tmp = directory / f".{prefix}.dump.{uuid.uuid4().hex}.partial"
-            digest = hashlib.sha256()
-            try:
+            if not ours():
+                if final.exists() or sidecar.is_symlink() or sidecar.exists():
+                    raise exists_error()
+                tmp.unlink(missing_ok=True)  # an earlier attempt of this job that did not finish
+                digest = hashlib.sha256()
                 with self.datastore.open(rp.object_key) as src, open(tmp, "xb") as dst:
                     while chunk := src.read(CHUNK):
                         digest.update(chunk)
@@ -208,30 +227,55 @@ class Restorer:
                     dst.flush()
                     os.fsync(dst.fileno())
                 if digest.hexdigest() != rp.sha256:
+                    tmp.unlink(missing_ok=True)
                     raise corrupted(rp.id)
-                os.link(tmp, final)  # fails if the name appeared meanwhile: never overwrite
+                try:
+                    os.link(tmp, final)  # fails if the name appeared meanwhile: never overwrite
+                except FileExistsError:
+                    tmp.unlink(missing_ok=True)
+                    raise exists_error() from None
+            # The sidecar the same way: a new file linked into place, never written through a name
+            # (a symlink planted there must not redirect the write).
+            side_tmp = directory / f".{prefix}.dump.sha256.{owner}.partial"
+            side_tmp.unlink(missing_ok=True)
+            with open(side_tmp, "x") as f:
+                f.write(f"{rp.sha256}  {final.name}\n")
+            try:
+                os.link(side_tmp, sidecar)
+            except FileExistsError:
+                if sidecar.is_symlink() or sidecar.read_text() != f"{rp.sha256}  {final.name}\n":
+                    raise exists_error() from None
             finally:
-                tmp.unlink(missing_ok=True)
-            (directory / f"{prefix}.dump.sha256").write_text(f"{rp.sha256}  {final.name}\n")
+                side_tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+            fsync_dir(directory)
             return str(final)
 
-        try:
-            path = await asyncio.to_thread(copy)
-        except FileExistsError:
-            raise UserError("UserErrorTargetFileExists", f"'{final.name}' already exists in the target directory.",
-                            "Choose another filePrefix.") from None  # fmt: skip
+        path = await asyncio.to_thread(copy)
         return {"RestoredFile": path, "SHA256": rp.sha256}
 
     async def to_database(
-        self, rp: RecoveryPointRow, params: dict[str, str], *, fail_if_not_empty: bool = True
+        self,
+        rp: RecoveryPointRow,
+        params: dict[str, str],
+        *,
+        owner: str | None = None,
+        fail_if_not_empty: bool = True,
     ) -> dict[str, str]:
+        """Restore into ``params``' database, creating it when absent. A database this restore
+        creates carries a comment naming ``owner`` (the restore job) until it is complete, so a
+        re-run of the same job after a crash replaces its own half-restored database, and never
+        anyone else's."""
         await self.verify(rp)
         state = await self.database_state(params)
+        if state != "absent" and owner is not None and await self._marker(params) == _marker(owner):
+            await self.drop(params)
+            state = "absent"
         if state == "not-empty" and fail_if_not_empty:
             raise self._exists_error(params["dbname"])
         created = False
         if state == "absent":
-            await self._create(params)
+            await self._create(params, owner)
             created = True
         try:
             await self._pg_restore(rp, params)
@@ -240,13 +284,40 @@ class Restorer:
                 with contextlib.suppress(Exception):
                     await self.drop(params)
             raise
+        if created and owner is not None:
+            await self._comment(params, None)
         return {"RestoredDatabase": params["dbname"], "CreatedDatabase": str(created).lower()}
 
-    async def _create(self, params: dict[str, str]) -> None:
+    async def _marker(self, params: dict[str, str]) -> str | None:
+        conn = await self._connect(params, "postgres")
+        async with conn:
+            row = await (
+                await conn.execute(
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                    [params["dbname"]],
+                )
+            ).fetchone()
+        return row[0] if row else None
+
+    async def _comment(self, params: dict[str, str], text: str | None) -> None:
+        conn = await self._connect(params, "postgres")
+        async with conn:
+            name = sql.Identifier(params["dbname"])
+            if text is None:
+                await conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(name))
+            else:
+                await conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(text)))
+
+    async def _create(self, params: dict[str, str], owner: str | None) -> None:
         conn = await self._connect(params, "postgres")
         async with conn:
             try:
-                await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(params["dbname"])))
+                name = sql.Identifier(params["dbname"])
+                await conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+                if owner is not None:
+                    await conn.execute(
+                        sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(_marker(owner)))
+                    )
             except psycopg.Error as exc:
                 raise UserError(
                     "UserErrorCannotCreateDatabase",
@@ -293,13 +364,17 @@ class Restorer:
 
     # -- drills ------------------------------------------------------------------------------
 
-    async def drill(self, source: BackupInstance, rp: RecoveryPointRow, subscription: str) -> dict[str, Any]:
-        """Restore into a scratch database on the source server, compare fingerprints, drop it."""
+    async def drill(
+        self, source: BackupInstance, rp: RecoveryPointRow, subscription: str, owner: str
+    ) -> dict[str, Any]:
+        """Restore into a scratch database on the source server, compare fingerprints, drop it.
+        The scratch name comes from the drill's job id: a re-run after a crash replaces its own."""
         expected = msgspec.json.decode(rp.details).get("fingerprint")
         await self.verify(rp)
         params = dict(await self.protection.connection(source, subscription))
-        params["dbname"] = f"dpvault_drill_{uuid.uuid4().hex[:12]}"
+        params["dbname"] = f"dpvault_drill_{re.sub('[^0-9a-f]', '', owner.lower())[:32]}"
         try:
+            await self.drop(params)
             await self.to_database(rp, params)
             conn = await self._connect(params, params["dbname"])
             async with conn:

@@ -74,10 +74,10 @@ class RestoreJobs:
         target = payload["target"]
         try:
             if target["objectType"] == "RestoreFilesTargetInfo":
-                details = await self.restorer.to_files(rp, target)
+                details = await self.restorer.to_files(rp, target, owner=job.id)
             else:
                 params = await self.restorer.target_params(bi, target, instance.subscription)
-                details = await self.restorer.to_database(rp, params)
+                details = await self.restorer.to_database(rp, params, owner=job.id)
         except UserError as exc:
             log.info("restore failed", job=job.id, code=exc.code)
             await self._finish_job(job.id, records.FAILED, error=exc)
@@ -137,7 +137,7 @@ class RestoreJobs:
         failure: UserError | None = None
         outcome: dict[str, Any] = {}
         try:
-            outcome = await self.restorer.drill(bi, rp, instance.subscription)
+            outcome = await self.restorer.drill(bi, rp, instance.subscription, owner=job.id)
         except UserError as exc:
             failure = exc
         now = self.svc.now()
