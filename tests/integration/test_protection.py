@@ -541,3 +541,33 @@ def test_a_secret_serves_only_its_own_tenant(
     ).stdout  # fmt: skip
     assert f"{a.uri}  tenant={tenant_b}" in listed and f"{a.uri}  tenant=00000000-" in listed
     assert source_pg.password not in listed
+
+
+def test_a_long_advance_answers_in_parts_and_misses_nothing(
+    make_server: Callable[..., Server], source_pg: PostgresServer
+) -> None:
+    """An advance past its time budget answers complete=false where it stopped; posting the same
+    target again goes on from there, and every backup in between still runs exactly once."""
+    server = make_server("--clock", "manual")
+    with server.client() as client:
+        db = make_sample_database(source_pg, customers=5, orders=5)
+        p = Protected(server, client, source_pg, db).create()
+        assert p.put()["status"] == "Succeeded"
+        start = datetime.fromisoformat(client.get("/dpvault/clock").json()["now"].replace("0Z", "+00:00"))
+        target = _iso(start + timedelta(days=6))
+        parts, backups = [], 0
+        while True:
+            r = client.post("/dpvault/clock/advance", json={"to": target, "maxSeconds": 0.001}, timeout=600)
+            assert r.status_code == 200, r.text
+            parts.append(r.json())
+            backups += parts[-1]["backups"]
+            if parts[-1]["complete"]:
+                break
+            assert parts[-1]["now"] < target
+            assert len(parts) < 50
+        assert len(parts) > 1 and parts[-1]["now"] == target
+        assert backups == 6
+        assert sum(1 for j in p.jobs() if j["properties"]["operation"] == "Backup") == 6
+        for bad in (0, -1, 51):
+            r = client.post("/dpvault/clock/advance", json={"seconds": 1, "maxSeconds": bad})
+            assert r.status_code == 400 and r.json()["error"]["target"] == "maxSeconds"

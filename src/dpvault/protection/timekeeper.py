@@ -18,6 +18,11 @@ from dpvault.protection.scheduler import Scheduler
 from dpvault.services import Services
 
 MAX_STEPS = 100_000
+# One request moves time for at most this long (real seconds), well inside client timeouts; a
+# longer advance answers complete=false at the time it reached, and the caller asks again.
+BUDGET = 50.0
+# How long one event's backups may run before the advance gives up waiting (answers complete=false).
+SETTLE_LIMIT = 600.0
 
 
 @dataclass
@@ -25,6 +30,7 @@ class AdvanceResult:
     now: float
     backups: int
     expired: int
+    complete: bool = True
 
 
 class Timekeeper:
@@ -60,9 +66,8 @@ class Timekeeper:
         self.clock.set(value)
         await self.svc.store.transact(lambda tx: tx.set_clock(self.clock.time()))
 
-    async def _settle(self, limit: float = 600.0) -> None:
-        """Wait until no job is due or running."""
-        deadline = self.svc.real_now() + limit
+    async def _settle(self, deadline: float) -> None:
+        """Wait until no job is due or running (TimeoutError past ``deadline``, real time)."""
         while True:
             async with self.svc.store.read() as tx:
                 pending = await tx.pending_jobs(now=self.svc.real_now())
@@ -73,26 +78,37 @@ class Timekeeper:
             self.svc.wake_worker()
             await asyncio.sleep(0.02)
 
-    async def _step(self) -> tuple[int, int]:
+    async def _step(self, deadline: float) -> tuple[int, int]:
         if self.scheduler is None:
             return 0, 0
         backups = await self.scheduler.tick()
-        await self._settle()
+        await self._settle(deadline)
         expired = await self.scheduler.retention.tick()
-        await self._settle()
+        await self._settle(deadline)
         return backups, expired
 
-    async def advance(self, target: float) -> AdvanceResult:
+    async def advance(self, target: float, budget: float = BUDGET) -> AdvanceResult:
+        """Walk to ``target``; past ``budget`` real seconds, stop at the event reached (every
+        request still takes at least one event, so repeating it always gets there)."""
         async with self._lock:
-            await self._settle()
+            started = self.svc.real_now()
+            hard = started + SETTLE_LIMIT
             backups = expired = 0
-            for _ in range(MAX_STEPS):
-                b, e = await self._step()
-                backups, expired = backups + b, expired + e
-                nxt = await self.scheduler.next_event() if self.scheduler else None
-                if nxt is None or nxt > target or nxt <= self.clock.time():
-                    break  # nothing more before the target (or what is due cannot run yet)
-                await self._set(max(nxt, self.clock.time()))
-            await self._set(target)
-            b, e = await self._step()
+            try:
+                await self._settle(hard)
+                backups, expired = await self._step(hard)
+                for _ in range(MAX_STEPS):
+                    nxt = await self.scheduler.next_event() if self.scheduler else None
+                    if nxt is None or nxt > target or nxt <= self.clock.time():
+                        break  # nothing more before the target (or what is due cannot run yet)
+                    await self._set(max(nxt, self.clock.time()))
+                    b, e = await self._step(hard)
+                    backups, expired = backups + b, expired + e
+                    if self.svc.real_now() > started + budget:
+                        return AdvanceResult(self.clock.time(), backups, expired, complete=False)
+                await self._set(target)
+                b, e = await self._step(hard)
+            except TimeoutError:
+                # The backups of the time reached are still running: time stops there for now.
+                return AdvanceResult(self.clock.time(), backups, expired, complete=False)
             return AdvanceResult(self.clock.time(), backups + b, expired + e)

@@ -19,6 +19,8 @@ MAX_ADVANCE = 20 * 366 * 24 * 3600.0
 class AdvanceRequest(Base):
     seconds: float | None = None
     to: str | None = None
+    # How long (real seconds) this request may work before answering complete=false.
+    maxSeconds: float | None = None
 
 
 class ClockRoutes:
@@ -33,7 +35,7 @@ class ClockRoutes:
         )
 
     async def advance(self, call: Call) -> Reply:
-        from dpvault.protection.timekeeper import Timekeeper
+        from dpvault.protection.timekeeper import BUDGET, Timekeeper
 
         # The clock is the whole server's: only the operator's tenant (the one `dpvault token` signs
         # for) may move it, not any tenant that happens to use the server.
@@ -71,7 +73,14 @@ class ClockRoutes:
                 raise errors.bad_request(
                     "'to' must not be in the past (the clock never runs backwards).", target="to"
                 )
-        result = await self.timekeeper.advance(target)
+        budget = BUDGET
+        if request.maxSeconds is not None:
+            if not 0 < request.maxSeconds <= BUDGET:
+                raise errors.bad_request(
+                    f"'maxSeconds' must be more than 0 and at most {BUDGET:.0f}.", target="maxSeconds"
+                )
+            budget = request.maxSeconds
+        result = await self.timekeeper.advance(target, budget)
         return Reply.json(
             200,
             {
@@ -79,5 +88,7 @@ class ClockRoutes:
                 "now": from_timestamp(result.now),
                 "backups": result.backups,
                 "expired": result.expired,
+                # false: the request's time budget ran out at "now"; advance again to go on.
+                "complete": result.complete,
             },
         )
