@@ -240,10 +240,11 @@ class DpvaultApp:
             )
             reply = Reply.json(500, internal.body())
         await self._send(call, reply, send)
-        log.info(
-            "request", method=method, path=scope["path"], status=reply.status,
-            ms=round((time.perf_counter() - started) * 1000, 2), request_id=request_id,
-        )  # fmt: skip
+        if self.settings.access_log:
+            log.info(
+                "request", method=method, path=scope["path"], status=reply.status,
+                ms=round((time.perf_counter() - started) * 1000, 2), request_id=request_id,
+            )  # fmt: skip
 
     async def _dispatch(self, call: Call, raw_path: bytes) -> Reply:
         if call.method not in ALLOWED_METHODS:
@@ -314,8 +315,7 @@ def from_environment() -> DpvaultApp:
 
     settings = Settings.from_json(os.environ[SETTINGS_ENV])
     dplogging.configure(
-        level=os.environ.get("DPVAULT_LOG_LEVEL", "info"),
-        access_log=os.environ.get("DPVAULT_ACCESS_LOG", "1") == "1",
+        level=os.environ.get("DPVAULT_LOG_LEVEL", "info"), json=os.environ.get("DPVAULT_LOG_JSON") == "1"
     )
     return DpvaultApp(settings)
 

@@ -144,9 +144,9 @@ def serve(
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if clock not in ("real", "manual"):
         raise typer.BadParameter("--clock is real or manual")
-    dplogging.configure(level=log_level, json=log_json, access_log=access_log)
+    dplogging.configure(level=log_level, json=log_json)
     os.environ["DPVAULT_LOG_LEVEL"] = log_level
-    os.environ["DPVAULT_ACCESS_LOG"] = "1" if access_log else "0"
+    os.environ["DPVAULT_LOG_JSON"] = "1" if log_json else "0"
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings = Settings(
@@ -174,6 +174,7 @@ def serve(
         run_worker=background,
         trust_issuers=tuple(trust_issuer or ()),
         identity_config=identity_config.resolve() if identity_config else None,
+        access_log=access_log,
     )
     ssl: dict[str, str] = {}
     ca_line = ""

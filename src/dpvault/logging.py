@@ -8,7 +8,7 @@ import sys
 import structlog
 
 
-def configure(*, level: str = "info", json: bool = False, access_log: bool = True) -> None:
+def configure(*, level: str = "info", json: bool = False) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
     # Tracebacks never show local variables: they would print request headers (bearer tokens).
@@ -33,5 +33,3 @@ def configure(*, level: str = "info", json: bool = False, access_log: bool = Tru
         cache_logger_on_first_use=True,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if not access_log:
-        logging.getLogger("dpvault.http").setLevel(logging.WARNING)

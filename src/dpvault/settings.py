@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ class Settings:
     # External issuers whose tokens are accepted (OpenID discovery under each URL).
     trust_issuers: tuple[str, ...] = ()
     identity_config: Path | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    # One log line per request (serve --no-access-log turns it off).
+    access_log: bool = True
 
     def to_json(self) -> str:
         """For handing settings to worker processes (``serve --workers``)."""

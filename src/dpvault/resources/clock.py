@@ -20,7 +20,7 @@ class AdvanceRequest(Base):
     seconds: float | None = None
     to: str | None = None
     # How long (real seconds) this request may work before answering complete=false.
-    maxSeconds: float | None = None
+    maxSeconds: float | None = None  # noqa: N815 - the wire name
 
 
 class ClockRoutes:
