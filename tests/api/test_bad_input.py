@@ -283,6 +283,14 @@ class TestInstanceBody:
         r = shared.put_instance("fields", edited(instance_body(shared.policy_id), (path, value)))
         assert_error(r, 400, code, target)
 
+    def test_long_tag_names_up_to_512_characters_are_accepted(self, shared: Env) -> None:
+        tags = {"n" * 512: "v", "é" * 300: "w" * 256}
+        r = shared.put_instance("long-tags", {**instance_body(shared.policy_id), "tags": tags})
+        assert r.status_code == 201, r.text
+        assert r.json()["tags"] == tags
+        r = shared.put_instance("long-tags", {**instance_body(shared.policy_id), "tags": {"n" * 513: "v"}})
+        assert_error(r, 400, "InvalidTagNameCharacters", f"tags.{'n' * 100}...")
+
     def test_property_names_and_enum_values_match_case_insensitively(self, shared: Env) -> None:
         body = instance_body(shared.policy_id)
         props = body["properties"]

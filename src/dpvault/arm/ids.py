@@ -23,7 +23,7 @@ def key(value: str) -> str:
     return value.lower()
 
 
-def _has_control(value: str) -> bool:
+def has_control(value: str) -> bool:
     return any(unicodedata.category(ch)[0] == "C" for ch in value)
 
 
@@ -34,7 +34,7 @@ def check_subscription(value: str) -> str:
 
 
 def check_resource_group(name: str) -> str:
-    if not _RESOURCE_GROUP.match(name) or name.endswith(".") or _has_control(name):
+    if not _RESOURCE_GROUP.match(name) or name.endswith(".") or has_control(name):
         raise errors.ArmError(
             400,
             "InvalidResourceGroupName",
@@ -48,7 +48,7 @@ def check_resource_name(name: str, what: str) -> str:
     bad = (
         not name
         or len(name) > MAX_RESOURCE_NAME
-        or _has_control(name)
+        or has_control(name)
         or any(ch in _FORBIDDEN_IN_RESOURCE for ch in name)
         or name != name.strip()
         or name.endswith(".")
@@ -82,7 +82,7 @@ def check_location(value: str, resource_type: str, target: str = "location") -> 
 
 def printable(value: str, limit: int = 100) -> str:
     """A name made safe to quote in a message: control characters escaped, length capped."""
-    shown = value.encode("unicode_escape").decode("ascii") if _has_control(value) else value
+    shown = value.encode("unicode_escape").decode("ascii") if has_control(value) else value
     return shown if len(shown) <= limit else shown[:limit] + "..."
 
 

@@ -40,7 +40,7 @@ def check_tags(tags: dict[str, str] | None, path: str = "tags") -> dict[str, str
             not key
             or len(key) > 512
             or any(ch in _TAG_KEY_FORBIDDEN for ch in key)
-            or ids.printable(key) != key
+            or ids.has_control(key)
         ):
             raise errors.bad_request(
                 f"The tag name '{ids.printable(key)}' is invalid: 1-512 characters, none of < > % & \\ ? /.",
@@ -49,7 +49,9 @@ def check_tags(tags: dict[str, str] | None, path: str = "tags") -> dict[str, str
             )
         if len(value) > 256:
             raise errors.bad_request(
-                f"The value of tag '{key}' exceeds 256 characters.", code="InvalidTag", target=f"{path}.{key}"
+                f"The value of tag '{ids.printable(key)}' exceeds 256 characters.",
+                code="InvalidTag",
+                target=f"{path}.{ids.printable(key)}",
             )
     return tags
 
