@@ -3,7 +3,6 @@ with method, path and status (and never the Authorization header)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 

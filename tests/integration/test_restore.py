@@ -347,3 +347,36 @@ def test_stop_suspend_and_resume_change_what_the_scheduler_does(
         op, final = finish(p, r)
         assert op["status"] == "Succeeded" and final.status_code == 200
         assert state() == ("ProtectionConfigured", "ProtectionConfigured")
+
+
+def test_a_restore_and_a_delete_of_the_same_instance_exclude_each_other(
+    make_server: Callable[..., Server], source_pg: PostgresServer
+) -> None:
+    """Deleting an instance deletes the points a running restore reads, so the two refuse each
+    other with 409. The jobs are held still by a server with no background worker."""
+    first = make_server()
+    with first.client() as client:
+        ps = [Protected(first, client, source_pg, make_sample_database(source_pg, customers=5, orders=5)).create()
+              for _ in range(2)]  # fmt: skip
+        for p in ps:
+            assert p.put()["status"] == "Succeeded"
+            assert p.wait_job(p.backup())["status"] == "Completed"
+        points = [p.points()[0]["name"] for p in ps]
+    first.stop()
+    still = make_server("--no-background", data_dir=first.data_dir, database_url=first.database_url)
+    with still.client() as client:
+        restoring, deleting = ps
+        for p in ps:
+            p.client = p.env.client = client
+        target = target_info(restoring, f"held_{uuid.uuid4().hex[:8]}")
+        assert restore(restoring, restore_request(points[0], target)).status_code == 202
+        r = client.delete(f"{restoring.env.instance_path(restoring.name)}?api-version={API}")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "AnotherOperationInProgress", r.text
+        assert restoring.instance()["properties"]["provisioningState"] == "Succeeded"
+
+        r = client.delete(f"{deleting.env.instance_path(deleting.name)}?api-version={API}")
+        assert r.status_code == 202, r.text
+        target = target_info(deleting, f"late_{uuid.uuid4().hex[:8]}")
+        for validate in (False, True):
+            r = restore(deleting, restore_request(points[1], target), validate=validate)
+            assert r.status_code == 409 and r.json()["error"]["code"] == "AnotherOperationInProgress", r.text

@@ -36,12 +36,7 @@ def check_tags(tags: dict[str, str] | None, path: str = "tags") -> dict[str, str
             f"At most {MAX_TAGS} tags are allowed; {len(tags)} were given.", code="InvalidTag", target=path
         )
     for key, value in tags.items():
-        if (
-            not key
-            or len(key) > 512
-            or any(ch in _TAG_KEY_FORBIDDEN for ch in key)
-            or ids.has_control(key)
-        ):
+        if not key or len(key) > 512 or any(ch in _TAG_KEY_FORBIDDEN for ch in key) or ids.has_control(key):
             raise errors.bad_request(
                 f"The tag name '{ids.printable(key)}' is invalid: 1-512 characters, none of < > % & \\ ? /.",
                 code="InvalidTagNameCharacters",

@@ -443,6 +443,19 @@ class Tx:
         stmt = select(func.min(recovery_points.c.expiry)).where(*_expirable())
         return (await self._conn.execute(stmt)).scalar()
 
+    async def restores_in_progress(self, instance_key: str) -> int:
+        """User restores (not drills) of an instance's points that are still running."""
+        stmt = (
+            select(func.count())
+            .select_from(backup_jobs)
+            .where(
+                backup_jobs.c.instance_key == instance_key,
+                backup_jobs.c.operation == "Restore",
+                backup_jobs.c.status == "InProgress",
+            )
+        )
+        return int((await self._conn.execute(stmt)).scalar_one())
+
     async def mark_expired(self, rp_ids: Sequence[str], *, now: float) -> list[str]:
         """Mark ``deleting`` those of ``rp_ids`` retention may still delete, re-checked in this write
         (a restore may have started reading one since they were listed); returns the marked ids."""

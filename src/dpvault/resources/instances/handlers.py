@@ -202,6 +202,13 @@ class InstanceRoutes:
                     if op.kind == OperationKind.DELETE:
                         return op.id, scope  # a repeated DELETE gets the same URLs (ARM-22)
                     raise _busy(name, op.kind)
+            # The row is locked now: a restore starting meanwhile waits, then sees it Deleting.
+            if await tx.restores_in_progress(row.key):
+                raise errors.conflict(
+                    f"A restore from backup instance '{name}' is in progress; deleting the instance would "
+                    "delete the recovery point it reads. Retry when the restore job has ended.",
+                    code="AnotherOperationInProgress",
+                )
             resource = rules.with_state(
                 rules.decode_instance(row.body), provisioning=ProvisioningState.DELETING.value
             )

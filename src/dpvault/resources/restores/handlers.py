@@ -35,7 +35,7 @@ from dpvault.resources.schema import Base
 from dpvault.resources.vaults.rules import require_vault, vault_location
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, ResourceRow, Tx
-from dpvault.types import OperationKind, OperationStatus
+from dpvault.types import OperationKind, OperationStatus, ProvisioningState
 
 
 class DrillRequest(Base):
@@ -120,6 +120,11 @@ class RestoreRoutes:
             if row is None:
                 raise errors.resource_not_found(
                     f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
+                )
+            if row.state == ProvisioningState.DELETING:
+                raise errors.conflict(
+                    f"Backup instance '{name}' is being deleted, with its recovery points.",
+                    code="AnotherOperationInProgress",
                 )
             rp = await self._point(tx, row, request, base)
             resource = rules.decode_instance(row.body)
