@@ -25,9 +25,8 @@ def sync_url(url: str) -> str:
 
 
 def async_url(url: str) -> str:
+    """The PostgreSQL URL for SQLAlchemy's asyncio engine (SQLite runs on the loop: state._InLoop)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
     if parsed.get_backend_name() != "postgresql":
         raise ValueError(
             f"unsupported database URL scheme: {parsed.drivername} (use sqlite:// or postgresql://)"
@@ -35,20 +34,31 @@ def async_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=2000")
-    cursor.close()
+# How long SQLite itself waits for a lock another process holds. dpvault's SQLite statements run
+# on the event loop, so this blocks everything: the writer waits briefly and Store.transact retries
+# asynchronously; WAL readers are blocked only in rare moments (a checkpoint's recovery).
+MIGRATION_BUSY_MS = 5000
+READER_BUSY_MS = 200
+WRITER_BUSY_MS = 20
+
+
+def _sqlite_pragmas(busy_ms: int):  # type: ignore[no-untyped-def]
+    def apply(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cursor.close()
+
+    return apply
 
 
 def migrate(url: str) -> None:
     """Bring the schema to head. On PostgreSQL an advisory lock keeps concurrent starters apart."""
     engine: Engine = create_engine(sync_url(url))
     if is_sqlite(url):
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(MIGRATION_BUSY_MS))
     try:
         with engine.begin() as conn:
             if not is_sqlite(url):
@@ -65,14 +75,14 @@ def make_sqlite_engines(url: str) -> tuple[Engine, Engine]:
     """(reader, writer) for SQLite, used on the event-loop thread (see ``state._InLoop``).
 
     The writer is one connection whose transactions BEGIN IMMEDIATE, so read-modify-write never
-    deadlocks on lock upgrade; readers use WAL snapshots. A short busy timeout: a lock held by
-    another process must not stall the loop for long (the write is retried instead).
+    deadlocks on lock upgrade; readers use WAL snapshots. Short busy timeouts: a lock held by
+    another process must not stall the loop (``Store.transact`` retries the write instead).
     """
     target = sync_url(url)
     reader = create_engine(target, pool_size=4, max_overflow=64)
     writer = create_engine(target, pool_size=1, max_overflow=0)
-    for engine in (reader, writer):
-        event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(reader, "connect", _sqlite_pragmas(READER_BUSY_MS))
+    event.listen(writer, "connect", _sqlite_pragmas(WRITER_BUSY_MS))
 
     @event.listens_for(writer, "connect")
     def _autocommit_driver(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -86,25 +96,6 @@ def make_sqlite_engines(url: str) -> tuple[Engine, Engine]:
 
 
 def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
-    """(reader, writer). SQLite gets one writer connection whose transactions BEGIN IMMEDIATE,
-    so read-modify-write never deadlocks on lock upgrade; readers use WAL snapshots in parallel."""
-    target = async_url(url)
-    if not is_sqlite(url):
-        engine = create_async_engine(target, pool_size=10, max_overflow=20, pool_pre_ping=False)
-        return engine, engine
-
-    reader = create_async_engine(target, pool_size=4, max_overflow=4)
-    writer = create_async_engine(target, pool_size=1, max_overflow=0)
-    event.listen(reader.sync_engine, "connect", _sqlite_pragmas)
-    event.listen(writer.sync_engine, "connect", _sqlite_pragmas)
-
-    @event.listens_for(writer.sync_engine, "connect")
-    def _autocommit_driver(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        # Let SQLAlchemy, not the driver, decide when transactions begin.
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(writer.sync_engine, "begin")
-    def _begin_immediate(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return reader, writer
+    """(reader, writer) for PostgreSQL: one pool serves both."""
+    engine = create_async_engine(async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=False)
+    return engine, engine

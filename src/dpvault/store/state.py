@@ -8,6 +8,8 @@ a serialization failure). Everything a request changes (resource, operation, job
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -818,7 +820,12 @@ class Store:
                 sync_conn.rollback()
 
     async def transact(self, fn: Callable[[Tx], Awaitable[T]], *, attempts: int = 5) -> T:
-        for attempt in range(attempts):
+        """Run ``fn`` in a write transaction; retried on conflicts (up to ``attempts``) and, on
+        SQLite, while another process holds the write lock (up to LOCKED_FOR seconds, waiting
+        asynchronously: SQLite's own busy wait would block the event loop)."""
+        attempt = 0
+        locked_until: float | None = None
+        while True:
             try:
                 if self.postgres:
                     async with self._writer.begin() as conn:
@@ -829,18 +836,34 @@ class Store:
                         sync_conn = self._writer_conn
                         with sync_conn.begin():
                             return await fn(Tx(_InLoop(sync_conn), writable=True, postgres=False))
-            except (IntegrityError, OperationalError) as exc:
-                if attempt == attempts - 1 or not _retryable(exc):
+            except (DBAPIError, sqlite3.Error) as exc:
+                if not self.postgres and _locked(exc):
+                    now = time.monotonic()
+                    locked_until = locked_until or now + LOCKED_FOR
+                    if now > locked_until:
+                        raise
+                    await asyncio.sleep(0.01)
+                    continue
+                attempt += 1
+                if attempt >= attempts or not _retryable(exc):
                     raise
-            except DBAPIError as exc:
-                if attempt == attempts - 1 or not _retryable(exc):
-                    raise
-            await asyncio.sleep(0.005 * (attempt + 1))
-        raise AssertionError("unreachable")
+            await asyncio.sleep(0.005 * attempt)
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    if isinstance(exc, IntegrityError):
+# How long a write waits for another process's SQLite write lock before failing.
+LOCKED_FOR = 10.0
+
+
+def _locked(exc: Exception) -> bool:
+    """SQLite's busy error, raised through SQLAlchemy or straight from sqlite3 (``_InLoop``)."""
+    return (
+        isinstance(exc, OperationalError | sqlite3.OperationalError)
+        and "database is locked" in str(getattr(exc, "orig", exc)).lower()
+    )
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
         return True
-    text = str(exc.orig).lower()
+    text = str(getattr(exc, "orig", exc)).lower()
     return any(s in text for s in ("database is locked", "could not serialize", "deadlock detected"))
