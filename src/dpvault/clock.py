@@ -26,7 +26,7 @@ class Clock:
 
 class ManualClock(Clock):
     """A clock that stands still until advanced. Its value is kept in the database (see
-    ``protection.clock``) so every process sharing the database agrees on the time."""
+    ``protection.timekeeper``) so every process sharing the database agrees on the time."""
 
     manual = True
 

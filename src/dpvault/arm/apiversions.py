@@ -48,10 +48,6 @@ RESOURCES_API_VERSIONS: tuple[str, ...] = (
 )
 
 
-def well_formed(version: str) -> bool:
-    return bool(_FORMAT.match(version))
-
-
 def check_provider(version: str | None, supported: tuple[str, ...], resource_type: str, location: str) -> str:
     """Microsoft.DataProtection types: unsupported versions get NoRegisteredProviderFound (ARM-11)."""
     if version is None:

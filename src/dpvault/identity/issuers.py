@@ -1,7 +1,7 @@
 """Trusted external token issuers (an Entra ID tenant, Keycloak, a test's own OpenID provider).
 
-Configured with ``serve --trust-issuer URL`` (OpenID discovery at ``URL/.well-known/openid-configuration``),
-the ``DPVAULT_TRUSTED_ISSUERS`` environment variable (comma-separated), or ``--identity-config FILE``:
+Configured with ``serve --trust-issuer URL`` (OpenID discovery at ``URL/.well-known/openid-configuration``;
+or the ``DPVAULT_TRUST_ISSUER`` environment variable, URLs separated by spaces), or ``--identity-config FILE``:
 
     {"issuers": [{"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
                   "discovery": "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
@@ -14,7 +14,6 @@ cached, refetched when a token names an unknown ``kid``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import ssl
 import urllib.request
@@ -24,7 +23,6 @@ from typing import Any
 
 import jwt
 
-ENV = "DPVAULT_TRUSTED_ISSUERS"
 # Path segments of issuer URLs that are never a tenant.
 _NOT_TENANTS = {"v1.0", "v2.0", "oauth2", "realms", ".well-known", "common", "organizations", "consumers"}
 
@@ -82,7 +80,7 @@ class TrustedIssuer:
 
 def load(trust: list[str] | None = None, config_file: Path | None = None) -> list[TrustedIssuer]:
     issuers: list[TrustedIssuer] = []
-    for url in [*(trust or []), *[u for u in os.environ.get(ENV, "").split(",") if u.strip()]]:
+    for url in trust or []:
         issuers.append(TrustedIssuer(issuer=url.strip()))
     if config_file is not None:
         data = json.loads(config_file.read_text())

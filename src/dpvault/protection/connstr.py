@@ -137,8 +137,3 @@ def parse(text: str) -> dict[str, str]:
         if value is not None and not (value.isascii() and value.isdigit() and len(value) <= 5):
             raise _invalid(f"the {number} '{value}' is not a number")
     return params
-
-
-def redacted(params: dict[str, str]) -> dict[str, str]:
-    """The parameters with the password removed, for messages and job details."""
-    return {k: v for k, v in params.items() if k != "password"}

@@ -323,7 +323,3 @@ def _dump_error(stderr: str, params: dict[str, str]) -> UserError:
         "Check the database server's log, then retry.",
         retryable=True,
     )
-
-
-def describe(tools: Tools | None) -> dict[str, Any]:
-    return {"pgDump": tools.pg_dump if tools else None, "pgDumpVersion": tools.version if tools else None}

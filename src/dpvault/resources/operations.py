@@ -132,14 +132,6 @@ def vault_status_url(call: Call, scope: Scope, op_id: str, api_version: str) -> 
     return call.base_url + path + _query(api_version)
 
 
-def vault_result_url(call: Call, scope: Scope, op_id: str, api_version: str) -> str:
-    path = ids.url_path(
-        "subscriptions", scope.subscription, "resourceGroups", scope.resource_group,
-        "providers", "Microsoft.DataProtection", "backupVaults", scope.vault, "operationResults", op_id,
-    )  # fmt: skip
-    return call.base_url + path + _query(api_version)
-
-
 def instance_result_url(call: Call, scope: Scope, instance: str, op_id: str, api_version: str) -> str:
     path = ids.url_path(
         "subscriptions", scope.subscription, "resourceGroups", scope.resource_group,
@@ -153,14 +145,6 @@ def location_result_url(call: Call, scope: Scope, op_id: str, api_version: str) 
     path = ids.url_path(
         "subscriptions", scope.subscription, "providers", "Microsoft.DataProtection",
         "locations", scope.location, "operationResults", op_id,
-    )  # fmt: skip
-    return call.base_url + path + _query(api_version)
-
-
-def location_status_url(call: Call, subscription: str, location: str, op_id: str, api_version: str) -> str:
-    path = ids.url_path(
-        "subscriptions", subscription, "providers", "Microsoft.DataProtection",
-        "locations", location, "operationStatus", op_id,
     )  # fmt: skip
     return call.base_url + path + _query(api_version)
 

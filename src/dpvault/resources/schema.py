@@ -44,7 +44,3 @@ DataStoreTypes = Literal["OperationalStore", "VaultStore", "ArchiveStore"]
 class DataStoreInfoBase(Base):
     dataStoreType: DataStoreTypes
     objectType: str
-
-
-class OperationJobExtendedInfo(Base, tag_field="objectType", tag="OperationJobExtendedInfo"):
-    jobId: str | None = None

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
@@ -41,6 +42,8 @@ from dpvault.store.tables import (
     secrets,
     subscriptions,
 )
+
+log = structlog.get_logger("dpvault.store")
 
 T = TypeVar("T")
 
@@ -502,10 +505,6 @@ class Tx:
                 delete(recovery_points).where(recovery_points.c.vault_key.in_(list(vault_keys)))
             )
 
-    async def recovery_point_ids_in_vault(self, vault_key: str) -> set[str]:
-        stmt = select(recovery_points.c.id).where(recovery_points.c.vault_key == vault_key)
-        return set((await self._conn.execute(stmt)).scalars().all())
-
     async def all_recovery_points(self) -> list[RecoveryPointRow]:
         stmt = (
             select(recovery_points)
@@ -540,14 +539,6 @@ class Tx:
         )
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [BackupJobRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
-
-    async def running_backup_jobs(self, instance_key: str, operation: str) -> list[BackupJobRow]:
-        stmt = select(backup_jobs).where(
-            backup_jobs.c.instance_key == instance_key,
-            backup_jobs.c.operation == operation,
-            backup_jobs.c.status == "InProgress",
-        )
         return [BackupJobRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
     # -- identity ----------------------------------------------------------------------------
@@ -787,7 +778,9 @@ class Store:
                         wake()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                # Workers still poll meanwhile; say why wake-ups are late.
+                log.warning("job notifications lost; reconnecting", error=type(exc).__name__)
                 await asyncio.sleep(1.0)
 
     @staticmethod

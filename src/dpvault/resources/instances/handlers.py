@@ -229,14 +229,7 @@ class InstanceRoutes:
             return Reply.empty(204)
         op_id, scope = started
         self.svc.wake_worker()
-        return Reply.empty(
-            202,
-            {
-                "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
-                "Location": operations.location_result_url(call, scope, op_id, version),
-                "Retry-After": str(self.svc.settings.retry_after),
-            },
-        )
+        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
 
     async def validate_for_backup(self, call: Call) -> Reply:
         version = check_provider_call(self.svc, call, "backupVaults/validateForBackup")
@@ -268,14 +261,7 @@ class InstanceRoutes:
 
         op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_worker()
-        return Reply.empty(
-            202,
-            {
-                "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
-                "Location": operations.location_result_url(call, scope, op_id, version),
-                "Retry-After": str(self.svc.settings.retry_after),
-            },
-        )
+        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
 
     async def backup(self, call: Call) -> Reply:
         """Adhoc backup (TriggerBackupRequest): 202; the operation's result names the backup job."""
@@ -343,11 +329,4 @@ class InstanceRoutes:
 
         op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_worker()
-        return Reply.empty(
-            202,
-            {
-                "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
-                "Location": operations.location_result_url(call, scope, op_id, version),
-                "Retry-After": str(self.svc.settings.retry_after),
-            },
-        )
+        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)

@@ -160,7 +160,8 @@ class RecoveryPointRoutes:
             rp = await tx.recovery_point(rp_id.lower())
         if rp is None or rp.instance_key != row.key or rp.state != "available":
             raise errors.resource_not_found(
-                f"Microsoft.DataProtection/backupVaults/backupInstances/{row.name}/recoveryPoints/{rp_id}",
+                f"Microsoft.DataProtection/backupVaults/{call.params['vaultName']}/backupInstances/{row.name}"
+                f"/recoveryPoints/{ids.printable(rp_id)}",
                 call.params["resourceGroupName"],
             )
         return Reply.json(200, render(rp, msgspec.json.decode(row.body)["id"]))
