@@ -43,8 +43,12 @@ class ManualClock(Clock):
 
 def isoformat(moment: datetime) -> str:
     """ISO 8601 in UTC with a trailing Z and 7 fractional digits, the way Azure writes times."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+    m = moment.astimezone(UTC)
+    # Fields by hand: strftime costs several times more, on every resource body written.
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond:06d}0Z"
+    )
 
 
 def from_timestamp(value: float) -> str:

@@ -82,7 +82,3 @@ def fingerprint(*parts: object) -> str:
         digest.update(msgspec.json.encode(part))
         digest.update(b"\x00")
     return digest.hexdigest()
-
-
-def stamp(now: float) -> str:
-    return isoformat(datetime.fromtimestamp(now, UTC))

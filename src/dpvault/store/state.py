@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -73,6 +74,18 @@ _UPDATE_BACKUP_JOB = update(backup_jobs).where(backup_jobs.c.id == bindparam("k_
 _PROTECTED = select(protected_items).where(protected_items.c.instance_key == bindparam("k_"))
 _PROTECTED_LOCKED = _PROTECTED.with_for_update()
 _UPDATE_PROTECTED = update(protected_items).where(protected_items.c.instance_key == bindparam("k_"))
+
+
+def _upsert_protected(insert_of: Any) -> Any:
+    stmt = insert_of(protected_items)
+    return stmt.on_conflict_do_update(
+        index_elements=["instance_key"],
+        set_={c.name: stmt.excluded[c.name] for c in protected_items.columns if c.name != "instance_key"},
+    )
+
+
+_UPSERT_PROTECTED_SQLITE = _upsert_protected(sqlite_dialect.insert)
+_UPSERT_PROTECTED_PG = _upsert_protected(pg_insert)
 _FINISH_JOB = (
     update(jobs)
     .where(jobs.c.id == bindparam("id_"), jobs.c.lease_owner == bindparam("owner_"))
@@ -245,13 +258,13 @@ class Tx:
             await self._conn.execute(_INSERT_JOB, values)
             return True
         if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
             stmt = pg_insert(jobs).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
         else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(jobs).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            stmt = (
+                sqlite_dialect.insert(jobs)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
         result = await self._conn.execute(stmt)
         return bool(result.rowcount)
 
@@ -358,13 +371,24 @@ class Tx:
         row = (await self._conn.execute(stmt, {"k_": instance_key})).mappings().first()
         return ProtectedItemRow.from_mapping(row) if row else None
 
-    async def upsert_protected_item(self, instance_key: str, **values: Any) -> None:
-        if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        stmt = dialect_insert(protected_items).values(instance_key=instance_key, **values)
-        await self._conn.execute(stmt.on_conflict_do_update(index_elements=["instance_key"], set_=values))
+    async def upsert_protected_item(
+        self,
+        instance_key: str,
+        *,
+        vault_key: str,
+        policy_key: str,
+        state: str,
+        last_occurrence: float | None,
+        next_due_at: float | None,
+        updated_at: float,
+    ) -> None:
+        """Insert or replace every column of an instance's schedule row (one prebuilt statement)."""
+        stmt = _UPSERT_PROTECTED_PG if self._postgres else _UPSERT_PROTECTED_SQLITE
+        params = {
+            "instance_key": instance_key, "vault_key": vault_key, "policy_key": policy_key, "state": state,
+            "last_occurrence": last_occurrence, "next_due_at": next_due_at, "updated_at": updated_at,
+        }  # fmt: skip
+        await self._conn.execute(stmt, params)
 
     async def update_protected_item(self, instance_key: str, **values: Any) -> None:
         await self._conn.execute(_UPDATE_PROTECTED, {"k_": instance_key, **values})
@@ -740,7 +764,7 @@ _FAST = {
         _RESOURCE, _RESOURCES_3, _INSERT_RESOURCE, _UPDATE_RESOURCE, _DELETE_RESOURCE, _OPERATION,
         _INSERT_OPERATION, _UPDATE_OPERATION, _INSERT_JOB, _CLAIM, _FINISH_JOB, _RENEW_LEASE, _NEXT_READY,
         _PROTECTED, _UPDATE_PROTECTED, _RESOURCE_LOCKED, _RESOURCE_SHARED, _RESOURCES_3_SHARED, _OPERATION_LOCKED,
-        _PROTECTED_LOCKED, _CLAIM_PG, _NOTIFY,
+        _PROTECTED_LOCKED, _CLAIM_PG, _NOTIFY, _UPSERT_PROTECTED_SQLITE, _UPSERT_PROTECTED_PG,
     )
 }  # fmt: skip
 
