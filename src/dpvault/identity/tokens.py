@@ -22,7 +22,6 @@ AUDIENCES = (
     "https://management.core.windows.net/",
     "https://management.azure.com",
 )
-LEEWAY = 60
 
 
 def issue(

@@ -20,12 +20,8 @@ from dpvault import errors
 from dpvault.arm.http import Principal
 from dpvault.identity.issuers import TrustedIssuer
 from dpvault.identity.keys import SigningKey
+from dpvault.identity.tokens import AUDIENCES
 
-AUDIENCES = (
-    "https://management.azure.com/",
-    "https://management.core.windows.net/",
-    "https://management.azure.com",
-)
 ALGORITHMS = ["RS256", "ES256"]
 LEEWAY = 60
 CACHE_SIZE = 10_000
