@@ -87,7 +87,7 @@ class Runtime:
         if settings.key_vault:
             from dpvault.secrets.keyvault import KeyVaultSecrets
 
-            providers.append(KeyVaultSecrets())
+            providers.append(KeyVaultSecrets(tenants={settings.tenant_id}))
         datastore = LocalDatastore(settings.vault_store_dir)
         protection = Protection(
             svc, PostgresEngine(find_tools(settings.pg_dump)), datastore, SecretResolver(providers)

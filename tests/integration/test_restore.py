@@ -17,7 +17,7 @@ from azure.mgmt.dataprotection import DataProtectionMgmtClient
 
 from tests.e2e.test_sdk import DpvaultCredential
 from tests.integration.test_protection import Protected, _advance, make_sample_database, vault_files
-from tests.support import API, SUB, PostgresServer, Server, wait_operation
+from tests.support import API, SUB, PostgresServer, Server, rg_path, wait_operation
 
 CHECKSUM = "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM {} t"
 
@@ -372,6 +372,8 @@ def test_a_restore_and_a_delete_of_the_same_instance_exclude_each_other(
         assert restore(restoring, restore_request(points[0], target)).status_code == 202
         r = client.delete(f"{restoring.env.instance_path(restoring.name)}?api-version={API}")
         assert r.status_code == 409 and r.json()["error"]["code"] == "AnotherOperationInProgress", r.text
+        r = client.delete(f"{rg_path(restoring.env.rg)}?api-version=2022-12-01")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "ResourceGroupDeletionBlocked", r.text
         assert restoring.instance()["properties"]["provisioningState"] == "Succeeded"
 
         r = client.delete(f"{deleting.env.instance_path(deleting.name)}?api-version={API}")

@@ -84,8 +84,16 @@ def test_a_rerun_replaces_the_half_restored_database_it_created(
     details = _run(restorer.to_database(rp, _params(source_pg, target), owner=JOB))
     assert details["CreatedDatabase"] == "true"
     assert table_state(source_pg, target) == table_state(source_pg, db)
+    # the mark stays until the job's completion is committed (a crash before that re-runs again)
     marker = f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{target}'"
+    assert source_pg.sql("postgres", marker) == [(_marker(JOB),)]
+    again = _run(restorer.to_database(rp, _params(source_pg, target), owner=JOB))
+    assert again["CreatedDatabase"] == "true" and table_state(source_pg, target) == table_state(source_pg, db)
+    _run(restorer.release_database(_params(source_pg, target), JOB))
     assert source_pg.sql("postgres", marker) == [(None,)]
+    with pytest.raises(UserError) as raised:  # now it is the user's database
+        _run(restorer.to_database(rp, _params(source_pg, target), owner=JOB))
+    assert raised.value.code == "UserErrorTargetDatabaseNotEmpty"
 
 
 def test_another_jobs_or_a_users_database_is_never_taken_over(
@@ -119,6 +127,9 @@ def test_a_rerun_finishes_its_own_files_and_refuses_anything_else(
     details = _run(restorer.to_files(rp, target, owner=JOB))
     assert details["SHA256"] == rp.sha256
     assert (directory / "nightly.dump.sha256").read_text() == f"{rp.sha256}  nightly.dump\n"
+    # a crash after the files but before the job's completion commits: the re-run still succeeds
+    assert _run(restorer.to_files(rp, target, owner=JOB))["SHA256"] == rp.sha256
+    restorer.release_files(target, JOB)
     assert sorted(p.name for p in directory.iterdir()) == ["nightly.dump", "nightly.dump.sha256"]
 
     # a file of the same name that is not this job's: refused, untouched

@@ -170,7 +170,7 @@ class Worker:
         await self._finish(job, "failed", reason)
 
     async def _retry(self, job: JobRow, reason: str) -> None:
-        backoff = min(30.0, 0.5 * 2 ** (max(1, job.attempts) - 1))
+        backoff = min(30.0, 0.5 * 2 ** min(6, max(1, job.attempts) - 1))
         run_at = self.svc.real_now() + backoff
         await self.svc.store.transact(
             lambda tx: tx.retry_job(job.id, self.owner, run_at=run_at, error=reason)

@@ -49,7 +49,19 @@ _SSL_MODES = {
 
 # libpq keywords a secret may set (a libpq URI or keyword string); each maps to a PG* variable
 # for pg_dump and pg_restore (postgres._env).
-ALLOWED = frozenset({"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "connect_timeout"})
+ALLOWED = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "sslmode",
+        "connect_timeout",
+        "target_session_attrs",
+    }
+)
 
 
 def _invalid(reason: str) -> UserError:
@@ -130,6 +142,9 @@ def parse(text: str) -> dict[str, str]:
             params[target] = value
     if not params.get("host"):
         raise _invalid("it names no server (Server=...)")
+    if any(h.strip().startswith(("/", "@")) for h in params["host"].split(",")):
+        # A socket on dpvault's own machine would log in as dpvault's OS user (peer authentication).
+        raise _invalid("Unix-domain socket paths are not accepted as the server; give a host name")
     if not params.get("dbname"):
         raise _invalid("it names no database (Database=...)")
     for number in ("port", "connect_timeout"):

@@ -83,6 +83,21 @@ class ServerInfo:
     major: int
 
 
+def connect_kwargs(params: dict[str, str], *, timeout: int, database: str | None = None) -> dict[str, Any]:
+    """psycopg keyword arguments for a connection a secret describes. libpq would fill what the
+    secret leaves out from dpvault's own environment (PGPASSWORD, ~/.pgpass, PGSERVICE...), which
+    may hold the credentials of dpvault's state database: explicit values shut those out."""
+    kwargs: dict[str, Any] = {k: v for k, v in params.items() if k != "connect_timeout"}
+    if database is not None:
+        kwargs["dbname"] = database
+    kwargs.setdefault("password", "")
+    kwargs["passfile"] = os.devnull
+    kwargs["connect_timeout"] = int(params.get("connect_timeout") or timeout)
+    kwargs["application_name"] = "dpvault"
+    kwargs["autocommit"] = True
+    return kwargs
+
+
 def _env(params: dict[str, str]) -> dict[str, str]:
     """The whole environment of pg_dump and pg_restore: the connection and little else, so
     nothing of dpvault's own (DPVAULT_SECRETS_KEY, cloud credentials, a PGPASSFILE) reaches them,
@@ -98,6 +113,7 @@ def _env(params: dict[str, str]) -> dict[str, str]:
         "user": "PGUSER",
         "password": "PGPASSWORD",
         "sslmode": "PGSSLMODE",
+        "target_session_attrs": "PGTARGETSESSIONATTRS",
         "connect_timeout": "PGCONNECT_TIMEOUT",
     }
     for key, var in names.items():
@@ -164,12 +180,10 @@ class PostgresEngine:
         """Connect, check the database is the one named, that pg_dump can dump it, and that the user
         can read what a dump reads. Raises UserError with Azure-style codes."""
         tools = self._require_tools()
-        connect = {k: v for k, v in params.items() if k != "connect_timeout"}
         try:
             conn = await psycopg.AsyncConnection.connect(
-                **connect, connect_timeout=int(params.get("connect_timeout") or self.connect_timeout),
-                application_name="dpvault", autocommit=True,
-            )  # fmt: skip
+                **connect_kwargs(params, timeout=self.connect_timeout)
+            )
         except psycopg.Error as exc:
             raise _connect_error(exc, params) from None
         async with conn:
@@ -224,10 +238,9 @@ class PostgresEngine:
         if not fingerprint:
             await self._dump(params, staged, None)
             return None
-        connect = {k: v for k, v in params.items() if k != "connect_timeout"}
         try:
             conn = await psycopg.AsyncConnection.connect(
-                **connect, connect_timeout=self.connect_timeout, application_name="dpvault", autocommit=True
+                **connect_kwargs(params, timeout=self.connect_timeout)
             )
         except psycopg.Error as exc:
             raise _connect_error(exc, params) from None

@@ -27,7 +27,7 @@ from psycopg import sql
 from dpvault.datastores.local import fsync_dir
 from dpvault.protection import fingerprint as fp
 from dpvault.protection.errors import UserError
-from dpvault.protection.postgres import _connect_error, _env
+from dpvault.protection.postgres import _connect_error, _env, connect_kwargs
 from dpvault.protection.service import Protection
 from dpvault.resources.instances.schema import BackupInstance, SecretStoreBasedAuthCredentials
 from dpvault.store import RecoveryPointRow
@@ -135,14 +135,9 @@ class Restorer:
         return params
 
     async def _connect(self, params: dict[str, str], database: str) -> psycopg.AsyncConnection[Any]:
-        connect = {k: v for k, v in params.items() if k != "connect_timeout"}
-        connect["dbname"] = database
         try:
             return await psycopg.AsyncConnection.connect(
-                **connect,
-                connect_timeout=self.protection.engine.connect_timeout,
-                application_name="dpvault",
-                autocommit=True,
+                **connect_kwargs(params, timeout=self.protection.engine.connect_timeout, database=database)
             )
         except psycopg.Error as exc:
             raise _connect_error(exc, {**params, "dbname": database}) from None
@@ -194,8 +189,8 @@ class Restorer:
         """Copy the point to ``<prefix>.dump`` and ``<prefix>.dump.sha256``, never overwriting either.
 
         ``owner`` (the restore job's id) names the staging file, which stays linked to the result
-        until both names are written: a re-run of the same job after a crash finishes its own work
-        instead of reporting its own file as someone else's."""
+        until the job's completion is committed (then ``release_files``): a re-run of the same job
+        after a crash finishes its own work instead of reporting its own file as someone else's."""
         details = target["targetDetails"]
         directory = target_directory(details["url"], self.roots)
         prefix = check_prefix(details["filePrefix"])
@@ -247,7 +242,6 @@ class Restorer:
                     raise exists_error() from None
             finally:
                 side_tmp.unlink(missing_ok=True)
-            tmp.unlink(missing_ok=True)
             fsync_dir(directory)
             return str(final)
 
@@ -263,9 +257,9 @@ class Restorer:
         fail_if_not_empty: bool = True,
     ) -> dict[str, str]:
         """Restore into ``params``' database, creating it when absent. A database this restore
-        creates carries a comment naming ``owner`` (the restore job) until it is complete, so a
-        re-run of the same job after a crash replaces its own half-restored database, and never
-        anyone else's."""
+        creates carries a comment naming ``owner`` (the restore job) until the job's completion is
+        committed (then ``release_database``), so a re-run of the same job after a crash replaces its
+        own half-restored database, and never anyone else's."""
         await self.verify(rp)
         state = await self.database_state(params)
         if state != "absent" and owner is not None and await self._marker(params) == _marker(owner):
@@ -284,9 +278,19 @@ class Restorer:
                 with contextlib.suppress(Exception):
                     await self.drop(params)
             raise
-        if created and owner is not None:
-            await self._comment(params, None)
         return {"RestoredDatabase": params["dbname"], "CreatedDatabase": str(created).lower()}
+
+    async def release_database(self, params: dict[str, str], owner: str) -> None:
+        """After the job's completion is committed: the database is the user's now."""
+        if await self._marker(params) == _marker(owner):
+            await self._comment(params, None)
+
+    def release_files(self, target: dict[str, Any], owner: str) -> None:
+        """After the job's completion is committed: drop the staging link that marked the files ours."""
+        details = target["targetDetails"]
+        directory = target_directory(details["url"], self.roots)
+        prefix = check_prefix(details["filePrefix"])
+        (directory / f".{prefix}.dump.{owner}.partial").unlink(missing_ok=True)
 
     async def _marker(self, params: dict[str, str]) -> str | None:
         conn = await self._connect(params, "postgres")

@@ -5,6 +5,7 @@ Each job re-reads its records and does nothing once they are terminal, so a re-c
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -72,8 +73,10 @@ class RestoreJobs:
             return
         bi = instance_rules.decode_instance(instance.body).properties
         target = payload["target"]
+        files = target["objectType"] == "RestoreFilesTargetInfo"
+        params: dict[str, str] = {}
         try:
-            if target["objectType"] == "RestoreFilesTargetInfo":
+            if files:
                 details = await self.restorer.to_files(rp, target, owner=job.id)
             else:
                 params = await self.restorer.target_params(bi, target, instance.subscription)
@@ -83,6 +86,14 @@ class RestoreJobs:
             await self._finish_job(job.id, records.FAILED, error=exc)
             return
         await self._finish_job(job.id, records.COMPLETED, details=details)
+        # Only now that Completed is committed may the marks of "this job's work" go.
+        try:
+            if files:
+                await asyncio.to_thread(self.restorer.release_files, target, job.id)
+            else:
+                await self.restorer.release_database(params, job.id)
+        except Exception as exc:  # harmless leftovers: a hidden link, a database comment
+            log.warning("restore marks not removed", job=job.id, error=type(exc).__name__)
 
     async def validate(self, payload: dict[str, Any]) -> None:
         op_id = payload["operation"]

@@ -46,9 +46,11 @@ class Retention:
         points: list[RecoveryPointRow] = []
 
         async def mark(tx: Tx) -> str | None:
+            # The instance row first: a restore starting on one of these points holds it until its
+            # job is committed, so the re-check below then sees that job (PostgreSQL, READ COMMITTED).
+            instance = await tx.resource(instance_key)
             marked = set(await tx.mark_expired([rp.id for rp in listed], now=now))
             points[:] = [rp for rp in listed if rp.id in marked]
-            instance = await tx.resource(instance_key)
             if instance is None or not points:
                 return None
             resource = decode_instance(instance.body)

@@ -236,9 +236,9 @@ class Protection:
         # recovery point that refers to it is committed.
         fresh = [staged.path]
         toucher = asyncio.create_task(self._keep_fresh(fresh))
-        drill = await self.drills_enabled(instance)
         try:
             try:
+                drill = await self.drills_enabled(instance)
                 params = await self.connection(bi, instance.subscription)
                 prints = await self.engine.dump(params, self.datastore, staged, fingerprint=drill)
                 # fsync, rename and the re-hash are blocking file work: off the event loop.

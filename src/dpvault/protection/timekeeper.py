@@ -78,37 +78,39 @@ class Timekeeper:
             self.svc.wake_worker()
             await asyncio.sleep(0.02)
 
-    async def _step(self, deadline: float) -> tuple[int, int]:
+    async def _step(self, deadline: float, result: AdvanceResult) -> None:
+        """Enqueue what is due now, let it run, expire what is due: counted into ``result`` as it
+        happens, so an interrupted step still reports the backups it started."""
         if self.scheduler is None:
-            return 0, 0
-        backups = await self.scheduler.tick()
+            return
+        result.backups += await self.scheduler.tick()
         await self._settle(deadline)
-        expired = await self.scheduler.retention.tick()
+        result.expired += await self.scheduler.retention.tick()
         await self._settle(deadline)
-        return backups, expired
 
     async def advance(self, target: float, budget: float = BUDGET) -> AdvanceResult:
         """Walk to ``target``; past ``budget`` real seconds, stop at the event reached (every
         request still takes at least one event, so repeating it always gets there)."""
         async with self._lock:
             started = self.svc.real_now()
-            hard = started + SETTLE_LIMIT
-            backups = expired = 0
+            hard = started + SETTLE_LIMIT  # the first event: it must finish, or nothing ever moves
+            soft = min(hard, started + budget)  # every later one: the request's budget
+            result = AdvanceResult(self.clock.time(), 0, 0, complete=False)
             try:
                 await self._settle(hard)
-                backups, expired = await self._step(hard)
+                await self._step(hard, result)
                 for _ in range(MAX_STEPS):
                     nxt = await self.scheduler.next_event() if self.scheduler else None
                     if nxt is None or nxt > target or nxt <= self.clock.time():
                         break  # nothing more before the target (or what is due cannot run yet)
                     await self._set(max(nxt, self.clock.time()))
-                    b, e = await self._step(hard)
-                    backups, expired = backups + b, expired + e
-                    if self.svc.real_now() > started + budget:
-                        return AdvanceResult(self.clock.time(), backups, expired, complete=False)
+                    await self._step(soft, result)
+                    if self.svc.real_now() > soft:
+                        raise TimeoutError("the request's time budget is spent")
                 await self._set(target)
-                b, e = await self._step(hard)
+                await self._step(soft, result)
+                result.complete = True
             except TimeoutError:
-                # The backups of the time reached are still running: time stops there for now.
-                return AdvanceResult(self.clock.time(), backups, expired, complete=False)
-            return AdvanceResult(self.clock.time(), backups + b, expired + e)
+                pass  # time stops at the event reached; the next request goes on from there
+            result.now = self.clock.time()
+            return result

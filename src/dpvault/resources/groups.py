@@ -151,6 +151,12 @@ class ResourceGroupRoutes:
                     code="ResourceGroupDeletionBlocked",
                 )
             vaults = [v.key for v in await tx.resources_by(Kind.VAULT.value, rg_key=key)]
+            if vaults and await tx.restores_in_progress(vault_keys=vaults):
+                raise errors.conflict(
+                    f"Resource group '{rg}' cannot be deleted while a restore reads one of its recovery "
+                    "points; retry when the restore jobs have ended.",
+                    code="ResourceGroupDeletionBlocked",
+                )
             points = await tx.recovery_points_in_vaults(vaults)
             for rp in points:
                 await tx.update_recovery_point(rp.id, state="deleting")

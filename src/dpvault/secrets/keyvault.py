@@ -21,7 +21,12 @@ KEY_VAULT_SUFFIXES = (
 
 
 class KeyVaultSecrets:
-    def __init__(self) -> None:
+    """Key Vault answers only for ``tenants``: dpvault reads with one credential of its own, which
+    cannot tell one tenant's vaults from another's, so by default only the server's own tenant may
+    use it (another tenant naming the same URI gets UserErrorSecretNotFound, as for the local store)."""
+
+    def __init__(self, *, tenants: set[str]) -> None:
+        self._tenants = {t.lower() for t in tenants}
         try:
             from azure.identity import DefaultAzureCredential
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -37,8 +42,8 @@ class KeyVaultSecrets:
         return self._clients[vault_url]
 
     async def get(self, uri: str, tenant: str) -> str | None:
-        """Key Vault decides who may read what: dpvault asks with its own credential, whatever the
-        tenant (an operator who serves several tenants gives each its own vaults)."""
+        if tenant.lower() not in self._tenants:
+            return None
         parts = urlsplit(uri.strip())
         host = (parts.hostname or "").lower()
         segments = parts.path.strip("/").split("/")

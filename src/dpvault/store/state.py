@@ -472,16 +472,19 @@ class Tx:
         stmt = select(func.min(recovery_points.c.expiry)).where(*_expirable())
         return (await self._conn.execute(stmt)).scalar()
 
-    async def restores_in_progress(self, instance_key: str) -> int:
-        """User restores (not drills) of an instance's points that are still running."""
+    async def restores_in_progress(
+        self, instance_key: str | None = None, *, vault_keys: Sequence[str] = ()
+    ) -> int:
+        """User restores (not drills) still running, of one instance's points or any in ``vault_keys``."""
+        scope = (
+            backup_jobs.c.instance_key == instance_key
+            if instance_key is not None
+            else backup_jobs.c.vault_key.in_(list(vault_keys))
+        )
         stmt = (
             select(func.count())
             .select_from(backup_jobs)
-            .where(
-                backup_jobs.c.instance_key == instance_key,
-                backup_jobs.c.operation == "Restore",
-                backup_jobs.c.status == "InProgress",
-            )
+            .where(scope, backup_jobs.c.operation == "Restore", backup_jobs.c.status == "InProgress")
         )
         return int((await self._conn.execute(stmt)).scalar_one())
 
