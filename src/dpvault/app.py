@@ -53,21 +53,21 @@ _BI = _V + "/backupInstances/{backupInstanceName}"
 
 def build_identity_routes(r: Router, builtin: BuiltinIssuer | None, tenants: Tenants) -> None:
     """Identity: metadata, OpenID discovery, JWKS, token endpoint (no token needed), subscriptions."""
-    r.add("/metadata/endpoints", {"GET": metadata.endpoints}, api="none", auth=False)
-    r.add("/subscriptions", {"GET": tenants.list}, api="resources")
-    r.add("/subscriptions/{subscriptionId}", {"GET": tenants.get}, api="resources")
+    r.add("/metadata/endpoints", {"GET": metadata.endpoints}, auth=False)
+    r.add("/subscriptions", {"GET": tenants.list})
+    r.add("/subscriptions/{subscriptionId}", {"GET": tenants.get})
     if builtin is None:
         return
-    r.add("/common/discovery/instance", {"GET": builtin.instance_discovery}, api="none", auth=False)
+    r.add("/common/discovery/instance", {"GET": builtin.instance_discovery}, auth=False)
     for pattern in (
         "/{tenant}/v2.0/.well-known/openid-configuration",
         "/{tenant}/.well-known/openid-configuration",
     ):
-        r.add(pattern, {"GET": builtin.openid_configuration}, api="none", auth=False)
+        r.add(pattern, {"GET": builtin.openid_configuration}, auth=False)
     for pattern in ("/{tenant}/discovery/v2.0/keys", "/{tenant}/discovery/keys"):
-        r.add(pattern, {"GET": builtin.keys}, api="none", auth=False)
-    r.add("/{tenant}/oauth2/v2.0/token", {"POST": builtin.token_v2}, api="none", auth=False)
-    r.add("/{tenant}/oauth2/token", {"POST": builtin.token_v1}, api="none", auth=False)
+        r.add(pattern, {"GET": builtin.keys}, auth=False)
+    r.add("/{tenant}/oauth2/v2.0/token", {"POST": builtin.token_v2}, auth=False)
+    r.add("/{tenant}/oauth2/token", {"POST": builtin.token_v1}, auth=False)
 
 
 def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
@@ -84,8 +84,8 @@ def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
     actions = ActionRoutes(svc)
     r = Router()
     # Microsoft.Resources stubs
-    r.add(_S + "/resourcegroups", {"GET": groups.list}, api="resources")
-    r.add(_RG, {"PUT": groups.put, "GET": groups.get, "DELETE": groups.delete}, api="resources")
+    r.add(_S + "/resourcegroups", {"GET": groups.list})
+    r.add(_RG, {"PUT": groups.put, "GET": groups.get, "DELETE": groups.delete})
     # provider
     r.add(_DP + "/operations", {"GET": provider.operations})
     # vaults
@@ -115,9 +115,9 @@ def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
     r.add(_V + "/backupJobs", {"GET": jobs.list})
     r.add(_V + "/backupJobs/{jobId}", {"GET": jobs.get})
     # dpvault's own: the controllable clock
-    r.add("/dpvault/clock", {"GET": clock.get}, api="none")
-    r.add("/dpvault/clock/advance", {"POST": clock.advance}, api="none")
-    r.add("/dpvault/restoreDrills", {"POST": restores.drill}, api="none")
+    r.add("/dpvault/clock", {"GET": clock.get})
+    r.add("/dpvault/clock/advance", {"POST": clock.advance})
+    r.add("/dpvault/restoreDrills", {"POST": restores.drill})
     # long-running operations
     r.add(_S + _DP + "/locations/{location}/operationStatus/{operationId}", {"GET": ops.status})
     r.add(_RG + _DP + "/operationStatus/{operationId}", {"GET": ops.status})

@@ -19,9 +19,6 @@ Handler = Callable[[Call], Awaitable[Reply]]
 class Route:
     pattern: str
     methods: dict[str, Handler]
-    # "provider": Microsoft.DataProtection api-versions; "resources": ARM-native; "none": no check.
-    api: str
-    resource_type: str
     segments: tuple[tuple[bool, str], ...]  # (is_param, literal-lowercased or param name)
     # False only for what clients call before they have a token (metadata, OpenID discovery, token endpoint).
     auth: bool = True
@@ -47,8 +44,6 @@ class Router:
         pattern: str,
         methods: dict[str, Handler],
         *,
-        api: str = "provider",
-        resource_type: str = "",
         auth: bool = True,
     ) -> None:
         segments = []
@@ -57,7 +52,7 @@ class Router:
                 segments.append((True, seg[1:-1]))
             else:
                 segments.append((False, seg.lower()))
-        self._routes.append(Route(pattern, methods, api, resource_type, tuple(segments), auth))
+        self._routes.append(Route(pattern, methods, tuple(segments), auth))
 
     def resolve(self, method: str, parts: list[str]) -> tuple[Route, Handler, dict[str, str]]:
         allowed: set[str] = set()
