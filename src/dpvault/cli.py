@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated
@@ -198,6 +199,7 @@ def serve(
     from dpvault.store.engines import migrate
 
     migrate(settings.resolved_database_url)
+    settings = dataclasses.replace(settings, migrated=True)
     if workers > 1:
         # uvicorn's process manager imports the app in each process: the settings travel in the environment.
         os.environ[SETTINGS_ENV] = settings.to_json()

@@ -70,7 +70,7 @@ class Runtime:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # 1. state (migrations run here)
-        store = await Store.open(settings.resolved_database_url)
+        store = await Store.open(settings.resolved_database_url, migrate=not settings.migrated)
         # 2. the clock: real, or manual (shared through the database)
         clock: Clock = ManualClock(Clock().time()) if settings.clock == "manual" else Clock()
         # 3. services shared by handlers and jobs
@@ -105,8 +105,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.worker.run()))
             if store.postgres:
                 self._tasks.append(asyncio.create_task(store.listen(self.worker.wake)))
-            await protection.sweep()
-            self._tasks.append(asyncio.create_task(self.scheduler.run()))
+            self._tasks.append(asyncio.create_task(self.scheduler.run()))  # its first pass sweeps
         return svc
 
     def _wake(self) -> None:

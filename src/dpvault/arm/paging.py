@@ -15,19 +15,31 @@ MAX_TOP = 1000
 MAX_PK = 2**31 - 1
 
 
+def invalid_token(token: str) -> errors.ArmError:
+    return errors.bad_request(
+        f"The $skipToken '{ids.printable(token)}' is not valid.", code="InvalidSkipToken"
+    )
+
+
+def cursor(call: Call) -> str | None:
+    """The cursor text inside the request's ``$skipToken`` (None without one); 400 if it is not ours."""
+    token = call.query.get("$skiptoken")
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode() + b"==").decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise invalid_token(token) from None
+
+
 def window(call: Call, default_size: int) -> tuple[int, int]:
     """(after_pk, page size) from ``$skipToken`` and ``$top``."""
-    token = call.query.get("$skiptoken")
+    text = cursor(call)
     after = 0
-    if token:
-        try:
-            after = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
-        except ValueError:
-            after = -1
+    if text is not None:
+        after = int(text) if text.isascii() and text.isdigit() else -1
         if not 0 <= after <= MAX_PK:
-            raise errors.bad_request(
-                f"The $skipToken '{ids.printable(token)}' is not valid.", code="InvalidSkipToken"
-            )
+            raise invalid_token(call.query["$skiptoken"])
     size = default_size
     top = call.query.get("$top")
     if top is not None:
@@ -43,14 +55,15 @@ def reply_rows(call: Call, rows: Sequence[Any], size: int) -> bytes:
     """The list body for rows read with ``limit=size + 1`` (the extra row says another page follows)."""
     more = len(rows) > size
     rows = rows[:size]
-    return body(call, [r.body for r in rows], rows[-1].pk if more else None)
+    return body(call, [r.body for r in rows], str(rows[-1].pk) if more else None)
 
 
-def body(call: Call, items: Sequence[bytes], last_pk: int | None) -> bytes:
-    """The list body from already-encoded items; ``last_pk`` set when another page may follow."""
+def body(call: Call, items: Sequence[bytes], next_cursor: str | None) -> bytes:
+    """The list body from already-encoded items; ``next_cursor`` (read back by ``cursor``) set when
+    another page may follow."""
     out = b'{"value":[' + b",".join(items) + b"]"
-    if last_pk is not None:
-        token = base64.urlsafe_b64encode(str(last_pk).encode()).decode().rstrip("=")
+    if next_cursor is not None:
+        token = base64.urlsafe_b64encode(next_cursor.encode()).decode().rstrip("=")
         query = [
             (k, v)
             for k, v in parse_qsl(call.query_string, keep_blank_values=True)

@@ -70,6 +70,7 @@ def _struct_normalizer(info: mi.StructType) -> Normalizer:
 def _tagged_union_normalizer(structs: list[mi.StructType]) -> Normalizer:
     tag_field = structs[0].tag_field
     assert tag_field is not None
+    tag_key = tag_field.lower()
     by_tag = {str(s.tag).lower(): (str(s.tag), _struct_normalizer(s)) for s in structs}
     expected = ", ".join(sorted(str(s.tag) for s in structs))
 
@@ -78,7 +79,7 @@ def _tagged_union_normalizer(structs: list[mi.StructType]) -> Normalizer:
             return value
         tag_value = None
         for raw_key, item in value.items():
-            if raw_key.lower() == tag_field.lower():
+            if raw_key.lower() == tag_key:
                 tag_value = item
                 break
         target = _join(path, tag_field)

@@ -45,6 +45,18 @@ class RestoreJobs:
             rp = await tx.recovery_point(payload["rp"])
         return job, instance, rp
 
+    async def _begin(self, payload: dict[str, Any], gone: str, action: str) -> tuple[Any, Any, Any] | None:
+        """(job, instance, point) of a restore or drill job still to run; None when it is done, or
+        when the point has gone (the job then ends Failed with ``gone``)."""
+        job, instance, rp = await self._load(payload)
+        if job is None or job.terminal:
+            return None
+        if instance is None or rp is None or rp.state != "available":
+            await self._finish_job(job.id, records.FAILED, error=UserError(
+                "UserErrorRecoveryPointNotFound", gone, action))  # fmt: skip
+            return None
+        return job, instance, rp
+
     async def _finish_job(
         self,
         job_id: str,
@@ -64,13 +76,12 @@ class RestoreJobs:
     # -- restore -----------------------------------------------------------------------------
 
     async def restore(self, payload: dict[str, Any]) -> None:
-        job, instance, rp = await self._load(payload)
-        if job is None or job.terminal:
+        begun = await self._begin(
+            payload, "The recovery point no longer exists.", "Choose another recovery point."
+        )
+        if begun is None:
             return
-        if instance is None or rp is None or rp.state != "available":
-            await self._finish_job(job.id, records.FAILED, error=UserError(
-                "UserErrorRecoveryPointNotFound", "The recovery point no longer exists.", "Choose another recovery point."))  # fmt: skip
-            return
+        job, instance, rp = begun
         bi = instance_rules.decode_instance(instance.body).properties
         target = payload["target"]
         files = target["objectType"] == "RestoreFilesTargetInfo"
@@ -137,13 +148,10 @@ class RestoreJobs:
     # -- drills ------------------------------------------------------------------------------
 
     async def drill(self, payload: dict[str, Any]) -> None:
-        job, instance, rp = await self._load(payload)
-        if job is None or job.terminal:
+        begun = await self._begin(payload, "The recovery point was deleted before the drill ran.", "None.")
+        if begun is None:
             return
-        if instance is None or rp is None or rp.state != "available":
-            await self._finish_job(job.id, records.FAILED, error=UserError(
-                "UserErrorRecoveryPointNotFound", "The recovery point was deleted before the drill ran.", "None."))  # fmt: skip
-            return
+        job, instance, rp = begun
         bi = instance_rules.decode_instance(instance.body).properties
         failure: UserError | None = None
         outcome: dict[str, Any] = {}
@@ -166,27 +174,18 @@ class RestoreJobs:
             if row is not None:
                 resource = instance_rules.decode_instance(row.body)
                 props = resource.properties
-                current_error = props.protectionErrorDetails
+                error = current = props.protectionErrorDetails
                 if failure is not None:
                     error = UserFacingError(**{**failure.user_facing(), "target": rp.id})
-                    status = (
-                        msgspec.structs.replace(props.protectionStatus, errorDetails=error)
-                        if props.protectionStatus
-                        else None
-                    )
+                elif current is not None and current.code in DRILL_CODES:
+                    error = None  # a passing drill clears what a failed one reported
+                if error is not current:
+                    status = props.protectionStatus
+                    if status is not None:
+                        status = msgspec.structs.replace(status, errorDetails=error)
                     props = msgspec.structs.replace(
                         props, protectionErrorDetails=error, protectionStatus=status
                     )
-                elif current_error is not None and current_error.code in DRILL_CODES:
-                    status = (
-                        msgspec.structs.replace(props.protectionStatus, errorDetails=None)
-                        if props.protectionStatus
-                        else None
-                    )
-                    props = msgspec.structs.replace(
-                        props, protectionErrorDetails=None, protectionStatus=status
-                    )
-                if props is not resource.properties:
                     await tx.update_resource(
                         row.key, body=msgspec.json.encode(msgspec.structs.replace(resource, properties=props))
                     )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 
 import msgspec
 
 from dpvault import errors
 from dpvault.arm import apiversions, ids
 from dpvault.arm.http import Call
-from dpvault.clock import isoformat
+from dpvault.clock import from_timestamp
 from dpvault.resources.schema import SystemData
 from dpvault.services import Services
 
@@ -19,13 +18,11 @@ _TAG_KEY_FORBIDDEN = set("<>%&\\?/")
 
 
 def check_provider_call(svc: Services, call: Call, resource_type: str) -> str:
-    """The api-version and subscription checks of every Microsoft.DataProtection route."""
-    version = apiversions.check_provider(
+    """The api-version check of every Microsoft.DataProtection route (the subscription in the
+    path was checked, and authorized, by the app before any handler runs)."""
+    return apiversions.check_provider(
         call.api_version, svc.settings.api_versions, resource_type, svc.settings.default_location
     )
-    if "subscriptionId" in call.params:
-        ids.check_subscription(call.params["subscriptionId"])
-    return version
 
 
 def check_tags(tags: dict[str, str] | None, path: str = "tags") -> dict[str, str] | None:
@@ -61,7 +58,7 @@ def system_data(call: Call, now: float, previous: SystemData | None = None) -> S
             given = None
         if given is not None:
             return given
-    stamp = isoformat(datetime.fromtimestamp(now, UTC))
+    stamp = from_timestamp(now)
     principal = call.principal
     who = principal.display if principal else "unknown"
     kind = principal.kind if principal else "User"

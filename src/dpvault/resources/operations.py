@@ -11,7 +11,6 @@ import base64
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -19,7 +18,7 @@ import msgspec
 from dpvault import errors
 from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply
-from dpvault.clock import isoformat
+from dpvault.clock import from_timestamp
 from dpvault.resources.common import check_provider_call
 from dpvault.services import Services
 from dpvault.store import OperationRow, Tx
@@ -152,19 +151,15 @@ def location_result_url(call: Call, scope: Scope, op_id: str, api_version: str) 
 # -- status and result routes ----------------------------------------------------------------
 
 
-def _time(value: float) -> str:
-    return isoformat(datetime.fromtimestamp(value, UTC))
-
-
 def status_body(op: OperationRow, status_path: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": status_path,
         "name": op.id,
         "status": op.status,
-        "startTime": _time(op.start_time),
+        "startTime": from_timestamp(op.start_time),
     }
     if op.end_time is not None:
-        body["endTime"] = _time(op.end_time)
+        body["endTime"] = from_timestamp(op.end_time)
     if op.error is not None:
         error = msgspec.json.decode(op.error)
         error.pop("httpStatus", None)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
+
+
+class _Row:
+    """``from_mapping``: a row type from a result mapping with (at least) its columns."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> Self:
+        return cls(**{f: m[f] for f in cls.__slots__})  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
-class ResourceRow:
+class ResourceRow(_Row):
     pk: int
     key: str
     kind: str
@@ -22,13 +32,9 @@ class ResourceRow:
     created_at: float
     updated_at: float
 
-    @classmethod
-    def from_mapping(cls, m: Any) -> ResourceRow:
-        return cls(**{f: m[f] for f in cls.__slots__})
-
 
 @dataclass(frozen=True, slots=True)
-class OperationRow:
+class OperationRow(_Row):
     id: str
     kind: str
     status: str
@@ -45,17 +51,13 @@ class OperationRow:
     error: bytes | None
     result: bytes | None
 
-    @classmethod
-    def from_mapping(cls, m: Any) -> OperationRow:
-        return cls(**{f: m[f] for f in cls.__slots__})
-
     @property
     def terminal(self) -> bool:
         return self.status in ("Succeeded", "Failed", "Canceled")
 
 
 @dataclass(frozen=True, slots=True)
-class JobRow:
+class JobRow(_Row):
     id: int
     kind: str
     payload: bytes
@@ -67,13 +69,9 @@ class JobRow:
     lease_expires_at: float | None
     last_error: str | None
 
-    @classmethod
-    def from_mapping(cls, m: Any) -> JobRow:
-        return cls(**{f: m[f] for f in cls.__slots__})
-
 
 @dataclass(frozen=True, slots=True)
-class ProtectedItemRow:
+class ProtectedItemRow(_Row):
     instance_key: str
     vault_key: str
     policy_key: str
@@ -82,13 +80,9 @@ class ProtectedItemRow:
     last_occurrence: float | None
     updated_at: float
 
-    @classmethod
-    def from_mapping(cls, m: Any) -> ProtectedItemRow:
-        return cls(**{f: m[f] for f in cls.__slots__})
-
 
 @dataclass(frozen=True, slots=True)
-class RecoveryPointRow:
+class RecoveryPointRow(_Row):
     id: str
     instance_key: str
     vault_key: str
@@ -106,13 +100,9 @@ class RecoveryPointRow:
     state: str
     created_at: float
 
-    @classmethod
-    def from_mapping(cls, m: Any) -> RecoveryPointRow:
-        return cls(**{f: m[f] for f in cls.__slots__})
-
 
 @dataclass(frozen=True, slots=True)
-class BackupJobRow:
+class BackupJobRow(_Row):
     pk: int
     id: str
     vault_key: str
@@ -127,10 +117,6 @@ class BackupJobRow:
     info: bytes
     error: bytes | None
     recovery_point_id: str | None
-
-    @classmethod
-    def from_mapping(cls, m: Any) -> BackupJobRow:
-        return cls(**{f: m[f] for f in cls.__slots__})
 
     @property
     def terminal(self) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import psycopg
 import structlog
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -130,7 +131,6 @@ class Tx:
 
     def __init__(self, conn: AsyncConnection, *, writable: bool, postgres: bool) -> None:
         self._conn = conn
-        self.writable = writable
         self._lock_rows = writable and postgres
         self._postgres = postgres
 
@@ -405,7 +405,7 @@ class Tx:
             .order_by(protected_items.c.next_due_at)
             .limit(limit)
         )
-        if self._postgres and self.writable:
+        if self._lock_rows:
             stmt = stmt.with_for_update(skip_locked=True)
         return [ProtectedItemRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
@@ -462,14 +462,14 @@ class Tx:
     async def expired_recovery_points(self, *, now: float, limit: int) -> list[RecoveryPointRow]:
         stmt = (
             select(recovery_points)
-            .where(*_expirable(), recovery_points.c.expiry <= now)
+            .where(*_EXPIRABLE, recovery_points.c.expiry <= now)
             .order_by(recovery_points.c.expiry)
             .limit(limit)
         )
         return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
     async def next_expiry(self) -> float | None:
-        stmt = select(func.min(recovery_points.c.expiry)).where(*_expirable())
+        stmt = select(func.min(recovery_points.c.expiry)).where(*_EXPIRABLE)
         return (await self._conn.execute(stmt)).scalar()
 
     async def restores_in_progress(
@@ -496,7 +496,7 @@ class Tx:
         ids = list(rp_ids)
         await self._conn.execute(
             update(recovery_points)
-            .where(recovery_points.c.id.in_(ids), *_expirable(), recovery_points.c.expiry <= now)
+            .where(recovery_points.c.id.in_(ids), *_EXPIRABLE, recovery_points.c.expiry <= now)
             .values(state="deleting")
         )
         stmt = select(recovery_points.c.id).where(
@@ -649,6 +649,9 @@ def _expirable() -> tuple[Any, ...]:
     return (recovery_points.c.state.in_(("available", "deleting")), ~in_use, ~stopped)
 
 
+_EXPIRABLE = _expirable()  # built once: every scheduler tick uses it
+
+
 class _Rows:
     """Just enough of SQLAlchemy's Result for the Tx methods, over a sqlite3 cursor."""
 
@@ -681,6 +684,18 @@ _compiled_pg: dict[tuple[int, frozenset[str]], tuple[str, dict[str, Any]]] = {}
 _compiled: dict[tuple[int, frozenset[str]], tuple[str, dict[str, Any]]] = {}
 
 
+def _sql_for(stmt: Any, params: Any, dialect: Any, cache: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
+    """A hot statement's SQL for ``dialect``, compiled once per set of parameter names, and its
+    parameters with the statement's defaults filled in."""
+    names = frozenset(params or ())
+    cached = cache.get((id(stmt), names))
+    if cached is None:
+        compiled = stmt.compile(dialect=dialect, column_keys=sorted(names))
+        cached = cache[(id(stmt), names)] = (str(compiled), dict(compiled.params))
+    sql, defaults = cached
+    return sql, {**defaults, **(params or {})}
+
+
 class _InLoop:
     """A synchronous SQLite connection behind the async Tx interface.
 
@@ -702,17 +717,9 @@ class _InLoop:
 
     async def execute(self, stmt: Any, params: Any = None) -> Any:
         if id(stmt) in _FAST:
-            names = frozenset(params or ())
-            cached = _compiled.get((id(stmt), names))
-            if cached is None:
-                compiled = stmt.compile(dialect=_SQLITE, column_keys=sorted(names))
-                cached = _compiled[(id(stmt), names)] = (str(compiled), dict(compiled.params))
-            sql, defaults = cached
-            return _Rows(self._raw.execute(sql, {**defaults, **(params or {})}))
+            sql, merged = _sql_for(stmt, params, _SQLITE, _compiled)
+            return _Rows(self._raw.execute(sql, merged))
         return self._conn.execute(stmt, params)
-
-    async def rollback(self) -> None:
-        self._conn.rollback()
 
 
 class _PgFast:
@@ -732,15 +739,7 @@ class _PgFast:
 
     async def execute(self, stmt: Any, params: Any = None) -> Any:
         if id(stmt) in _FAST:
-            import psycopg
-
-            names = frozenset(params or ())
-            cached = _compiled_pg.get((id(stmt), names))
-            if cached is None:
-                compiled = stmt.compile(dialect=_PG, column_keys=sorted(names))
-                cached = _compiled_pg[(id(stmt), names)] = (str(compiled), dict(compiled.params))
-            sql, defaults = cached
-            merged = {**defaults, **(params or {})}
+            sql, merged = _sql_for(stmt, params, _PG, _compiled_pg)
             try:
                 cursor = await self._raw.execute(sql, merged)
                 return _PgRows(cursor.rowcount, [d.name for d in cursor.description] if cursor.description else None,
@@ -748,9 +747,6 @@ class _PgFast:
             except psycopg.Error as exc:
                 raise DBAPIError.instance(sql, merged, exc, psycopg.Error) from exc
         return await self._conn.execute(stmt, params)
-
-    async def rollback(self) -> None:
-        await self._conn.rollback()
 
 
 class _PgRows(_Rows):
@@ -811,9 +807,11 @@ class Store:
                 await asyncio.sleep(1.0)
 
     @staticmethod
-    async def open(url: str) -> Store:
-        """Migrate the schema (in a thread: Alembic is synchronous) and connect."""
-        await asyncio.to_thread(engines.migrate, url)
+    async def open(url: str, *, migrate: bool = True) -> Store:
+        """Migrate the schema (in a thread: Alembic is synchronous), unless the caller already
+        did, and connect."""
+        if migrate:
+            await asyncio.to_thread(engines.migrate, url)
         return Store(url)
 
     async def close(self) -> None:
@@ -886,4 +884,4 @@ def _retryable(exc: Exception) -> bool:
     if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
         return True
     text = str(getattr(exc, "orig", exc)).lower()
-    return any(s in text for s in ("database is locked", "could not serialize", "deadlock detected"))
+    return any(s in text for s in ("could not serialize", "deadlock detected"))

@@ -109,7 +109,7 @@ class ActionRoutes:
                 resource_path=resource.id or "", api_version=version, request_hash=fingerprint(action), job_kind=None,
             )  # fmt: skip
             await operations.finish(
-                tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED, result={}
+                tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED, result={}, op=op
             )
             return op.id, scope
 

@@ -323,7 +323,7 @@ class InstanceRoutes:
             )  # fmt: skip
             await operations.finish(
                 tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED,
-                result={"jobId": job_id, "objectType": "OperationJobExtendedInfo"},
+                result={"jobId": job_id, "objectType": "OperationJobExtendedInfo"}, op=op,
             )  # fmt: skip
             return op.id, scope
 

@@ -74,7 +74,7 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
         now = svc.now()
         if row is None or row.active_operation != op_id:
             await operations.finish(
-                tx, op_id, now=now, status=OperationStatus.FAILED,
+                tx, op_id, op=op, now=now, status=OperationStatus.FAILED,
                 error={"code": "OperationSuperseded", "message": "The backup instance changed while it was being configured."},
             )  # fmt: skip
             return False
@@ -90,7 +90,7 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
                 active_operation=None, updated_at=now,
             )  # fmt: skip
             await operations.finish(
-                tx, op_id, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
+                tx, op_id, op=op, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
             )
             if job_id:
                 await records.finish(tx, job_id, now=now, status=records.FAILED, error=failure.user_facing())
@@ -150,7 +150,7 @@ async def delete(svc: Services, payload: dict[str, Any]) -> None:
         row = await tx.resource(op.resource_key)
         if row is not None and row.active_operation == op_id:
             await tx.delete_resource(row.key)
-        await operations.finish(tx, op_id, now=svc.now(), status=OperationStatus.SUCCEEDED)
+        await operations.finish(tx, op_id, op=op, now=svc.now(), status=OperationStatus.SUCCEEDED)
 
     await svc.store.transact(end)
 
@@ -209,7 +209,7 @@ async def sync(svc: Services, payload: dict[str, Any]) -> None:
         row = await tx.resource(op.resource_key)
         now = svc.now()
         if row is None or row.active_operation != op_id:
-            await operations.finish(tx, op_id, now=now, status=OperationStatus.FAILED,
+            await operations.finish(tx, op_id, op=op, now=now, status=OperationStatus.FAILED,
                                     error={"code": "OperationSuperseded", "message": "The backup instance changed."})  # fmt: skip
             return
         resource = rules.decode_instance(row.body)
@@ -234,10 +234,10 @@ async def sync(svc: Services, payload: dict[str, Any]) -> None:
                                  state=ProvisioningState.SUCCEEDED.value, updated_at=now)  # fmt: skip
         if failure is not None:
             await operations.finish(
-                tx, op_id, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
+                tx, op_id, op=op, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
             )
         else:
-            await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, result={})
+            await operations.finish(tx, op_id, op=op, now=now, status=OperationStatus.SUCCEEDED, result={})
 
     await svc.store.transact(write)
     svc.wake_scheduler()
@@ -269,7 +269,7 @@ async def give_up(svc: Services, payload: dict[str, Any], reason: str) -> None:
                 active_operation=None, updated_at=now,
             )  # fmt: skip
         await operations.finish(
-            tx, op_id, now=now, status=OperationStatus.FAILED,
+            tx, op_id, op=op, now=now, status=OperationStatus.FAILED,
             error={"code": "InternalError", "message": message, "httpStatus": 500},
         )  # fmt: skip
         if payload.get("job"):

@@ -37,7 +37,7 @@ class JobRoutes:
         vault_id = ids.vault_id(sub, rg, vault_row.name)
         now = self.svc.now()
         items = [encode(records.render(r, vault_id, now)) for r in rows]
-        return Reply.json(200, paging.body(call, items, rows[-1].pk if more else None))
+        return Reply.json(200, paging.body(call, items, str(rows[-1].pk) if more else None))
 
     async def get(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)

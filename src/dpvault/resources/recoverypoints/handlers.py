@@ -3,14 +3,13 @@ paged newest first) and ``…/recoveryPoints/{recoveryPointId}``."""
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
 import msgspec
 
 from dpvault import errors
-from dpvault.arm import ids
+from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply, encode
 from dpvault.clock import from_timestamp
 from dpvault.resources.common import check_provider_call
@@ -128,7 +127,7 @@ class RecoveryPointRoutes:
     async def list(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)
         start, end = parse_filter(call.query.get("$filter"))
-        after = _decode_token(call.query.get("$skiptoken"))
+        after = _after(call)
         size = self.svc.settings.page_size
         async with self.svc.store.read() as tx:
             row = await self._instance(tx, call)
@@ -136,21 +135,11 @@ class RecoveryPointRoutes:
         instance_id = msgspec.json.decode(row.body)["id"]
         more = len(points) > size
         points = points[:size]
-        body = b'{"value":[' + b",".join(encode(render(p, instance_id)) for p in points) + b"]"
-        if more:
-            from urllib.parse import parse_qsl, urlencode
-
-            last = points[-1]
-            token = base64.urlsafe_b64encode(f"{last.time!r}|{last.id}".encode()).decode().rstrip("=")
-            query = [
-                (k, v)
-                for k, v in parse_qsl(call.query_string, keep_blank_values=True)
-                if k.lower() != "$skiptoken"
-            ]
-            query.append(("$skipToken", token))
-            link = call.base_url + ids.url_path(*call.path.strip("/").split("/")) + "?" + urlencode(query)
-            body += b',"nextLink":' + encode(link)
-        return Reply.json(200, body + b"}")
+        items = [encode(render(p, instance_id)) for p in points]
+        last = points[-1] if points else None
+        return Reply.json(
+            200, paging.body(call, items, f"{last.time!r}|{last.id}" if more and last else None)
+        )
 
     async def get(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)
@@ -167,14 +156,13 @@ class RecoveryPointRoutes:
         return Reply.json(200, render(rp, msgspec.json.decode(row.body)["id"]))
 
 
-def _decode_token(token: str | None) -> tuple[float, str] | None:
-    if not token:
+def _after(call: Call) -> tuple[float, str] | None:
+    """(time, id) of the last point of the previous page, from ``$skipToken``."""
+    text = paging.cursor(call)
+    if text is None:
         return None
     try:
-        text = base64.urlsafe_b64decode(token.encode() + b"==").decode()
         t, rid = text.split("|", 1)
         return float(t), rid
-    except (ValueError, UnicodeDecodeError):
-        raise errors.bad_request(
-            f"The $skipToken '{ids.printable(token)}' is not valid.", code="InvalidSkipToken"
-        ) from None
+    except ValueError:
+        raise paging.invalid_token(call.query["$skiptoken"]) from None

@@ -155,7 +155,7 @@ class RestoreRoutes:
                 await tx.enqueue(JOB_RESTORE, msgspec.json.encode(payload), now=self.svc.real_now())
                 await operations.finish(
                     tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED,
-                    result={"jobId": job_id, "objectType": "OperationJobExtendedInfo"},
+                    result={"jobId": job_id, "objectType": "OperationJobExtendedInfo"}, op=op,
                 )  # fmt: skip
             return op.id, scope
 
