@@ -17,8 +17,17 @@ STAGING = ".staging"
 CHUNK = 1 << 20
 
 
+def manifest_key(object_key: str) -> str:
+    """The manifest written beside a backup object (docs/design/vault-format.md)."""
+    return object_key.removesuffix(".dump") + ".json"
+
+
+def _valid_key(key: str) -> bool:
+    return bool(_KEY.match(key)) and ".." not in key
+
+
 def _check_key(key: str) -> str:
-    if not _KEY.match(key) or ".." in key:
+    if not _valid_key(key):
         raise ValueError(f"invalid datastore key {key!r}")
     return key
 
@@ -122,7 +131,7 @@ class LocalDatastore:
             for name in filenames:
                 key = str((Path(dirpath) / name).relative_to(self.root))
                 # Files dpvault never writes (an editor's backup, .nfs* on NFS) are not objects.
-                if _KEY.match(key) and ".." not in key:
+                if _valid_key(key):
                     yield key
 
     def sweep(self, *, stale_after: float, referenced: set[str] | None) -> int:

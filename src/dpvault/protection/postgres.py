@@ -21,11 +21,10 @@ from typing import Any
 
 import psycopg
 
-from dpvault.datastores import LocalDatastore, Staged
+from dpvault.datastores.local import CHUNK, Staged
 from dpvault.protection import fingerprint as fp
 from dpvault.protection.errors import UserError
 
-CHUNK = 1 << 20
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 
 
@@ -176,16 +175,24 @@ class PostgresEngine:
             )
         return self.tools
 
+    async def connect(
+        self, params: dict[str, str], database: str | None = None
+    ) -> psycopg.AsyncConnection[Any]:
+        """A connection to what ``params`` describe (to ``database`` when given); UserError if none."""
+        try:
+            return await psycopg.AsyncConnection.connect(
+                **connect_kwargs(params, timeout=self.connect_timeout, database=database)
+            )
+        except psycopg.Error as exc:
+            raise _connect_error(
+                exc, params if database is None else {**params, "dbname": database}
+            ) from None
+
     async def validate(self, params: dict[str, str], expected_database: str | None) -> ServerInfo:
         """Connect, check the database is the one named, that pg_dump can dump it, and that the user
         can read what a dump reads. Raises UserError with Azure-style codes."""
         tools = self._require_tools()
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                **connect_kwargs(params, timeout=self.connect_timeout)
-            )
-        except psycopg.Error as exc:
-            raise _connect_error(exc, params) from None
+        conn = await self.connect(params)
         async with conn:
             row = await (
                 await conn.execute(
@@ -231,19 +238,14 @@ class PostgresEngine:
             return ServerInfo(str(database), version, major)
 
     async def dump(
-        self, params: dict[str, str], datastore: LocalDatastore, staged: Staged, *, fingerprint: bool = False
+        self, params: dict[str, str], staged: Staged, *, fingerprint: bool = False
     ) -> dict[str, list[Any]] | None:
         """Stream ``pg_dump -Fc`` into ``staged``; with ``fingerprint``, also count and checksum every
         table in the very snapshot pg_dump dumps. Raises UserError if pg_dump fails."""
         if not fingerprint:
             await self._dump(params, staged, None)
             return None
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                **connect_kwargs(params, timeout=self.connect_timeout)
-            )
-        except psycopg.Error as exc:
-            raise _connect_error(exc, params) from None
+        conn = await self.connect(params)
         async with conn:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = (await (await conn.execute("SELECT pg_export_snapshot()")).fetchone() or [""])[0]
@@ -309,11 +311,14 @@ def _pump(proc: subprocess.Popen[bytes], staged: Staged) -> None:
         staged.write(chunk)
 
 
-def _dump_error(stderr: str, params: dict[str, str]) -> UserError:
+def stderr_detail(stderr: str, params: dict[str, str], fallback: str) -> str:
+    """The last line a PostgreSQL tool wrote to stderr (what it failed on), password masked."""
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    detail = (lines[-1] if lines else "pg_dump exited with an error").replace(
-        params.get("password") or "\0", "***"
-    )
+    return (lines[-1] if lines else fallback).replace(params.get("password") or "\0", "***")
+
+
+def _dump_error(stderr: str, params: dict[str, str]) -> UserError:
+    detail = stderr_detail(stderr, params, "pg_dump exited with an error")
     lowered = stderr.lower()
     if (
         "server closed the connection" in lowered

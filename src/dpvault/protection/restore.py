@@ -24,17 +24,16 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from dpvault.datastores.local import fsync_dir
+from dpvault.datastores.local import CHUNK, fsync_dir
 from dpvault.protection import fingerprint as fp
 from dpvault.protection.errors import UserError
-from dpvault.protection.postgres import _connect_error, _env, connect_kwargs
+from dpvault.protection.postgres import _env, stderr_detail
 from dpvault.protection.service import Protection
 from dpvault.resources.instances.schema import BackupInstance, SecretStoreBasedAuthCredentials
 from dpvault.store import RecoveryPointRow
 
 log = structlog.get_logger("dpvault.restore")
 
-CHUNK = 1 << 20
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -135,26 +134,21 @@ class Restorer:
         return params
 
     async def _connect(self, params: dict[str, str], database: str) -> psycopg.AsyncConnection[Any]:
-        try:
-            return await psycopg.AsyncConnection.connect(
-                **connect_kwargs(params, timeout=self.protection.engine.connect_timeout, database=database)
-            )
-        except psycopg.Error as exc:
-            raise _connect_error(exc, {**params, "dbname": database}) from None
+        return await self.protection.engine.connect(params, database)
 
     async def database_state(self, params: dict[str, str]) -> str:
         """ "absent", "empty" or "not-empty" (has user tables), for FailIfExists."""
-        maintenance = await self._connect(params, "postgres")
-        async with maintenance:
-            row = await (
-                await maintenance.execute("SELECT 1 FROM pg_database WHERE datname = %s", [params["dbname"]])
-            ).fetchone()
-        if row is None:
-            return "absent"
+        return (await self._database(params))[0]
+
+    async def _database(self, params: dict[str, str]) -> tuple[str, str | None]:
+        """The target database's state (``database_state``) and its comment (a restore job's mark)."""
+        exists, comment = await self._catalog_entry(params)
+        if not exists:
+            return "absent", None
         conn = await self._connect(params, params["dbname"])
         async with conn:
             tables = await (await conn.execute(fp.TABLES)).fetchall()
-        return "not-empty" if tables else "empty"
+        return ("not-empty" if tables else "empty"), comment
 
     def _exists_error(self, name: str) -> UserError:
         return UserError(
@@ -254,18 +248,20 @@ class Restorer:
         params: dict[str, str],
         *,
         owner: str | None = None,
-        fail_if_not_empty: bool = True,
+        verified: bool = False,
     ) -> dict[str, str]:
         """Restore into ``params``' database, creating it when absent. A database this restore
         creates carries a comment naming ``owner`` (the restore job) until the job's completion is
         committed (then ``release_database``), so a re-run of the same job after a crash replaces its
-        own half-restored database, and never anyone else's."""
-        await self.verify(rp)
-        state = await self.database_state(params)
-        if state != "absent" and owner is not None and await self._marker(params) == _marker(owner):
+        own half-restored database, and never anyone else's. ``verified``: the caller just checked
+        the point's bytes."""
+        if not verified:
+            await self.verify(rp)
+        state, comment = await self._database(params)
+        if state != "absent" and owner is not None and comment == _marker(owner):
             await self.drop(params)
             state = "absent"
-        if state == "not-empty" and fail_if_not_empty:
+        if state == "not-empty":
             raise self._exists_error(params["dbname"])
         created = False
         if state == "absent":
@@ -282,7 +278,7 @@ class Restorer:
 
     async def release_database(self, params: dict[str, str], owner: str) -> None:
         """After the job's completion is committed: the database is the user's now."""
-        if await self._marker(params) == _marker(owner):
+        if (await self._catalog_entry(params))[1] == _marker(owner):
             await self._comment(params, None)
 
     def release_files(self, target: dict[str, Any], owner: str) -> None:
@@ -292,7 +288,8 @@ class Restorer:
         prefix = check_prefix(details["filePrefix"])
         (directory / f".{prefix}.dump.{owner}.partial").unlink(missing_ok=True)
 
-    async def _marker(self, params: dict[str, str]) -> str | None:
+    async def _catalog_entry(self, params: dict[str, str]) -> tuple[bool, str | None]:
+        """Whether the target database exists, and its comment."""
         conn = await self._connect(params, "postgres")
         async with conn:
             row = await (
@@ -301,7 +298,7 @@ class Restorer:
                     [params["dbname"]],
                 )
             ).fetchone()
-        return row[0] if row else None
+        return row is not None, (row[0] if row else None)
 
     async def _comment(self, params: dict[str, str], text: str | None) -> None:
         conn = await self._connect(params, "postgres")
@@ -356,10 +353,7 @@ class Restorer:
                 raise
             if code != 0:
                 stderr.seek(0)
-                lines = [ln for ln in stderr.read().decode(errors="replace").splitlines() if ln.strip()]
-                detail = (lines[-1] if lines else "pg_restore failed").replace(
-                    params.get("password") or "\0", "***"
-                )
+                detail = stderr_detail(stderr.read().decode(errors="replace"), params, "pg_restore failed")
                 raise UserError(
                     "UserErrorRestoreFailed",
                     f"pg_restore failed: {detail}",
@@ -379,7 +373,7 @@ class Restorer:
         params["dbname"] = f"dpvault_drill_{re.sub('[^0-9a-f]', '', owner.lower())[:32]}"
         try:
             await self.drop(params)
-            await self.to_database(rp, params)
+            await self.to_database(rp, params, verified=True)
             conn = await self._connect(params, params["dbname"])
             async with conn:
                 actual = await fp.take(conn)

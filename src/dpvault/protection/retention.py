@@ -13,6 +13,7 @@ from collections import defaultdict
 import structlog
 
 from dpvault.datastores import LocalDatastore
+from dpvault.datastores.local import manifest_key
 from dpvault.resources.instances.rules import decode_instance
 from dpvault.resources.jobs import records
 from dpvault.resources.jobs.records import vault_name_of
@@ -80,9 +81,15 @@ class Retention:
 
 
 async def delete_objects(datastore: LocalDatastore, points: list[RecoveryPointRow]) -> None:
+    await delete_keys(datastore, [rp.object_key for rp in points])
+
+
+async def delete_keys(datastore: LocalDatastore, object_keys: list[str]) -> None:
+    """Backup objects and their manifests, off the event loop."""
+
     def remove() -> None:
-        for rp in points:
-            datastore.delete(rp.object_key)
-            datastore.delete(rp.object_key.removesuffix(".dump") + ".json")
+        for key in object_keys:
+            datastore.delete(key)
+            datastore.delete(manifest_key(key))
 
     await asyncio.to_thread(remove)

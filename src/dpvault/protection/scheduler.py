@@ -67,14 +67,7 @@ class Scheduler:
                 await tx.delete_protected_item(item.instance_key)
                 continue
             try:  # pure computation, before any write: a policy it fails on must not stall the others
-                plans = self.protection.schedules_of(policy_row)
-                latest = None
-                rule_name = None
-                for plan in plans:
-                    occurrence = plan.latest_at_or_before(now)
-                    if occurrence is not None and (latest is None or occurrence > latest):
-                        latest, rule_name = occurrence, plan.rule.name
-                nexts = [n for n in (p.next_after(now) for p in plans) if n is not None]
+                latest, rule_name, next_due = self.protection.plan(policy_row, now)
             except Exception:
                 log.exception("schedule of policy cannot be computed", policy=item.policy_key)
                 await tx.update_protected_item(item.instance_key, next_due_at=None, updated_at=now)
@@ -94,7 +87,7 @@ class Scheduler:
             await tx.update_protected_item(
                 item.instance_key,
                 last_occurrence=last,
-                next_due_at=min(nexts) if nexts else None,
+                next_due_at=next_due,
                 updated_at=now,
             )
         return enqueued, len(items) == BATCH

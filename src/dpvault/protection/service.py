@@ -19,9 +19,11 @@ import structlog
 
 from dpvault.clock import from_timestamp
 from dpvault.datastores import LocalDatastore
+from dpvault.datastores.local import manifest_key
 from dpvault.protection import connstr
 from dpvault.protection.errors import UserError, no_credentials, secret_not_found
 from dpvault.protection.postgres import PostgresEngine, ServerInfo
+from dpvault.protection.retention import delete_keys
 from dpvault.protection.tagging import choose_tag, retention_for
 from dpvault.resources.instances import rules as instance_rules
 from dpvault.resources.instances.schema import BackupInstance
@@ -153,20 +155,30 @@ class Protection:
             found = self._schedules[key] = schedules(decode_policy(policy_row.body).properties)
         return found
 
+    def plan(self, policy_row: ResourceRow, now: float) -> tuple[float | None, str | None, float | None]:
+        """(latest occurrence at or before ``now``, the rule it belongs to, the next one after ``now``)
+        over all of a policy's schedules."""
+        latest: float | None = None
+        rule_name: str | None = None
+        nexts = []
+        for schedule in self.schedules_of(policy_row):
+            occurrence = schedule.latest_at_or_before(now)
+            if occurrence is not None and (latest is None or occurrence > latest):
+                latest, rule_name = occurrence, schedule.rule.name
+            nexts.append(schedule.next_after(now))
+        return latest, rule_name, min((n for n in nexts if n is not None), default=None)
+
     async def protect(self, tx: Tx, instance: ResourceRow, policy_row: ResourceRow) -> float | None:
         """Start (or restart) an instance's schedule: the next occurrence after now, no catch-up.
         Returns when it is next due (for waking the scheduler after the commit)."""
         now = self.svc.now()
-        plans = self.schedules_of(policy_row)
-        latest = [s.latest_at_or_before(now) for s in plans]
-        nexts = [s.next_after(now) for s in plans]
-        next_due = min((x for x in nexts if x is not None), default=None)
+        latest, _, next_due = self.plan(policy_row, now)
         await tx.upsert_protected_item(
             instance.key,
             vault_key=instance.parent_key,
             policy_key=policy_row.key,
             state="active",
-            last_occurrence=max((x for x in latest if x is not None), default=None),
+            last_occurrence=latest,
             next_due_at=next_due,
             updated_at=now,
         )
@@ -240,7 +252,7 @@ class Protection:
             try:
                 drill = await self.drills_enabled(instance)
                 params = await self.connection(bi, instance.subscription)
-                prints = await self.engine.dump(params, self.datastore, staged, fingerprint=drill)
+                prints = await self.engine.dump(params, staged, fingerprint=drill)
                 # fsync, rename and the re-hash are blocking file work: off the event loop.
                 await asyncio.to_thread(staged._close, sync=True)
                 tables = await self.engine.archive_tables(staged.path)
@@ -301,7 +313,7 @@ class Protection:
         if not staging_only:
             async with self.svc.store.read() as tx:
                 keys = await tx.all_recovery_point_keys()
-            referenced = keys | {k.removesuffix(".dump") + ".json" for k in keys}
+            referenced = keys | {manifest_key(k) for k in keys}
         stale = 2 * self.svc.settings.lease_seconds
         removed = await asyncio.to_thread(self.datastore.sweep, stale_after=stale, referenced=referenced)
         if removed:
@@ -395,12 +407,9 @@ class Protection:
             "format": 1, "recoveryPointId": rp_id, "instance": instance.key, "sha256": sha, "size": size,
             "engine": "pg_dump -Fc", "pgDumpVersion": tools.version if tools else None, "tables": tables,
         }  # fmt: skip
-        await asyncio.to_thread(
-            self.datastore.write_bytes, key.removesuffix(".dump") + ".json", msgspec.json.encode(manifest)
-        )
+        await asyncio.to_thread(self.datastore.write_bytes, manifest_key(key), msgspec.json.encode(manifest))
         if not await self.svc.store.transact(write):
-            self.datastore.delete(key)
-            self.datastore.delete(key.removesuffix(".dump") + ".json")
+            await delete_keys(self.datastore, [key])
 
     async def start_drill(self, tx: Tx, instance: ResourceRow, rp_id: str) -> str:
         """Record and enqueue a restore drill of ``rp_id`` (in the caller's transaction)."""
