@@ -22,7 +22,6 @@ from dpvault.identity import issuers, keys, metadata
 from dpvault.identity.builtin import BuiltinIssuer
 from dpvault.identity.clients import ClientRegistry
 from dpvault.identity.tenants import Tenants
-from dpvault.identity.tokens import is_local_issuer
 from dpvault.identity.verifier import AUDIENCES, Verifier
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.clock import ClockRoutes
@@ -140,15 +139,15 @@ class DpvaultApp:
         scheme = "https" if settings.tls else "http"
         self._fallback_base = settings.public_url or f"{scheme}://{settings.host}:{settings.port}"
         self._scheme = scheme
-        self._static_headers = {
+        static = {
             "Cache-Control": "no-cache",
             "Pragma": "no-cache",
             "Expires": "-1",
             "X-Content-Type-Options": "nosniff",
         }
         if settings.tls:
-            self._static_headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        self._static_raw = [(k.lower().encode(), v.encode()) for k, v in self._static_headers.items()]
+            static["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        self._static_raw = [(k.lower().encode(), v.encode()) for k, v in static.items()]
 
     @property
     def services(self) -> Services | None:
@@ -167,13 +166,12 @@ class DpvaultApp:
             signing_key if settings.builtin_issuer else None,
             issuers=issuers.load(list(settings.trust_issuers), settings.identity_config),
             extra_audiences=own,
-            local_issuer=is_local_issuer,
         )
         self.tenants = Tenants(svc)
         svc.authorize = self.tenants.authorize
         builtin = None
         if settings.builtin_issuer:
-            builtin = BuiltinIssuer(svc, signing_key, ClientRegistry(svc.store), AUDIENCES + own)
+            builtin = BuiltinIssuer(signing_key, ClientRegistry(svc.store), AUDIENCES + own)
         # 3. routes
         self.router = build_router(svc, self.runtime.timekeeper)
         build_identity_routes(self.router, builtin, self.tenants)

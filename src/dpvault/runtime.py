@@ -29,21 +29,15 @@ from dpvault.store import Store
 
 
 def job_types(protection: Protection, restores: RestoreJobs) -> dict[str, JobType]:
-    async def backup(_svc: Services, payload: dict[str, Any]) -> None:
-        await protection.run_backup(payload)
-
-    async def backup_give_up(_svc: Services, payload: dict[str, Any], reason: str) -> None:
-        await protection.give_up_backup(payload, reason)
-
     def bound(method: Any) -> Any:
-        async def run(_svc: Services, payload: dict[str, Any]) -> None:
-            await method(payload)
+        """A job handler (or give-up) from a method that needs no Services argument."""
+
+        async def run(_svc: Services, payload: dict[str, Any], *reason: str) -> None:
+            await method(payload, *reason)
 
         return run
 
-    async def restore_give_up(_svc: Services, payload: dict[str, Any], reason: str) -> None:
-        await restores.give_up(payload, reason)
-
+    restore_give_up = bound(restores.give_up)
     return {
         JOB_RESTORE: JobType(bound(restores.restore), restore_give_up),
         JOB_VALIDATE_RESTORE: JobType(bound(restores.validate), restore_give_up),
@@ -53,7 +47,7 @@ def job_types(protection: Protection, restores: RestoreJobs) -> dict[str, JobTyp
         lifecycle.JOB_CONFIGURE: JobType(lifecycle.configure, lifecycle.give_up),
         lifecycle.JOB_DELETE: JobType(lifecycle.delete, lifecycle.give_up),
         lifecycle.JOB_VALIDATE: JobType(lifecycle.validate, lifecycle.give_up),
-        JOB_BACKUP: JobType(backup, backup_give_up),
+        JOB_BACKUP: JobType(bound(protection.run_backup), bound(protection.give_up_backup)),
     }
 
 

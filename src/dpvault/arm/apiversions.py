@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
 from dpvault import errors
-
-_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(-(preview|alpha|beta|rc|privatepreview))?$")
 
 # Microsoft.Resources versions the stub resource-group API answers (ARM-native types).
 RESOURCES_API_VERSIONS: tuple[str, ...] = (

@@ -67,7 +67,7 @@ def check_resource_name(name: str, what: str) -> str:
 _LOCATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ()-]{0,63}$")
 
 
-def check_location(value: str, resource_type: str, target: str = "location") -> str:
+def check_location(value: str, resource_type: str) -> str:
     """Azure locations are short names ("westus", "West US 2"); anything else is a 400."""
     if not _LOCATION.match(value.strip()):
         raise errors.ArmError(
@@ -75,7 +75,7 @@ def check_location(value: str, resource_type: str, target: str = "location") -> 
             "LocationNotAvailableForResourceType",
             f"The provided location '{printable(value)}' is not available for resource type '{resource_type}'. "
             "A location is up to 64 letters, digits, spaces and hyphens, such as 'westus'.",
-            target=target,
+            target="location",
         )
     return value
 

@@ -24,7 +24,6 @@ import jwt
 from dpvault.arm.http import Call, Reply
 from dpvault.identity.clients import ClientRegistry
 from dpvault.identity.keys import SigningKey
-from dpvault.services import Services
 
 LIFETIME = 3599
 _TENANT = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
@@ -44,10 +43,7 @@ def _oauth_error(status: int, error: str, description: str, codes: list[int] | N
 
 
 class BuiltinIssuer:
-    def __init__(
-        self, svc: Services, key: SigningKey, clients: ClientRegistry, audiences: tuple[str, ...]
-    ) -> None:
-        self.svc = svc
+    def __init__(self, key: SigningKey, clients: ClientRegistry, audiences: tuple[str, ...]) -> None:
         self.key = key
         self.clients = clients
         self.audiences = audiences

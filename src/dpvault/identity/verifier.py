@@ -20,7 +20,7 @@ from dpvault import errors
 from dpvault.arm.http import Principal
 from dpvault.identity.issuers import TrustedIssuer
 from dpvault.identity.keys import SigningKey
-from dpvault.identity.tokens import AUDIENCES
+from dpvault.identity.tokens import AUDIENCES, is_local_issuer
 
 ALGORITHMS = ["RS256", "ES256"]
 LEEWAY = 60
@@ -46,12 +46,10 @@ class Verifier:
         *,
         issuers: list[TrustedIssuer] | None = None,
         extra_audiences: tuple[str, ...] = (),
-        local_issuer: Any = None,
     ) -> None:
         self._local = local
         self._issuers = issuers or []
         self._audiences = list(AUDIENCES) + list(extra_audiences)
-        self._local_issuer = local_issuer  # callable(iss) -> bool: issuers our own key signs as
         self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     async def verify(self, authorization: str | None) -> Principal:
@@ -96,11 +94,11 @@ class Verifier:
             raise _invalid(f"the signing algorithm '{alg}' is not accepted (RS256 or ES256)")
         iss = str(unverified.get("iss", ""))
         kid = header.get("kid")
-        ours = kid == self._local.kid if self._local is not None and kid else False
+        local_iss = is_local_issuer(iss)
         if self._local is not None and (
-            ours or (kid is None and self._local_issuer is not None and self._local_issuer(iss))
+            (kid is not None and kid == self._local.kid) or (kid is None and local_iss)
         ):
-            if self._local_issuer is not None and not self._local_issuer(iss):
+            if not local_iss:
                 raise _invalid("the issuer does not match the server's own key")
             return self._check(token, self._local.public_key, self._audiences, iss)
         for issuer in self._issuers:
@@ -112,7 +110,7 @@ class Verifier:
                 raise _invalid("the issuer does not speak for the token's tenant (tid)")
             try:
                 key = await asyncio.to_thread(issuer.signing_key, token)
-            except jwt.PyJWKClientConnectionError:
+            except (jwt.PyJWKClientConnectionError, OSError):  # before its base class, PyJWKClientError
                 raise _denied(
                     "AuthenticationFailed",
                     "The token issuer's keys could not be fetched; try again later.",
@@ -120,12 +118,6 @@ class Verifier:
                 ) from None
             except jwt.PyJWKClientError:
                 raise _invalid("its signing key is not one the issuer publishes") from None
-            except OSError:
-                raise _denied(
-                    "AuthenticationFailed",
-                    "The token issuer's keys could not be fetched; try again later.",
-                    "The issuer's signing keys are unavailable.",
-                ) from None
             claims = self._check(token, key, list(issuer.audiences) or self._audiences, iss)
             if "tid" not in claims and issuer.tenant:
                 claims["tid"] = issuer.tenant

@@ -225,7 +225,7 @@ class VaultRoutes:
             rows = await tx.resources_by(
                 Kind.VAULT.value, rg_key=groups.group_key(sub, rg), after_pk=after, limit=size + 1
             )
-        return self._page(call, rows, size)
+        return Reply.json(200, paging.reply_rows(call, rows, size))
 
     async def list_in_subscription(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)
@@ -237,10 +237,6 @@ class VaultRoutes:
                 after_pk=after,
                 limit=size + 1,
             )
-        return self._page(call, rows, size)
-
-    @staticmethod
-    def _page(call: Call, rows: list, size: int) -> Reply:
         return Reply.json(200, paging.reply_rows(call, rows, size))
 
     async def check_name(self, call: Call) -> Reply:

@@ -11,7 +11,6 @@ from dpvault.arm import ids
 from dpvault.resources import groups
 from dpvault.resources.vaults.schema import BackupVaultResource, DppIdentityDetails
 from dpvault.store import ResourceRow, Tx
-from dpvault.types import VAULT_TYPE
 
 _decoder = msgspec.json.Decoder(BackupVaultResource)
 
@@ -59,7 +58,3 @@ def identity_for(
         f"The identity type '{ids.printable(kind)}' is not supported; expected one of: SystemAssigned, None.",
         target="identity.type",
     )
-
-
-def canonical(body: BackupVaultResource, *, sub: str, rg: str, name: str) -> BackupVaultResource:
-    return msgspec.structs.replace(body, id=ids.vault_id(sub, rg, name), name=name, type=VAULT_TYPE)
