@@ -20,6 +20,8 @@ from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply
 from dpvault.clock import from_timestamp
 from dpvault.resources.common import check_provider_call
+from dpvault.resources.groups import group_key
+from dpvault.resources.vaults.rules import vault_key
 from dpvault.services import Services
 from dpvault.store import OperationRow, Tx
 from dpvault.types import OperationKind, OperationStatus
@@ -44,11 +46,11 @@ class Scope:
 
     @property
     def rg_key(self) -> str:
-        return ids.key(ids.resource_group_id(self.subscription, self.resource_group))
+        return group_key(self.subscription, self.resource_group)
 
     @property
     def vault_key(self) -> str:
-        return ids.key(ids.vault_id(self.subscription, self.resource_group, self.vault))
+        return vault_key(self.subscription, self.resource_group, self.vault)
 
 
 async def start(
@@ -186,12 +188,10 @@ class OperationRoutes:
             raise errors.operation_not_found(op_id)
         p = call.params
         if "resourceGroupName" in p:
-            rg_key = ids.key(ids.resource_group_id(p["subscriptionId"], p["resourceGroupName"]))
-            if op.rg_key != rg_key:
+            if op.rg_key != group_key(p["subscriptionId"], p["resourceGroupName"]):
                 raise errors.operation_not_found(op_id)
         if "vaultName" in p:
-            vault_key = ids.key(ids.vault_id(p["subscriptionId"], p["resourceGroupName"], p["vaultName"]))
-            if op.vault_key != vault_key:
+            if op.vault_key != vault_key(p["subscriptionId"], p["resourceGroupName"], p["vaultName"]):
                 raise errors.operation_not_found(op_id)
         if "backupInstanceName" in p and not op.resource_key.endswith(
             "/backupinstances/" + p["backupInstanceName"].lower()

@@ -62,11 +62,7 @@ class ActionRoutes:
         vault = ids.check_resource_name(p["vaultName"], "backup vault")
         name = ids.check_resource_name(p["backupInstanceName"], "backup instance")
         vault_row = await require_vault(tx, sub, rg, vault)
-        row = await tx.resource(rules.instance_key(vault_row.key, name))
-        if row is None:
-            raise errors.resource_not_found(
-                f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
-            )
+        row = await rules.require_instance(tx, vault_row, name, vault=vault, rg=rg)
         if row.active_operation:
             raise errors.conflict(
                 f"Another operation is in progress on backup instance '{name}'; retry when it has ended.",

@@ -51,12 +51,6 @@ def _instance_name(call: Call) -> str:
     return ids.check_resource_name(call.params["backupInstanceName"], "backup instance")
 
 
-def _not_found(name: str, vault: str, rg: str) -> errors.ArmError:
-    return errors.resource_not_found(
-        f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
-    )
-
-
 def _busy(name: str, kind: str) -> errors.ArmError:
     return errors.conflict(
         f"Another operation ({kind}) is in progress on backup instance '{name}'; retry when it has ended.",
@@ -171,7 +165,7 @@ class InstanceRoutes:
         async with self.svc.store.read() as tx:
             vault_row, row, name = await self._find(tx, call)
         if row is None:
-            raise _not_found(name, vault_row.name, call.params["resourceGroupName"])
+            raise rules.instance_not_found(name, vault_row.name, call.params["resourceGroupName"])
         return Reply.json(200, row.body)
 
     async def list(self, call: Call) -> Reply:
@@ -277,9 +271,7 @@ class InstanceRoutes:
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
-            row = await tx.resource(rules.instance_key(vault_row.key, name))
-            if row is None:
-                raise _not_found(name, vault, rg)
+            row = await rules.require_instance(tx, vault_row, name, vault=vault, rg=rg)
             if row.active_operation:
                 raise _busy(name, "configure")
             resource = rules.decode_instance(row.body)

@@ -29,6 +29,20 @@ def instance_key(vault_key: str, name: str) -> str:
     return f"{vault_key}/backupinstances/{name.lower()}"
 
 
+def instance_not_found(name: str, vault: str, rg: str) -> errors.ArmError:
+    return errors.resource_not_found(
+        f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
+    )
+
+
+async def require_instance(tx: Tx, vault_row: ResourceRow, name: str, *, vault: str, rg: str) -> ResourceRow:
+    """The instance ``name`` of the vault, or 404 naming it as the caller spelled ``vault``."""
+    row = await tx.resource(instance_key(vault_row.key, name))
+    if row is None:
+        raise instance_not_found(name, vault, rg)
+    return row
+
+
 def check_shape(bi: BackupInstance, base: str = "properties") -> None:
     """Rules the schema cannot say: the plain-string objectType, non-empty ids, a datasource type."""
     if bi.objectType.lower() != "backupinstance":

@@ -13,7 +13,7 @@ from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply, encode
 from dpvault.clock import from_timestamp
 from dpvault.resources.common import check_provider_call
-from dpvault.resources.instances.rules import instance_key
+from dpvault.resources.instances.rules import require_instance
 from dpvault.resources.policies.schedule import ScheduleError, parse_datetime
 from dpvault.resources.vaults.rules import require_vault
 from dpvault.services import Services
@@ -117,12 +117,7 @@ class RecoveryPointRoutes:
         vault = ids.check_resource_name(p["vaultName"], "backup vault")
         name = ids.check_resource_name(p["backupInstanceName"], "backup instance")
         vault_row = await require_vault(tx, sub, rg, vault)
-        row = await tx.resource(instance_key(vault_row.key, name))
-        if row is None:
-            raise errors.resource_not_found(
-                f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
-            )
-        return row
+        return await require_instance(tx, vault_row, name, vault=vault, rg=rg)
 
     async def list(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)

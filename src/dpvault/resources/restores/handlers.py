@@ -116,11 +116,7 @@ class RestoreRoutes:
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
-            row = await tx.resource(rules.instance_key(vault_row.key, name))
-            if row is None:
-                raise errors.resource_not_found(
-                    f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}", rg
-                )
+            row = await rules.require_instance(tx, vault_row, name, vault=vault, rg=rg)
             if row.state == ProvisioningState.DELETING:
                 raise errors.conflict(
                     f"Backup instance '{name}' is being deleted, with its recovery points.",

@@ -271,34 +271,19 @@ class VaultRoutes:
 
 async def provision(svc: Services, payload: dict) -> None:
     """Job: finish a vault PUT (there is nothing to build locally beyond the record)."""
-    op_id = payload["operation"]
-
-    async def write(tx: Tx) -> None:
-        op = await tx.operation(op_id)
-        if op is None or op.terminal:
-            return
-        row = await tx.resource(op.resource_key)
-        now = svc.now()
-        if row is not None and row.active_operation == op_id:
-            vault = rules.decode_vault(row.body)
-            vault = msgspec.structs.replace(
-                vault, properties=msgspec.structs.replace(vault.properties, provisioningState="Succeeded")
-            )
-            await tx.update_resource(
-                row.key,
-                body=msgspec.json.encode(vault),
-                state="Succeeded",
-                active_operation=None,
-                updated_at=now,
-            )
-        await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED)
-
-    await svc.store.transact(write)
+    await _settle(svc, payload["operation"], OperationStatus.SUCCEEDED)
 
 
 async def give_up(svc: Services, payload: dict, error: str) -> None:
     """Job exhausted its attempts: the operation fails and the vault says so."""
-    op_id = payload["operation"]
+    await _settle(
+        svc, payload["operation"], OperationStatus.FAILED,
+        {"code": "InternalError", "message": f"Provisioning the vault failed: {error}", "httpStatus": 500},
+    )  # fmt: skip
+
+
+async def _settle(svc: Services, op_id: str, status: OperationStatus, error: dict | None = None) -> None:
+    """End a vault operation: the vault's provisioningState follows (Succeeded or Failed)."""
 
     async def write(tx: Tx) -> None:
         op = await tx.operation(op_id)
@@ -309,18 +294,15 @@ async def give_up(svc: Services, payload: dict, error: str) -> None:
         if row is not None and row.active_operation == op_id:
             vault = rules.decode_vault(row.body)
             vault = msgspec.structs.replace(
-                vault, properties=msgspec.structs.replace(vault.properties, provisioningState="Failed")
+                vault, properties=msgspec.structs.replace(vault.properties, provisioningState=status.value)
             )
             await tx.update_resource(
                 row.key,
                 body=msgspec.json.encode(vault),
-                state="Failed",
+                state=status.value,
                 active_operation=None,
                 updated_at=now,
             )
-        await operations.finish(
-            tx, op_id, now=now, status=OperationStatus.FAILED,
-            error={"code": "InternalError", "message": f"Provisioning the vault failed: {error}", "httpStatus": 500},
-        )  # fmt: skip
+        await operations.finish(tx, op_id, now=now, status=status, error=error, op=op)
 
     await svc.store.transact(write)
