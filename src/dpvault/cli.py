@@ -378,18 +378,14 @@ SecretTenant = Annotated[
 ]
 
 
-def _secret_store(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
+def _with_secrets(data_dir: Path, database_url: str | None, work):  # type: ignore[no-untyped-def]
+    """Run ``work(local secret store)`` against the data dir's (or URL's) database."""
     from dpvault.secrets.local import LocalSecretStore, load_key
-    from dpvault.store import Store
 
-    settings = Settings(data_dir=data_dir.resolve(), database_url=database_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-    async def open_store() -> tuple[Store, LocalSecretStore]:
-        store = await Store.open(settings.resolved_database_url)
-        return store, LocalSecretStore(store, load_key(settings.identity_dir))
-
-    return open_store
+    identity_dir = Settings(data_dir=data_dir.resolve()).identity_dir
+    return _with_store(
+        data_dir, database_url, lambda store: work(LocalSecretStore(store, load_key(identity_dir)))
+    )
 
 
 @secrets_app.command("set")
@@ -406,22 +402,13 @@ def secrets_set(
 ) -> None:
     """Store a secret; the value (a connection string) is read from standard input. Only backup
     instances in subscriptions of ``--tenant`` can use it."""
-    import asyncio
     import sys
     import time
 
     value = sys.stdin.read().rstrip("\r\n")
     if not value:
         raise typer.BadParameter("no value on standard input")
-
-    async def run() -> None:
-        store, secrets = await _secret_store(data_dir, database_url)()
-        try:
-            await secrets.set(uri, value, tenant=tenant, now=time.time())
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+    _with_secrets(data_dir, database_url, lambda s: s.set(uri, value, tenant=tenant, now=time.time()))
     err.print(f"stored {uri} for tenant {tenant}", highlight=False)
 
 
@@ -432,16 +419,7 @@ def secrets_list(
     database_url: DatabaseUrl = None,
 ) -> None:
     """List the URIs in the local secret store and their tenants (never the values)."""
-    import asyncio
-
-    async def run() -> list[tuple[str, str]]:
-        store, secrets = await _secret_store(data_dir, database_url)()
-        try:
-            return await secrets.list(tenant)
-        finally:
-            await store.close()
-
-    for owner, uri in asyncio.run(run()):
+    for owner, uri in _with_secrets(data_dir, database_url, lambda s: s.list(tenant)):
         typer.echo(f"{uri}  tenant={owner}")
 
 
@@ -453,16 +431,7 @@ def secrets_delete(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Remove a secret."""
-    import asyncio
-
-    async def run() -> bool:
-        store, secrets = await _secret_store(data_dir, database_url)()
-        try:
-            return await secrets.delete(uri, tenant=tenant)
-        finally:
-            await store.close()
-
-    if not asyncio.run(run()):
+    if not _with_secrets(data_dir, database_url, lambda s: s.delete(uri, tenant=tenant)):
         err.print(f"no secret {uri}", highlight=False)
         raise typer.Exit(1)
 
