@@ -18,16 +18,11 @@ def is_sqlite(url: str) -> bool:
 
 
 def sync_url(url: str) -> str:
+    """The URL with dpvault's drivers: sqlite3, or psycopg (which SQLAlchemy drives sync and async)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-
-
-def async_url(url: str) -> str:
-    """The PostgreSQL URL for SQLAlchemy's asyncio engine (SQLite runs on the loop: state._InLoop)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ValueError(
             f"unsupported database URL scheme: {parsed.drivername} (use sqlite:// or postgresql://)"
         )
@@ -97,5 +92,5 @@ def make_sqlite_engines(url: str) -> tuple[Engine, Engine]:
 
 def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     """(reader, writer) for PostgreSQL: one pool serves both."""
-    engine = create_async_engine(async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=False)
+    engine = create_async_engine(sync_url(url), pool_size=10, max_overflow=20, pool_pre_ping=False)
     return engine, engine

@@ -237,7 +237,6 @@ class Tx:
         payload: bytes,
         *,
         now: float,
-        run_at: float | None = None,
         dedupe_key: str | None = None,
         max_attempts: int = 5,
     ) -> bool:
@@ -246,7 +245,7 @@ class Tx:
             "kind": kind,
             "payload": payload,
             "state": "ready",
-            "run_at": now if run_at is None else run_at,
+            "run_at": now,
             "attempts": 0,
             "max_attempts": max_attempts,
             "dedupe_key": dedupe_key,
