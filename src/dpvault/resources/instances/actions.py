@@ -24,7 +24,7 @@ from dpvault.arm.schema import decode
 from dpvault.resources import operations
 from dpvault.resources.common import check_provider_call, fingerprint
 from dpvault.resources.instances import lifecycle, rules
-from dpvault.resources.instances.schema import ProtectionStatusDetails
+from dpvault.resources.instances.schema import BackupInstanceResource, ProtectionStatusDetails
 from dpvault.resources.restores.schema import SyncBackupInstanceRequest
 from dpvault.resources.vaults.rules import require_vault, vault_location
 from dpvault.services import Services
@@ -70,19 +70,26 @@ class ActionRoutes:
             )
         return vault_row, row, operations.Scope(sub, rg, vault, vault_location(vault_row))
 
+    async def _instance_in(
+        self, tx: Tx, call: Call, action: str, allowed: Any
+    ) -> tuple[Any, BackupInstanceResource, operations.Scope]:
+        """The instance (row, decoded) when its protection state allows ``action``, else 409."""
+        _vault, row, scope = await self._instance(tx, call)
+        resource = rules.decode_instance(row.body)
+        current = resource.properties.currentProtectionState or ""
+        if current not in allowed:
+            raise errors.conflict(
+                f"'{action}' needs the backup instance to be {' or '.join(allowed)}; it is {current}.",
+                code="UserErrorInvalidProtectionState",
+            )
+        return row, resource, scope
+
     async def transition(self, call: Call, action: str) -> Reply:
         version = check_provider_call(self.svc, call, f"backupVaults/backupInstances/{action}")
         allowed, new_state, item_state = TRANSITIONS[action]
 
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
-            _vault, row, scope = await self._instance(tx, call)
-            resource = rules.decode_instance(row.body)
-            current = resource.properties.currentProtectionState or ""
-            if current not in allowed:
-                raise errors.conflict(
-                    f"'{action}' needs the backup instance to be {' or '.join(allowed)}; it is {current}.",
-                    code="UserErrorInvalidProtectionState",
-                )
+            row, resource, scope = await self._instance_in(tx, call, action, allowed)
             status = CONFIGURED if new_state == CONFIGURED else STOPPED
             props = msgspec.structs.replace(
                 resource.properties,
@@ -119,14 +126,7 @@ class ActionRoutes:
         request = decode(body, SyncBackupInstanceRequest) if body else SyncBackupInstanceRequest()
 
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
-            _vault, row, scope = await self._instance(tx, call)
-            resource = rules.decode_instance(row.body)
-            current = resource.properties.currentProtectionState or ""
-            if current not in SYNC_FROM:
-                raise errors.conflict(
-                    f"'sync' needs the backup instance to be {' or '.join(SYNC_FROM)}; it is {current}.",
-                    code="UserErrorInvalidProtectionState",
-                )
+            row, resource, scope = await self._instance_in(tx, call, "sync", SYNC_FROM)
             op = await operations.start(
                 tx, self.svc, kind=OperationKind.UPDATE, scope=scope, resource_key=row.key,
                 resource_path=resource.id or "", api_version=version,
