@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -183,3 +187,57 @@ def test_operation_status_answers_at_all_three_scopes(env: Env, client: httpx.Cl
         assert got.json()["status"] == "Succeeded"
     missing = client.get(f"{env.vault_path}/operationStatus/bm9wZQ==?api-version={API}")
     assert missing.status_code == 404
+
+
+def test_a_burst_of_puts_is_configured_together_and_every_instance_ends_configured(
+    make_server: Callable[..., Server],
+) -> None:
+    """PUTs accepted while no worker runs leave their jobs queued; a worker started then claims them
+    in batches and configures each batch in one transaction. Every operation still ends Succeeded
+    once, with its instance ProtectionConfigured."""
+    first = make_server()
+    with first.client() as client:
+        env = Env(client).create()
+    first.stop()
+    server = make_server("--no-background", data_dir=first.data_dir, database_url=first.database_url)
+    names = [f"burst-{i:02d}" for i in range(24)]
+    with server.client() as client:
+        env.client = client
+
+        def put(name: str) -> str:
+            r = client.put(f"{env.instance_path(name)}?api-version={API}", json=instance_body(env.policy_id))
+            assert r.status_code == 201, r.text
+            return r.headers["Azure-AsyncOperation"]
+
+        with ThreadPoolExecutor(8) as pool:
+            status_urls = list(pool.map(put, names))
+        assert client.get(status_urls[0]).json()["status"] == "InProgress"  # no worker yet
+        log_path = server.data_dir / "burst-worker.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "dpvault",
+            "worker",
+            "--data-dir",
+            str(server.data_dir),
+            "--log-level",
+            "debug",
+        ]
+        if server.database_url:
+            cmd += ["--database-url", server.database_url]
+        with open(log_path, "ab") as log:
+            worker = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for url in status_urls:
+                assert wait_operation(client, url)["status"] == "Succeeded"
+        finally:
+            worker.terminate()
+            worker.wait(10)
+        for name in names:
+            props = client.get(f"{env.instance_path(name)}?api-version={API}").json()["properties"]
+            assert props["provisioningState"] == "Succeeded", props
+            assert props["currentProtectionState"] == "ProtectionConfigured", props
+    batches = [line for line in log_path.read_text().splitlines() if "instances configured together" in line]
+    assert batches, log_path.read_text()[-2000:]
+    counts = [int(line.split("count=")[1].split()[0]) for line in batches]
+    assert max(counts) > 1 and sum(counts) <= len(names)

@@ -107,3 +107,96 @@ def test_a_give_up_that_cannot_be_recorded_is_retried_not_dropped(tmp_path: Path
         await svc.store.close()
 
     asyncio.run(run())
+
+
+async def _enqueue(svc: Services, count: int, *, max_attempts: int = 5) -> None:
+    async def write(tx: Any) -> None:
+        for n in range(count):
+            await tx.enqueue("t", msgspec.json.encode({"n": n}), now=0.0, max_attempts=max_attempts)
+
+    await svc.store.transact(write)
+
+
+def test_jobs_claimed_together_go_to_run_many_and_what_it_leaves_runs_alone(tmp_path: Path) -> None:
+    async def run() -> None:
+        svc = await _services(tmp_path)
+        batches: list[list[int]] = []
+        alone: list[int] = []
+
+        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            batches.append([p["n"] for p in payloads])
+
+            async def write(tx: Any) -> None:  # the even ones: done here, in one transaction
+                for p in payloads:
+                    if p["n"] % 2 == 0:
+                        await tx.finish_job(p["_job"], p["_worker"], now=1.0, state="done", error=None)
+
+            await svc.store.transact(write)
+            return [p for p in payloads if p["n"] % 2]
+
+        async def one(svc: Services, payload: dict[str, Any]) -> None:
+            alone.append(payload["n"])
+
+        await _enqueue(svc, 6)
+        worker = Worker(svc, {"t": JobType(one, None, run_many)}, poll=0.05)
+        rows = await _run_until(
+            svc, worker, lambda rows: len(rows) == 6 and all(r.state == "done" for r in rows)
+        )
+        assert sorted(n for batch in batches for n in batch) == list(range(6))  # each job once
+        assert max(len(batch) for batch in batches) > 1  # claimed together, run together
+        assert sorted(alone) == [1, 3, 5]
+        assert all(r.attempts == 1 for r in rows)
+        await svc.store.close()
+
+    asyncio.run(run())
+
+
+def test_a_failing_batch_runs_its_jobs_one_by_one(tmp_path: Path) -> None:
+    async def run() -> None:
+        svc = await _services(tmp_path)
+        alone: list[int] = []
+
+        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            raise RuntimeError("one bad job spoils the batch")
+
+        async def one(svc: Services, payload: dict[str, Any]) -> None:
+            alone.append(payload["n"])
+
+        await _enqueue(svc, 4)
+        worker = Worker(svc, {"t": JobType(one, None, run_many)}, poll=0.05)
+        rows = await _run_until(
+            svc, worker, lambda rows: len(rows) == 4 and all(r.state == "done" for r in rows)
+        )
+        assert sorted(alone) == [0, 1, 2, 3]  # each exactly once, none lost with the batch
+        assert all(r.attempts == 1 for r in rows)
+        await svc.store.close()
+
+    asyncio.run(run())
+
+
+def test_a_retried_job_runs_alone(tmp_path: Path) -> None:
+    async def run() -> None:
+        svc = await _services(tmp_path)
+        batched: list[int] = []
+        alone: list[int] = []
+
+        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            batched.extend(p["n"] for p in payloads)
+            return payloads
+
+        async def one(svc: Services, payload: dict[str, Any]) -> None:
+            alone.append(payload["n"])
+
+        await _enqueue(svc, 2)
+        # a worker claimed both and died; after the lease they are second attempts
+        await svc.store.transact(lambda tx: tx.claim_jobs("dead", now=1.0, lease_until=2.0, limit=2))
+        await svc.store.transact(lambda tx: tx.requeue_expired(now=3.0))
+        worker = Worker(svc, {"t": JobType(one, None, run_many)}, poll=0.05)
+        rows = await _run_until(
+            svc, worker, lambda rows: len(rows) == 2 and all(r.state == "done" for r in rows)
+        )
+        assert batched == [] and sorted(alone) == [0, 1]
+        assert all(r.attempts == 2 for r in rows)
+        await svc.store.close()
+
+    asyncio.run(run())

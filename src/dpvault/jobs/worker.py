@@ -25,12 +25,16 @@ KEEP_FINISHED = 7 * 24 * 3600.0  # finished jobs are kept a week, for diagnosis
 
 Run = Callable[[Services, dict[str, Any]], Awaitable[bool | None]]
 GiveUp = Callable[[Services, dict[str, Any], str], Awaitable[None]]
+RunMany = Callable[[Services, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
 class JobType:
     run: Run
     give_up: GiveUp | None = None
+    # Optional: run several claimed jobs at once (marking them done itself); returns the payloads
+    # it left for ``run`` one by one.
+    run_many: RunMany | None = None
 
 
 class Worker:
@@ -78,12 +82,42 @@ class Worker:
                 if not claimed:
                     await self._idle()
                     continue
+                together: dict[str, list[JobRow]] = {}
                 for job in claimed:
-                    task = asyncio.create_task(self._execute(job))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done)
+                    job_type = self.types.get(job.kind)
+                    if job_type and job_type.run_many and job.attempts == 1:  # first tries only
+                        together.setdefault(job.kind, []).append(job)
+                    else:
+                        self._spawn(self._execute(job))
+                for kind, jobs in together.items():
+                    self._spawn(self._execute_many(self.types[kind], jobs))
         finally:
             sweeper.cancel()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def _execute_many(self, job_type: JobType, jobs: list[JobRow]) -> None:
+        """Jobs of one type claimed together; what ``run_many`` leaves (or all, if it raises) runs
+        one by one as usual. Short work: no heartbeat (the lease outlasts it)."""
+        assert job_type.run_many is not None
+        by_id = {job.id: job for job in jobs}
+        payloads = []
+        for job in jobs:
+            payload = msgspec.json.decode(job.payload)
+            payload["_worker"] = self.owner
+            payload["_job"] = job.id
+            payloads.append(payload)
+        try:
+            left = await job_type.run_many(self.svc, payloads)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batched jobs failed; running them one by one", count=len(jobs))
+            left = payloads
+        await asyncio.gather(*(self._execute(by_id[p["_job"]]) for p in left))
 
     async def _sweep_leases(self) -> None:
         """Every half lease: make jobs of dead workers claimable again; now and then prune old jobs."""

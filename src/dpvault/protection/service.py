@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -109,7 +110,10 @@ class Protection:
         self.engine = engine
         self.datastore = datastore
         self.secrets = secrets
-        self._schedules: dict[tuple[str, int], list[Schedule]] = {}
+        self._schedules: dict[tuple[str, int, float], list[Schedule]] = {}
+        self._plans: dict[
+            tuple[str, int, float], tuple[float, float, tuple[float | None, str | None, float | None]]
+        ] = {}
 
     # -- credentials and validation ----------------------------------------------------------
 
@@ -146,27 +150,45 @@ class Protection:
     # -- schedules ---------------------------------------------------------------------------
 
     def schedules_of(self, policy_row: ResourceRow) -> list[Schedule]:
-        """A policy's parsed schedules, cached per policy revision (parsing ISO 8601 is not free)."""
-        key = (policy_row.key, policy_row.revision)
+        """A policy's parsed schedules, cached per version of the policy's row (parsing ISO 8601 is
+        not free). ``updated_at`` tells a policy deleted and created again under its name apart."""
+        key = (policy_row.key, policy_row.revision, policy_row.updated_at)
         found = self._schedules.get(key)
         if found is None:
             if len(self._schedules) > 4096:
                 self._schedules.clear()
+                self._plans.clear()
             found = self._schedules[key] = schedules(decode_policy(policy_row.body).properties)
         return found
 
     def plan(self, policy_row: ResourceRow, now: float) -> tuple[float | None, str | None, float | None]:
         """(latest occurrence at or before ``now``, the rule it belongs to, the next one after ``now``)
-        over all of a policy's schedules."""
+        over all of a policy's schedules.
+
+        The answer is the same for any time from that latest occurrence up to the next one, so it
+        is kept for that window: configuring a burst of instances walks the calendar once (the
+        walk was ~10% of a PUT's work, bench P1)."""
+        schedules_ = self.schedules_of(policy_row)
+        key = (policy_row.key, policy_row.revision, policy_row.updated_at)
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[2]
         latest: float | None = None
         rule_name: str | None = None
         nexts = []
-        for schedule in self.schedules_of(policy_row):
+        for schedule in schedules_:
             occurrence = schedule.latest_at_or_before(now)
             if occurrence is not None and (latest is None or occurrence > latest):
                 latest, rule_name = occurrence, schedule.rule.name
             nexts.append(schedule.next_after(now))
-        return latest, rule_name, min((n for n in nexts if n is not None), default=None)
+        next_due = min((n for n in nexts if n is not None), default=None)
+        result = (latest, rule_name, next_due)
+        self._plans[key] = (
+            -math.inf if latest is None else latest,
+            math.inf if next_due is None else next_due,
+            result,
+        )
+        return result
 
     async def protect(self, tx: Tx, instance: ResourceRow, policy_row: ResourceRow) -> float | None:
         """Start (or restart) an instance's schedule: the next occurrence after now, no catch-up.

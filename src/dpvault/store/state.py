@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dpvault.store import engines
+from dpvault.store import checkpoint, engines
 from dpvault.store.rows import (
     BackupJobRow,
     JobRow,
@@ -779,6 +779,8 @@ class Store:
             # per transaction cost more than the transaction's statements (bench P1).
             self._writer_conn = self._sync_writer.connect()
             self._write_lock = asyncio.Lock()
+            path = engines.sqlite_file(url)
+            self._checkpointer = checkpoint.Checkpointer(path, self._write_lock) if path else None
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """PostgreSQL only: call ``wake`` whenever any process enqueues a job (LISTEN/NOTIFY).
@@ -819,6 +821,8 @@ class Store:
             if self._writer is not self._reader:
                 await self._writer.dispose()
         else:
+            if self._checkpointer is not None:
+                await self._checkpointer.close()
             self._sync_reader.dispose()
             self._writer_conn.close()
             self._sync_writer.dispose()
@@ -852,7 +856,10 @@ class Store:
                     async with self._write_lock:
                         sync_conn = self._writer_conn
                         with sync_conn.begin():
-                            return await fn(Tx(_InLoop(sync_conn), writable=True, postgres=False))
+                            result = await fn(Tx(_InLoop(sync_conn), writable=True, postgres=False))
+                    if self._checkpointer is not None:
+                        self._checkpointer.committed()
+                    return result
             except (DBAPIError, sqlite3.Error) as exc:
                 if not self.postgres and _locked(exc):
                     now = time.monotonic()

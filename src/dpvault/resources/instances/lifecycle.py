@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import msgspec
+import structlog
 
 from dpvault.protection.errors import UserError
 from dpvault.resources import operations
@@ -20,6 +21,8 @@ from dpvault.resources.jobs import records
 from dpvault.services import Services
 from dpvault.store import Tx
 from dpvault.types import OperationStatus, ProtectionState, ProvisioningState
+
+log = structlog.get_logger("dpvault.instances")
 
 JOB_CONFIGURE = "instance.configure"
 JOB_DELETE = "instance.delete"
@@ -50,7 +53,6 @@ async def _deep_validation(svc: Services, bi: BackupInstance, subscription: str)
 async def configure(svc: Services, payload: dict[str, Any]) -> bool:
     """Provision a created or updated instance: validate (deeply if asked), start its schedule."""
     op_id = payload["operation"]
-    job_id = payload.get("job")
     if svc.settings.provisioning_delay > 0:
         await asyncio.sleep(svc.settings.provisioning_delay)
     failure = None
@@ -64,59 +66,95 @@ async def configure(svc: Services, payload: dict[str, Any]) -> bool:
             failure = await _deep_validation(
                 svc, rules.decode_instance(row.body).properties, row.subscription
             )
+    due: list[float | None] = []
+    done = await svc.store.transact(lambda tx: _settle(tx, svc, payload, failure, due))
+    _wake_scheduler(svc, due)
+    return done
 
-    async def write(tx: Tx) -> bool:
-        """True once this job is marked done in this transaction."""
-        op = await tx.operation(op_id)
-        if op is None or op.terminal:
-            return False
-        row = await tx.resource(op.resource_key)
-        now = svc.now()
-        if row is None or row.active_operation != op_id:
-            await operations.finish(
-                tx, op_id, op=op, now=now, status=OperationStatus.FAILED,
-                error={"code": "OperationSuperseded", "message": "The backup instance changed while it was being configured."},
-            )  # fmt: skip
-            return False
-        instance = rules.decode_instance(row.body)
-        if failure is not None:
-            error = UserFacingError(**failure.user_facing())
-            resource = rules.with_state(
-                instance, provisioning=ProvisioningState.FAILED.value,
-                protection=ProtectionState.CONFIGURING_FAILED, error=error,
-            )  # fmt: skip
-            await tx.update_resource(
-                row.key, body=msgspec.json.encode(resource), state=ProvisioningState.FAILED.value,
-                active_operation=None, updated_at=now,
-            )  # fmt: skip
-            await operations.finish(
-                tx, op_id, op=op, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
-            )
-            if job_id:
-                await records.finish(tx, job_id, now=now, status=records.FAILED, error=failure.user_facing())
-            return False
+
+async def configure_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Settle the shallow configurations among ``payloads`` in one transaction and mark their jobs
+    done in it; return the payloads left for ``configure`` one by one (deep validations, or all of
+    them if the shared transaction fails, so one bad job cannot fail the others). Under a burst of
+    PUTs this halves the commits per instance (bench P1)."""
+    if svc.settings.provisioning_delay > 0:
+        return payloads
+    shallow = [p for p in payloads if not p.get("deep")]
+    if len(shallow) < 2:
+        return payloads
+    due: list[float | None] = []
+
+    async def write(tx: Tx) -> None:
+        for payload in shallow:
+            if not await _settle(tx, svc, payload, None, due):
+                await complete(tx, svc, payload)
+
+    try:
+        await svc.store.transact(write)
+    except Exception as exc:  # the caller runs them one by one, where each fails or succeeds alone
+        log.warning("configuring instances together failed", count=len(shallow), error=type(exc).__name__)
+        return payloads
+    log.debug("instances configured together", count=len(shallow))
+    _wake_scheduler(svc, due)
+    return [p for p in payloads if p.get("deep")]
+
+
+def _wake_scheduler(svc: Services, due: list[float | None]) -> None:
+    soonest = min((d for d in due if d is not None), default=None)
+    if soonest is not None:
+        svc.wake_scheduler(soonest)  # only if sooner than the scheduler looks anyway
+
+
+async def _settle(
+    tx: Tx, svc: Services, payload: dict[str, Any], failure: UserError | None, due: list[float | None]
+) -> bool:
+    """The configuration's outcome, in the caller's transaction. True once the job is marked done here."""
+    op_id = payload["operation"]
+    job_id = payload.get("job")
+    op = await tx.operation(op_id)
+    if op is None or op.terminal:
+        return False
+    row = await tx.resource(op.resource_key)
+    now = svc.now()
+    if row is None or row.active_operation != op_id:
+        await operations.finish(
+            tx, op_id, op=op, now=now, status=OperationStatus.FAILED,
+            error={"code": "OperationSuperseded", "message": "The backup instance changed while it was being configured."},
+        )  # fmt: skip
+        return False
+    instance = rules.decode_instance(row.body)
+    if failure is not None:
+        error = UserFacingError(**failure.user_facing())
         resource = rules.with_state(
-            instance, provisioning=ProvisioningState.SUCCEEDED.value, protection=ProtectionState.CONFIGURED
-        )
+            instance, provisioning=ProvisioningState.FAILED.value,
+            protection=ProtectionState.CONFIGURING_FAILED, error=error,
+        )  # fmt: skip
         await tx.update_resource(
-            row.key, body=msgspec.json.encode(resource), state=ProvisioningState.SUCCEEDED.value,
+            row.key, body=msgspec.json.encode(resource), state=ProvisioningState.FAILED.value,
             active_operation=None, updated_at=now,
         )  # fmt: skip
-        if svc.protection is not None:
-            policy_row = await tx.resource(instance.properties.policyInfo.policyId.lower(), lock=False)
-            if policy_row is not None:
-                due.append(await svc.protection.protect(tx, row, policy_row))
-        await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, op=op)
+        await operations.finish(
+            tx, op_id, op=op, now=now, status=OperationStatus.FAILED, error=_operation_error(failure)
+        )
         if job_id:
-            await records.finish(tx, job_id, now=now, status=records.COMPLETED)
-        await complete(tx, svc, payload)
-        return "_job" in payload
-
-    due: list[float | None] = []
-    done = await svc.store.transact(write)
-    if due and due[-1] is not None:
-        svc.wake_scheduler(due[-1])  # only if sooner than the scheduler looks anyway
-    return done
+            await records.finish(tx, job_id, now=now, status=records.FAILED, error=failure.user_facing())
+        return False
+    resource = rules.with_state(
+        instance, provisioning=ProvisioningState.SUCCEEDED.value, protection=ProtectionState.CONFIGURED
+    )
+    await tx.update_resource(
+        row.key, body=msgspec.json.encode(resource), state=ProvisioningState.SUCCEEDED.value,
+        active_operation=None, updated_at=now,
+    )  # fmt: skip
+    if svc.protection is not None:
+        policy_row = await tx.resource(instance.properties.policyInfo.policyId.lower(), lock=False)
+        if policy_row is not None:
+            due.append(await svc.protection.protect(tx, row, policy_row))
+    await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, op=op)
+    if job_id:
+        await records.finish(tx, job_id, now=now, status=records.COMPLETED)
+    await complete(tx, svc, payload)
+    return "_job" in payload
 
 
 async def delete(svc: Services, payload: dict[str, Any]) -> None:
