@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Self
 
+import msgspec
 
-class _Row:
-    """``from_mapping``: a row type from a result mapping with (at least) its columns."""
 
-    __slots__ = ()
+class _Row(msgspec.Struct, frozen=True):
+    """A row type: ``from_mapping`` builds it from a result mapping with (at least) its columns.
+    msgspec Structs rather than frozen dataclasses: built positionally from a row tuple they cost
+    ~0.2 us instead of ~6.5 us (a dict per row, then keyword arguments), and a PUT and its
+    configuration read seven rows (bench P1)."""
 
     @classmethod
     def from_mapping(cls, m: Any) -> Self:
-        return cls(**{f: m[f] for f in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{f: m[f] for f in cls.__struct_fields__})
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceRow(_Row):
+class ResourceRow(_Row, frozen=True):
     pk: int
     key: str
     kind: str
@@ -33,8 +34,7 @@ class ResourceRow(_Row):
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class OperationRow(_Row):
+class OperationRow(_Row, frozen=True):
     id: str
     kind: str
     status: str
@@ -56,8 +56,7 @@ class OperationRow(_Row):
         return self.status in ("Succeeded", "Failed", "Canceled")
 
 
-@dataclass(frozen=True, slots=True)
-class JobRow(_Row):
+class JobRow(_Row, frozen=True):
     id: int
     kind: str
     payload: bytes
@@ -70,8 +69,7 @@ class JobRow(_Row):
     last_error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ProtectedItemRow(_Row):
+class ProtectedItemRow(_Row, frozen=True):
     instance_key: str
     vault_key: str
     policy_key: str
@@ -81,8 +79,7 @@ class ProtectedItemRow(_Row):
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveryPointRow(_Row):
+class RecoveryPointRow(_Row, frozen=True):
     id: str
     instance_key: str
     vault_key: str
@@ -101,8 +98,7 @@ class RecoveryPointRow(_Row):
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class BackupJobRow(_Row):
+class BackupJobRow(_Row, frozen=True):
     pk: int
     id: str
     vault_key: str

@@ -31,6 +31,7 @@ from dpvault.store.rows import (
     ProtectedItemRow,
     RecoveryPointRow,
     ResourceRow,
+    _Row,
 )
 from dpvault.store.tables import (
     backup_jobs,
@@ -48,6 +49,7 @@ from dpvault.store.tables import (
 log = structlog.get_logger("dpvault.store")
 
 T = TypeVar("T")
+R = TypeVar("R", bound=_Row)
 
 
 # Hot statements, built once: constructing and coercing SQLAlchemy statements per call cost more
@@ -144,20 +146,16 @@ class Tx:
             stmt = _RESOURCE
         else:
             stmt = _RESOURCE_SHARED if lock == "share" else _RESOURCE_LOCKED
-        row = (await self._conn.execute(stmt, {"k_": key})).mappings().first()
-        return ResourceRow.from_mapping(row) if row else None
+        rows = (await self._conn.execute(stmt, {"k_": key})).rows_as(ResourceRow)
+        return rows[0] if rows else None
 
     async def resources(self, keys: Sequence[str]) -> dict[str, ResourceRow]:
         """Up to three resources in one statement, by key; locked FOR SHARE in a PostgreSQL write
         transaction (a parent's delete waits for them; writers of siblings do not)."""
         padded = [*keys, "", "", ""][:3]
         stmt = _RESOURCES_3_SHARED if self._lock_rows else _RESOURCES_3
-        rows = (
-            (await self._conn.execute(stmt, {"a_": padded[0], "b_": padded[1], "c_": padded[2]}))
-            .mappings()
-            .all()
-        )
-        return {r["key"]: ResourceRow.from_mapping(r) for r in rows}
+        result = await self._conn.execute(stmt, {"a_": padded[0], "b_": padded[1], "c_": padded[2]})
+        return {r.key: r for r in result.rows_as(ResourceRow)}
 
     async def resources_by(
         self,
@@ -220,8 +218,8 @@ class Tx:
 
     async def operation(self, op_id: str) -> OperationRow | None:
         stmt = _OPERATION_LOCKED if self._lock_rows else _OPERATION
-        row = (await self._conn.execute(stmt, {"k_": op_id})).mappings().first()
-        return OperationRow.from_mapping(row) if row else None
+        rows = (await self._conn.execute(stmt, {"k_": op_id})).rows_as(OperationRow)
+        return rows[0] if rows else None
 
     async def insert_operation(self, **values: Any) -> None:
         await self._conn.execute(_INSERT_OPERATION, values)
@@ -272,8 +270,7 @@ class Tx:
         PostgreSQL; SQLite has one writer). Uses the (state, run_at) index."""
         stmt = _CLAIM_PG if self._postgres else _CLAIM
         params = {"now_": now, "limit_": limit, "owner_": owner, "lease_": lease_until}
-        rows = (await self._conn.execute(stmt, params)).mappings().all()
-        return [JobRow.from_mapping(r) for r in rows]
+        return (await self._conn.execute(stmt, params)).rows_as(JobRow)
 
     async def requeue_expired(self, *, now: float) -> int:
         """Jobs whose worker stopped renewing its lease (it died) become claimable again."""
@@ -367,8 +364,8 @@ class Tx:
 
     async def protected_item(self, instance_key: str) -> ProtectedItemRow | None:
         stmt = _PROTECTED_LOCKED if self._lock_rows else _PROTECTED
-        row = (await self._conn.execute(stmt, {"k_": instance_key})).mappings().first()
-        return ProtectedItemRow.from_mapping(row) if row else None
+        rows = (await self._conn.execute(stmt, {"k_": instance_key})).rows_as(ProtectedItemRow)
+        return rows[0] if rows else None
 
     async def upsert_protected_item(
         self,
@@ -652,29 +649,42 @@ _EXPIRABLE = _expirable()  # built once: every scheduler tick uses it
 
 
 class _Rows:
-    """Just enough of SQLAlchemy's Result for the Tx methods, over a sqlite3 cursor."""
+    """Just enough of SQLAlchemy's Result for the Tx methods, over a driver cursor's rows; ``rows_as``
+    builds row types positionally when the columns are exactly theirs."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_dicts", "_names", "_raw", "rowcount")
 
-    def __init__(self, cursor: Any) -> None:
-        self.rowcount = cursor.rowcount
+    def __init__(self, rowcount: int, names: list[str] | None, raw: list[Any]) -> None:
+        self.rowcount = rowcount
+        self._names = tuple(names) if names else ()
+        self._raw = raw
+        self._dicts: list[dict[str, Any]] | None = None
+
+    @staticmethod
+    def of(cursor: Any) -> _Rows:
         if cursor.description:
-            names = [d[0] for d in cursor.description]
-            self._rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        else:
-            self._rows = []
+            return _Rows(cursor.rowcount, [d[0] for d in cursor.description], cursor.fetchall())
+        return _Rows(cursor.rowcount, None, [])
 
     def mappings(self) -> _Rows:
         return self
 
-    def first(self) -> dict[str, Any] | None:
-        return self._rows[0] if self._rows else None
-
     def all(self) -> list[dict[str, Any]]:
-        return self._rows
+        if self._dicts is None:
+            names = self._names
+            self._dicts = [dict(zip(names, row, strict=True)) for row in self._raw]
+        return self._dicts
+
+    def first(self) -> dict[str, Any] | None:
+        return self.all()[0] if self._raw else None
 
     def scalar(self) -> Any:
-        return next(iter(self._rows[0].values())) if self._rows else None
+        return self._raw[0][0] if self._raw else None
+
+    def rows_as(self, cls: type[R]) -> list[R]:
+        if self._names == cls.__struct_fields__:
+            return [cls(*row) for row in self._raw]
+        return [cls.from_mapping(m) for m in self.all()]
 
 
 _SQLITE = sqlite_dialect.dialect(paramstyle="named")
@@ -717,7 +727,7 @@ class _InLoop:
     async def execute(self, stmt: Any, params: Any = None) -> Any:
         if id(stmt) in _FAST:
             sql, merged = _sql_for(stmt, params, _SQLITE, _compiled)
-            return _Rows(self._raw.execute(sql, merged))
+            return _Rows.of(self._raw.execute(sql, merged))
         return self._conn.execute(stmt, params)
 
 
@@ -741,17 +751,11 @@ class _PgFast:
             sql, merged = _sql_for(stmt, params, _PG, _compiled_pg)
             try:
                 cursor = await self._raw.execute(sql, merged)
-                return _PgRows(cursor.rowcount, [d.name for d in cursor.description] if cursor.description else None,
-                               await cursor.fetchall() if cursor.description else [])  # fmt: skip
+                return _Rows(cursor.rowcount, [d.name for d in cursor.description] if cursor.description else None,
+                             await cursor.fetchall() if cursor.description else [])  # fmt: skip
             except psycopg.Error as exc:
                 raise DBAPIError.instance(sql, merged, exc, psycopg.Error) from exc
         return await self._conn.execute(stmt, params)
-
-
-class _PgRows(_Rows):
-    def __init__(self, rowcount: int, names: list[str] | None, rows: list[Any]) -> None:
-        self.rowcount = rowcount
-        self._rows = [dict(zip(names, row, strict=True)) for row in rows] if names else []
 
 
 # Statements _InLoop runs on sqlite3 directly. Their tables hold no types sqlite3 returns differently
