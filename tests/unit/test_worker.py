@@ -200,3 +200,35 @@ def test_a_retried_job_runs_alone(tmp_path: Path) -> None:
         await svc.store.close()
 
     asyncio.run(run())
+
+
+def test_a_batch_holds_a_slot_for_each_of_its_jobs(tmp_path: Path) -> None:
+    """Jobs a batch leaves run inside it; the worker must not claim past its concurrency meanwhile."""
+
+    async def run() -> None:
+        svc = await _services(tmp_path)
+        running = 0
+        most = 0
+        release = asyncio.Event()
+
+        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return payloads  # all left to run one by one (like deep validations)
+
+        async def one(svc: Services, payload: dict[str, Any]) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+
+        await _enqueue(svc, 12)
+        worker = Worker(svc, {"t": JobType(one, None, run_many)}, concurrency=4, poll=0.05)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)  # time enough to claim everything if slots were miscounted
+        assert most == 4
+        release.set()
+        await worker.stop()
+        task.cancel()
+        await svc.store.close()
+
+    asyncio.run(run())

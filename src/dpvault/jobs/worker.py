@@ -49,13 +49,15 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._poll = poll
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy = 0  # jobs in flight, against ``concurrency``
         self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[None], jobs: int) -> None:
         self._tasks.discard(task)
+        self._busy -= jobs
         self._slot_freed.set()
 
     async def run(self) -> None:
@@ -63,7 +65,7 @@ class Worker:
         sweeper = asyncio.create_task(self._sweep_leases())
         try:
             while not self._stopping:
-                free = self._concurrency - len(self._tasks)
+                free = self._concurrency - self._busy
                 if free <= 0:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
@@ -88,16 +90,18 @@ class Worker:
                     if job_type and job_type.run_many and job.attempts == 1:  # first tries only
                         together.setdefault(job.kind, []).append(job)
                     else:
-                        self._spawn(self._execute(job))
+                        self._spawn(self._execute(job), 1)
                 for kind, jobs in together.items():
-                    self._spawn(self._execute_many(self.types[kind], jobs))
+                    self._spawn(self._execute_many(self.types[kind], jobs), len(jobs))
         finally:
             sweeper.cancel()
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None], jobs: int) -> None:
+        """Run ``work`` (``jobs`` jobs: a batch holds a slot for each until it ends)."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        self._busy += jobs
+        task.add_done_callback(lambda task: self._done(task, jobs))
 
     async def _execute_many(self, job_type: JobType, jobs: list[JobRow]) -> None:
         """Jobs of one type claimed together; what ``run_many`` leaves (or all, if it raises) runs
