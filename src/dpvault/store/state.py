@@ -157,6 +157,15 @@ class Tx:
         result = await self._conn.execute(stmt, {"a_": padded[0], "b_": padded[1], "c_": padded[2]})
         return {r.key: r for r in result.rows_as(ResourceRow)}
 
+    async def resources_many(self, keys: Sequence[str]) -> dict[str, ResourceRow]:
+        """Resources by key in one statement, for a batch; locked FOR UPDATE (in key order) in a
+        PostgreSQL write transaction, like ``resource``."""
+        stmt = select(resources).where(resources.c.key.in_(sorted(set(keys)))).order_by(resources.c.key)
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return {r["key"]: ResourceRow.from_mapping(r) for r in rows}
+
     async def resources_by(
         self,
         kind: str,
@@ -220,6 +229,14 @@ class Tx:
         stmt = _OPERATION_LOCKED if self._lock_rows else _OPERATION
         rows = (await self._conn.execute(stmt, {"k_": op_id})).rows_as(OperationRow)
         return rows[0] if rows else None
+
+    async def operations_many(self, op_ids: Sequence[str]) -> dict[str, OperationRow]:
+        """Operations by id in one statement, for a batch; locked like ``operation``, in id order."""
+        stmt = select(operations).where(operations.c.id.in_(sorted(set(op_ids)))).order_by(operations.c.id)
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return {r["id"]: OperationRow.from_mapping(r) for r in rows}
 
     async def insert_operation(self, **values: Any) -> None:
         await self._conn.execute(_INSERT_OPERATION, values)
@@ -289,6 +306,15 @@ class Tx:
         params = {"id_": job_id, "owner_": owner, "lease_expires_at": lease_until}
         result = await self._conn.execute(_RENEW_LEASE, params)
         return bool(result.rowcount)
+
+    async def finish_jobs(self, job_ids: Sequence[int], owner: str, *, now: float) -> int:
+        """Mark this worker's jobs done in one statement (a batch); returns how many were."""
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id.in_(sorted(job_ids)), jobs.c.lease_owner == owner)
+            .values(state="done", finished_at=now, last_error=None, lease_owner=None, lease_expires_at=None)
+        )
+        return (await self._conn.execute(stmt)).rowcount
 
     async def finish_job(self, job_id: int, owner: str, *, now: float, state: str, error: str | None) -> bool:
         params = {"id_": job_id, "owner_": owner, "state": state, "finished_at": now, "last_error": error}
