@@ -107,7 +107,16 @@ def sqlite_file(url: str) -> str | None:
     return None if not database or database == ":memory:" or database.startswith("file:") else database
 
 
+PG_POOL_SIZE = 24
+PG_POOL_OVERFLOW = 16
+
+
 def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     """(reader, writer) for PostgreSQL: one pool serves both."""
-    engine = create_async_engine(sync_url(url), pool_size=10, max_overflow=20, pool_pre_ping=False)
+    # Connections kept open per process: with fewer than the requests and jobs in flight
+    # (16 connections of load + the worker), connections past the pool were opened and closed per
+    # transaction, each a PostgreSQL backend start: pool 10 gave 480-530 PUTs/s, 24 gave 650 (bench P5).
+    engine = create_async_engine(
+        sync_url(url), pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW, pool_pre_ping=False
+    )
     return engine, engine
