@@ -762,11 +762,13 @@ class _PgFast:
     psycopg AsyncConnection under SQLAlchemy's transaction (same connection, so the same
     transaction). Driver errors are translated into SQLAlchemy's, for ``Store.transact``'s retries."""
 
-    __slots__ = ("_conn", "_raw")
+    __slots__ = ("_conn", "_cursor")
 
     def __init__(self, conn: AsyncConnection, raw: Any) -> None:
         self._conn = conn
-        self._raw = raw
+        # One cursor for the transaction (statements run one at a time, each result is fetched
+        # before the next): psycopg's connection.execute makes a cursor per statement.
+        self._cursor = raw.cursor()
 
     @staticmethod
     async def open(conn: AsyncConnection) -> _PgFast:
@@ -775,13 +777,22 @@ class _PgFast:
     async def execute(self, stmt: Any, params: Any = None) -> Any:
         if id(stmt) in _FAST:
             sql, merged = _sql_for(stmt, params, _PG, _compiled_pg)
+            cursor = self._cursor
             try:
-                cursor = await self._raw.execute(sql, merged)
-                return _Rows(cursor.rowcount, [d.name for d in cursor.description] if cursor.description else None,
-                             await cursor.fetchall() if cursor.description else [])  # fmt: skip
+                await cursor.execute(sql, merged)
+                # A statement's columns never change: psycopg builds its description anew per access.
+                names = _pg_columns.get(sql, _UNSEEN)
+                if names is _UNSEEN:
+                    description = cursor.description
+                    names = _pg_columns[sql] = [d.name for d in description] if description else None
+                return _Rows(cursor.rowcount, names, await cursor.fetchall() if names else [])  # type: ignore[arg-type]
             except psycopg.Error as exc:
                 raise DBAPIError.instance(sql, merged, exc, psycopg.Error) from exc
         return await self._conn.execute(stmt, params)
+
+
+_UNSEEN = object()
+_pg_columns: dict[str, list[str] | object | None] = {}
 
 
 # Statements _InLoop runs on sqlite3 directly. Their tables hold no types sqlite3 returns differently
