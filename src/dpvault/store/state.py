@@ -674,6 +674,11 @@ def _expirable() -> tuple[Any, ...]:
 _EXPIRABLE = _expirable()  # built once: every scheduler tick uses it
 
 
+# Column names per fast statement's SQL (SQLite and PostgreSQL SQL texts differ, so one map serves both).
+_UNSEEN = object()
+_columns: dict[str, list[str] | object | None] = {}
+
+
 class _Rows:
     """Just enough of SQLAlchemy's Result for the Tx methods, over a driver cursor's rows; ``rows_as``
     builds row types positionally when the columns are exactly theirs."""
@@ -687,10 +692,14 @@ class _Rows:
         self._dicts: list[dict[str, Any]] | None = None
 
     @staticmethod
-    def of(cursor: Any) -> _Rows:
-        if cursor.description:
-            return _Rows(cursor.rowcount, [d[0] for d in cursor.description], cursor.fetchall())
-        return _Rows(cursor.rowcount, None, [])
+    def of(cursor: Any, sql: str) -> _Rows:
+        """A fast statement's rows; its column names are looked up once per statement (the
+        driver builds its description anew on every access)."""
+        names = _columns.get(sql, _UNSEEN)
+        if names is _UNSEEN:
+            description = cursor.description
+            names = _columns[sql] = [d[0] for d in description] if description else None
+        return _Rows(cursor.rowcount, names, cursor.fetchall() if names else [])  # type: ignore[arg-type]
 
     def mappings(self) -> _Rows:
         return self
@@ -753,7 +762,7 @@ class _InLoop:
     async def execute(self, stmt: Any, params: Any = None) -> Any:
         if id(stmt) in _FAST:
             sql, merged = _sql_for(stmt, params, _SQLITE, _compiled)
-            return _Rows.of(self._raw.execute(sql, merged))
+            return _Rows.of(self._raw.execute(sql, merged), sql)
         return self._conn.execute(stmt, params)
 
 
@@ -780,19 +789,14 @@ class _PgFast:
             cursor = self._cursor
             try:
                 await cursor.execute(sql, merged)
-                # A statement's columns never change: psycopg builds its description anew per access.
-                names = _pg_columns.get(sql, _UNSEEN)
+                names = _columns.get(sql, _UNSEEN)
                 if names is _UNSEEN:
                     description = cursor.description
-                    names = _pg_columns[sql] = [d.name for d in description] if description else None
+                    names = _columns[sql] = [d.name for d in description] if description else None
                 return _Rows(cursor.rowcount, names, await cursor.fetchall() if names else [])  # type: ignore[arg-type]
             except psycopg.Error as exc:
                 raise DBAPIError.instance(sql, merged, exc, psycopg.Error) from exc
         return await self._conn.execute(stmt, params)
-
-
-_UNSEEN = object()
-_pg_columns: dict[str, list[str] | object | None] = {}
 
 
 # Statements _InLoop runs on sqlite3 directly. Their tables hold no types sqlite3 returns differently
