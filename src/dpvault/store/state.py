@@ -123,7 +123,6 @@ def _claim(postgres: bool) -> Any:
 
 _NEXT_READY = select(func.min(jobs.c.run_at)).where(jobs.c.state == "ready")
 JOBS_CHANNEL = "dpvault_jobs"
-_NOTIFY = select(func.pg_notify(JOBS_CHANNEL, ""))
 _CLAIM = _claim(False)
 _CLAIM_PG = _claim(True)
 
@@ -266,8 +265,8 @@ class Tx:
             "dedupe_key": dedupe_key,
             "created_at": now,
         }
-        if self._postgres:
-            await self._conn.execute(_NOTIFY)  # delivered at commit: wakes workers in other processes
+        # On PostgreSQL a trigger (migration 0006) notifies the workers of other processes; the
+        # notification is delivered at commit.
         if dedupe_key is None:
             await self._conn.execute(_INSERT_JOB, values)
             return True
@@ -807,7 +806,7 @@ _FAST = {
         _RESOURCE, _RESOURCES_3, _INSERT_RESOURCE, _UPDATE_RESOURCE, _DELETE_RESOURCE, _OPERATION,
         _INSERT_OPERATION, _UPDATE_OPERATION, _INSERT_JOB, _CLAIM, _FINISH_JOB, _RENEW_LEASE, _NEXT_READY,
         _PROTECTED, _UPDATE_PROTECTED, _RESOURCE_LOCKED, _RESOURCE_SHARED, _RESOURCES_3_SHARED, _OPERATION_LOCKED,
-        _PROTECTED_LOCKED, _CLAIM_PG, _NOTIFY, _UPSERT_PROTECTED_SQLITE, _UPSERT_PROTECTED_PG,
+        _PROTECTED_LOCKED, _CLAIM_PG, _UPSERT_PROTECTED_SQLITE, _UPSERT_PROTECTED_PG,
     )
 }  # fmt: skip
 
