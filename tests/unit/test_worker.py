@@ -232,3 +232,43 @@ def test_a_batch_holds_a_slot_for_each_of_its_jobs(tmp_path: Path) -> None:
         await svc.store.close()
 
     asyncio.run(run())
+
+
+def test_jobs_a_batch_finished_free_their_slots_while_its_leftovers_run(tmp_path: Path) -> None:
+    """A slow job a batch left (a deep validation) holds one slot, not the whole batch's."""
+
+    async def run() -> None:
+        svc = await _services(tmp_path)
+        release = asyncio.Event()
+        started: dict[int, asyncio.Event] = {0: asyncio.Event(), 9: asyncio.Event()}
+
+        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            async def write(tx: Any) -> None:
+                for p in payloads:
+                    if p["n"] != 0:
+                        await tx.finish_job(p["_job"], p["_worker"], now=1.0, state="done", error=None)
+
+            await svc.store.transact(write)
+            return [p for p in payloads if p["n"] == 0]  # job 0 is slow
+
+        async def one(svc: Services, payload: dict[str, Any]) -> None:
+            started[payload["n"]].set()
+            if payload["n"] == 0:
+                await release.wait()
+
+        await _enqueue(svc, 4)
+        worker = Worker(svc, {"t": JobType(one, None, run_many), "u": JobType(one)}, concurrency=4, poll=0.05)
+        task = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(10):
+                await started[0].wait()
+                await svc.store.transact(lambda tx: tx.enqueue("u", msgspec.json.encode({"n": 9}), now=0.0))
+                worker.wake()
+                await started[9].wait()  # runs while job 0 still holds its slot
+        finally:
+            release.set()
+            await worker.stop()
+            task.cancel()
+            await svc.store.close()
+
+    asyncio.run(run())

@@ -105,7 +105,8 @@ class Worker:
 
     async def _execute_many(self, job_type: JobType, jobs: list[JobRow]) -> None:
         """Jobs of one type claimed together; what ``run_many`` leaves (or all, if it raises) runs
-        one by one as usual. Short work: no heartbeat (the lease outlasts it)."""
+        one by one as usual, in tasks of its own. ``run_many`` must be short work: it has no
+        heartbeat (the lease outlasts it)."""
         assert job_type.run_many is not None
         by_id = {job.id: job for job in jobs}
         payloads = []
@@ -121,7 +122,10 @@ class Worker:
         except Exception:
             log.exception("batched jobs failed; running them one by one", count=len(jobs))
             left = payloads
-        await asyncio.gather(*(self._execute(by_id[p["_job"]]) for p in left))
+        if self._stopping:
+            return  # their leases expire and they are claimed again
+        for payload in left:  # each its own task and slot; the batch's slots free when it returns
+            self._spawn(self._execute(by_id[payload["_job"]]), 1)
 
     async def _sweep_leases(self) -> None:
         """Every half lease: make jobs of dead workers claimable again; now and then prune old jobs."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
@@ -29,11 +30,17 @@ EVERY_COMMITS = 200
 
 
 class Checkpointer:
-    __slots__ = ("_commits", "_conn", "_lock", "_running")
+    """Belongs to one event loop, like the Store that owns it (it shares the Store's write lock)."""
+
+    __slots__ = ("_commits", "_conn", "_lock", "_running", "_thread")
 
     def __init__(self, path: str, lock: asyncio.Lock) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout=1000")
+        # Another process checkpointing: give up at once rather than hold the write lock waiting.
+        self._conn.execute("PRAGMA busy_timeout=0")
+        # Its own thread: in the loop's shared pool it could wait behind backups' long-running
+        # threads while holding the write lock, stalling every write.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dpvault-checkpoint")
         self._lock = lock
         self._commits = 0
         self._running: asyncio.Task[None] | None = None
@@ -48,7 +55,7 @@ class Checkpointer:
     async def _checkpoint(self) -> None:
         try:
             async with self._lock:
-                await asyncio.to_thread(self._run)
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._run)
         except sqlite3.Error as exc:  # another process checkpointing, a full disk: next time
             log.debug("checkpoint deferred", error=str(exc))
         finally:
@@ -60,4 +67,5 @@ class Checkpointer:
     async def close(self) -> None:
         if self._running is not None:
             await asyncio.gather(self._running, return_exceptions=True)
+        self._thread.shutdown(wait=True)
         self._conn.close()

@@ -81,13 +81,15 @@ def make_sqlite_engines(url: str) -> tuple[Engine, Engine]:
     event.listen(reader, "connect", _sqlite_pragmas(READER_BUSY_MS))
     event.listen(writer, "connect", _sqlite_pragmas(WRITER_BUSY_MS))
 
-    @event.listens_for(writer, "connect")
-    def _checkpoint_elsewhere(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        # Checkpoints run in checkpoint.Checkpointer's thread, not in the writer's commits.
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint.BACKSTOP_PAGES}")
-        cursor.execute(f"PRAGMA journal_size_limit={checkpoint.JOURNAL_SIZE_LIMIT}")
-        cursor.close()
+    if sqlite_file(url) is not None:  # a file, so state.Store runs a checkpoint.Checkpointer
+
+        @event.listens_for(writer, "connect")
+        def _checkpoint_elsewhere(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # Checkpoints run in the Checkpointer's thread, not in the writer's commits.
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint.BACKSTOP_PAGES}")
+            cursor.execute(f"PRAGMA journal_size_limit={checkpoint.JOURNAL_SIZE_LIMIT}")
+            cursor.close()
 
     @event.listens_for(writer, "connect")
     def _autocommit_driver(dbapi_connection, _record):  # type: ignore[no-untyped-def]

@@ -135,6 +135,11 @@ class Tx:
         self._lock_rows = writable and postgres
         self._postgres = postgres
 
+    @property
+    def locks_rows(self) -> bool:
+        """True in a PostgreSQL write transaction, where reads lock rows (SQLite has one writer)."""
+        return self._lock_rows
+
     # -- resources ---------------------------------------------------------------------------
 
     async def resource(self, key: str, *, lock: bool | str = True) -> ResourceRow | None:
@@ -159,6 +164,8 @@ class Tx:
     async def resources_many(self, keys: Sequence[str]) -> dict[str, ResourceRow]:
         """Resources by key in one statement, for a batch; locked FOR UPDATE (in key order) in a
         PostgreSQL write transaction, like ``resource``."""
+        if not keys:
+            return {}
         stmt, params = _by_keys("resources", sorted(set(keys)), locked=self._lock_rows)
         return {r.key: r for r in (await self._conn.execute(stmt, params)).rows_as(ResourceRow)}
 
@@ -226,9 +233,12 @@ class Tx:
         rows = (await self._conn.execute(stmt, {"k_": op_id})).rows_as(OperationRow)
         return rows[0] if rows else None
 
-    async def operations_many(self, op_ids: Sequence[str]) -> dict[str, OperationRow]:
-        """Operations by id in one statement, for a batch; locked like ``operation``, in id order."""
-        stmt, params = _by_keys("operations", sorted(set(op_ids)), locked=self._lock_rows)
+    async def operations_many(self, op_ids: Sequence[str], *, lock: bool = True) -> dict[str, OperationRow]:
+        """Operations by id in one statement, for a batch; locked like ``operation`` (in id order)
+        unless ``lock`` is False."""
+        if not op_ids:
+            return {}
+        stmt, params = _by_keys("operations", sorted(set(op_ids)), locked=self._lock_rows and lock)
         return {r.id: r for r in (await self._conn.execute(stmt, params)).rows_as(OperationRow)}
 
     async def insert_operation(self, **values: Any) -> None:
@@ -302,6 +312,8 @@ class Tx:
 
     async def finish_jobs(self, job_ids: Sequence[int], owner: str, *, now: float) -> int:
         """Mark this worker's jobs done in one statement (a batch); returns how many were."""
+        if not job_ids:
+            return 0
         stmt, params = _by_keys("jobs", sorted(job_ids), locked=False)
         params.update(owner_=owner, state="done", finished_at=now, last_error=None)
         return (await self._conn.execute(stmt, params)).rowcount
@@ -833,6 +845,9 @@ _FAST = {
 
 
 class Store:
+    """The state store. A Store belongs to the event loop that first writes through it (its write
+    lock and SQLite checkpoints do); open one per loop."""
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.postgres = not engines.is_sqlite(url)

@@ -87,10 +87,14 @@ async def configure_many(svc: Services, payloads: list[dict[str, Any]]) -> list[
     due: list[float | None] = []
 
     async def write(tx: Tx) -> None:
-        ops = await tx.operations_many([p["operation"] for p in shallow])
-        batch = _Batch(
-            ops, await tx.resources_many([op.resource_key for op in ops.values() if not op.terminal])
-        )
+        op_ids = [p["operation"] for p in shallow]
+        # Instances before their operations, the order PUT and DELETE lock them in (PostgreSQL):
+        # the other order could deadlock with a PUT on one of them.
+        ops = await tx.operations_many(op_ids, lock=False)
+        instances = await tx.resources_many([op.resource_key for op in ops.values() if not op.terminal])
+        if tx.locks_rows:
+            ops = await tx.operations_many(op_ids)
+        batch = _Batch(ops, instances)
         for payload in shallow:
             await _settle(tx, svc, payload, None, due, batch=batch)
         await tx.finish_jobs([p["_job"] for p in shallow], shallow[0]["_worker"], now=svc.real_now())
