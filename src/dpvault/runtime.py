@@ -44,11 +44,7 @@ def job_types(protection: Protection, restores: RestoreJobs) -> dict[str, JobTyp
         JOB_DRILL: JobType(bound(restores.drill), restore_give_up),
         lifecycle.JOB_SYNC: JobType(lifecycle.sync, lifecycle.give_up),
         vault_handlers.JOB_PROVISION: JobType(vault_handlers.provision, vault_handlers.give_up),
-        lifecycle.JOB_CONFIGURE: JobType(
-            lifecycle.configure,
-            lifecycle.give_up,
-            None if __import__("os").environ.get("NOBATCH") else lifecycle.configure_many,
-        ),
+        lifecycle.JOB_CONFIGURE: JobType(lifecycle.configure, lifecycle.give_up, lifecycle.configure_many),
         lifecycle.JOB_DELETE: JobType(lifecycle.delete, lifecycle.give_up),
         lifecycle.JOB_VALIDATE: JobType(lifecycle.validate, lifecycle.give_up),
         JOB_BACKUP: JobType(bound(protection.run_backup), bound(protection.give_up_backup)),

@@ -103,18 +103,20 @@ class Worker:
         self._busy += jobs
         task.add_done_callback(lambda task: self._done(task, jobs))
 
+    def _payload(self, job: JobRow) -> dict[str, Any]:
+        """The job's payload, with what a handler needs to mark the job done itself."""
+        payload: dict[str, Any] = msgspec.json.decode(job.payload)
+        payload["_worker"] = self.owner
+        payload["_job"] = job.id
+        return payload
+
     async def _execute_many(self, job_type: JobType, jobs: list[JobRow]) -> None:
         """Jobs of one type claimed together; what ``run_many`` leaves (or all, if it raises) runs
         one by one as usual, in tasks of its own. ``run_many`` must be short work: it has no
         heartbeat (the lease outlasts it)."""
         assert job_type.run_many is not None
         by_id = {job.id: job for job in jobs}
-        payloads = []
-        for job in jobs:
-            payload = msgspec.json.decode(job.payload)
-            payload["_worker"] = self.owner
-            payload["_job"] = job.id
-            payloads.append(payload)
+        payloads = [self._payload(job) for job in jobs]
         try:
             left = await job_type.run_many(self.svc, payloads)
         except asyncio.CancelledError:
@@ -158,9 +160,7 @@ class Worker:
     async def _execute(self, job: JobRow) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
-            payload = msgspec.json.decode(job.payload)
-            payload["_worker"] = self.owner
-            payload["_job"] = job.id
+            payload = self._payload(job)
             job_type = self.types.get(job.kind)
             if job_type is None:
                 await self._finish(job, "failed", f"unknown job kind {job.kind!r}")

@@ -88,6 +88,12 @@ def schedules(policy: BackupPolicy) -> list[Schedule]:
     return out
 
 
+def _version(policy_row: ResourceRow) -> tuple[str, int, float]:
+    """What tells one version of a policy's row from another (``updated_at``: a policy deleted and
+    created again under its name starts at revision 1 again)."""
+    return policy_row.key, policy_row.revision, policy_row.updated_at
+
+
 def backup_rule(policy: BackupPolicy, name: str | None) -> AzureBackupRule | None:
     rules = [r for r in policy.policyRules if isinstance(r, AzureBackupRule)]
     if name is None:
@@ -151,8 +157,8 @@ class Protection:
 
     def schedules_of(self, policy_row: ResourceRow) -> list[Schedule]:
         """A policy's parsed schedules, cached per version of the policy's row (parsing ISO 8601 is
-        not free). ``updated_at`` tells a policy deleted and created again under its name apart."""
-        key = (policy_row.key, policy_row.revision, policy_row.updated_at)
+        not free)."""
+        key = _version(policy_row)
         found = self._schedules.get(key)
         if found is None:
             if len(self._schedules) > 4096:
@@ -169,7 +175,7 @@ class Protection:
         is kept for that window: configuring a burst of instances walks the calendar once (the
         walk was ~10% of a PUT's work, bench P1)."""
         schedules_ = self.schedules_of(policy_row)
-        key = (policy_row.key, policy_row.revision, policy_row.updated_at)
+        key = _version(policy_row)
         cached = self._plans.get(key)
         if cached is not None and cached[0] <= now < cached[1]:
             return cached[2]

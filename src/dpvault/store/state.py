@@ -707,8 +707,16 @@ _BATCH: dict[tuple[str, int, bool], Any] = {}
 
 
 # Column names per fast statement's SQL (SQLite and PostgreSQL SQL texts differ, so one map serves both).
-_UNSEEN = object()
-_columns: dict[str, list[str] | object | None] = {}
+_columns: dict[str, list[str] | None] = {}
+
+
+def _column_names(cursor: Any, sql: str) -> list[str] | None:
+    """A fast statement's column names (None: it returns no rows), looked up once per statement:
+    both drivers build a cursor's description anew on every access."""
+    if sql not in _columns:
+        description = cursor.description
+        _columns[sql] = [d[0] for d in description] if description else None
+    return _columns[sql]
 
 
 class _Rows:
@@ -725,13 +733,9 @@ class _Rows:
 
     @staticmethod
     def of(cursor: Any, sql: str) -> _Rows:
-        """A fast statement's rows; its column names are looked up once per statement (the
-        driver builds its description anew on every access)."""
-        names = _columns.get(sql, _UNSEEN)
-        if names is _UNSEEN:
-            description = cursor.description
-            names = _columns[sql] = [d[0] for d in description] if description else None
-        return _Rows(cursor.rowcount, names, cursor.fetchall() if names else [])  # type: ignore[arg-type]
+        """A fast statement's rows."""
+        names = _column_names(cursor, sql)
+        return _Rows(cursor.rowcount, names, cursor.fetchall() if names else [])
 
     def mappings(self) -> _Rows:
         return self
@@ -821,11 +825,8 @@ class _PgFast:
             cursor = self._cursor
             try:
                 await cursor.execute(sql, merged)
-                names = _columns.get(sql, _UNSEEN)
-                if names is _UNSEEN:
-                    description = cursor.description
-                    names = _columns[sql] = [d.name for d in description] if description else None
-                return _Rows(cursor.rowcount, names, await cursor.fetchall() if names else [])  # type: ignore[arg-type]
+                names = _column_names(cursor, sql)
+                return _Rows(cursor.rowcount, names, await cursor.fetchall() if names else [])
             except psycopg.Error as exc:
                 raise DBAPIError.instance(sql, merged, exc, psycopg.Error) from exc
         return await self._conn.execute(stmt, params)

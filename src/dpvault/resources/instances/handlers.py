@@ -90,8 +90,8 @@ class InstanceRoutes:
             vault_row = rows.get(vkey) or await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
             row = rows.get(key)
-            if row is not None:
-                row = await tx.resource(key)  # an update: hold the instance itself for this write
+            if row is not None and tx.locks_rows:
+                row = await tx.resource(key)  # an update: hold the instance itself (FOR UPDATE)
             previous = rules.decode_instance(row.body) if row else None
             if row is not None and row.active_operation:
                 op = await tx.operation(row.active_operation)

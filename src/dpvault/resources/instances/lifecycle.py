@@ -174,12 +174,10 @@ async def _settle(
     )  # fmt: skip
     if svc.protection is not None:
         policy_key = instance.properties.policyInfo.policyId.lower()
-        if batch is None or policy_key not in batch.policies:
-            policy_row = await tx.resource(policy_key, lock=False)
-            if batch is not None:
-                batch.policies[policy_key] = policy_row
-        else:
-            policy_row = batch.policies[policy_key]
+        policies = batch.policies if batch else {}
+        if policy_key not in policies:
+            policies[policy_key] = await tx.resource(policy_key, lock=False)
+        policy_row = policies[policy_key]
         if policy_row is not None:
             due.append(await svc.protection.protect(tx, row, policy_row))
     await operations.finish(tx, op_id, now=now, status=OperationStatus.SUCCEEDED, op=op)
