@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    from dpvault.protection.postgres import find_tools
+    from dpvault.engines.postgres import find_tools
 
     tools = find_tools()
     assert tools, "pg_dump not found"

@@ -23,6 +23,7 @@ from dpvault.identity.builtin import BuiltinIssuer
 from dpvault.identity.clients import ClientRegistry
 from dpvault.identity.tenants import Tenants
 from dpvault.identity.verifier import AUDIENCES, Verifier
+from dpvault.protection.service import Protection
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.clock import ClockRoutes
 from dpvault.resources.groups import ResourceGroupRoutes
@@ -69,18 +70,18 @@ def build_identity_routes(r: Router, builtin: BuiltinIssuer | None, tenants: Ten
     r.add("/{tenant}/oauth2/token", {"POST": builtin.token_v1}, auth=False)
 
 
-def build_router(svc: Services, timekeeper: Timekeeper | None = None) -> Router:
-    groups = ResourceGroupRoutes(svc)
+def build_router(svc: Services, protection: Protection, timekeeper: Timekeeper | None = None) -> Router:
+    groups = ResourceGroupRoutes(svc, protection.points)
     vaults = VaultRoutes(svc)
     policies = PolicyRoutes(svc)
-    instances = InstanceRoutes(svc)
+    instances = InstanceRoutes(svc, protection)
     ops = OperationRoutes(svc)
     provider = ProviderRoutes(svc)
     points = RecoveryPointRoutes(svc)
     jobs = JobRoutes(svc)
     clock = ClockRoutes(svc, timekeeper)
-    restores = RestoreRoutes(svc)
-    actions = ActionRoutes(svc)
+    restores = RestoreRoutes(svc, protection)
+    actions = ActionRoutes(svc, protection)
     r = Router()
     # Microsoft.Resources stubs
     r.add(_S + "/resourcegroups", {"GET": groups.list})
@@ -173,7 +174,8 @@ class DpvaultApp:
         if settings.builtin_issuer:
             builtin = BuiltinIssuer(signing_key, ClientRegistry(svc.store), AUDIENCES + own)
         # 3. routes
-        self.router = build_router(svc, self.runtime.timekeeper)
+        assert self.runtime.protection is not None
+        self.router = build_router(svc, self.runtime.protection, self.runtime.timekeeper)
         build_identity_routes(self.router, builtin, self.tenants)
 
     async def shutdown(self) -> None:

@@ -1,6 +1,13 @@
-"""One error family: every failure a client can see is an :class:`ArmError`, rendered as a CloudError.
+"""One error family: every failure dpvault reports is a :class:`DpvaultError`.
 
-Factories name the ARM error codes so handlers never spell codes or status numbers inline.
+- :class:`ArmError`: a request (or a long-running operation) failed; rendered as a CloudError with an
+  HTTP status. Factories name the ARM error codes so handlers never spell codes or statuses inline.
+- :class:`UserError`: work (a backup, a restore, a validation) failed for a reason the user can act
+  on; reported as Azure's UserFacingError in jobs and instances, and as the CloudError of the
+  operation that asked for the work (:meth:`UserError.to_arm`).
+
+Errors of the layers below (drivers, subprocesses, storage) are translated into these at the seam
+where they occur; nothing above a seam sees a psycopg or OS error as a reason.
 """
 
 from __future__ import annotations
@@ -8,7 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 
-class ArmError(Exception):
+class DpvaultError(Exception):
+    """The base of dpvault's own errors."""
+
+
+class ArmError(DpvaultError):
     """A failure with an HTTP status and an ARM CloudError body."""
 
     def __init__(
@@ -36,6 +47,36 @@ class ArmError(Exception):
         if self.details:
             error["details"] = self.details
         return {"error": error}
+
+
+class UserError(DpvaultError):
+    """A failure caused by the user's setup (credentials, network, permissions), not by dpvault."""
+
+    def __init__(self, code: str, message: str, recommended_action: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.recommended_action = recommended_action
+        self.retryable = retryable
+
+    def user_facing(self) -> dict[str, Any]:
+        """Azure's UserFacingError, as jobs and instances show it."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "recommendedAction": [self.recommended_action],
+            "isRetryable": self.retryable,
+            "isUserError": True,
+        }
+
+    def to_arm(self, status: int = 400) -> ArmError:
+        """The CloudError of the operation that asked for the work: the UserFacingError in details."""
+        return ArmError(status, self.code, self.message, details=[self.user_facing()])
+
+
+def internal_error(message: str) -> ArmError:
+    """An operation that ran out of attempts (the reason is in the server log, not here)."""
+    return ArmError(500, "InternalError", message)
 
 
 def bad_request(message: str, *, code: str = "InvalidRequestContent", target: str | None = None) -> ArmError:

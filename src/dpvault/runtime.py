@@ -1,53 +1,56 @@
 """The runtime: everything a dpvault process runs besides HTTP, built in one visible order.
 
 ``serve`` runs it under the API; ``dpvault worker`` runs it alone (more workers on one database).
+Every kind of queued job is registered here, in ``job_types``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from dpvault.clock import Clock, ManualClock
 from dpvault.datastores import LocalDatastore
+from dpvault.engines.postgres import PostgresEngine, find_tools
+from dpvault.engines.registry import Engines
 from dpvault.jobs.worker import JobType, Worker
-from dpvault.protection.postgres import PostgresEngine, find_tools
-from dpvault.protection.restore import Restorer
-from dpvault.protection.restore_jobs import JOB_RESTORE, JOB_VALIDATE_RESTORE, RestoreJobs
+from dpvault.model import payloads
+from dpvault.protection.restore import RestoreJobs
+from dpvault.protection.restore_files import FileRestorer
 from dpvault.protection.retention import Retention
 from dpvault.protection.scheduler import Scheduler
-from dpvault.protection.service import JOB_BACKUP, JOB_DRILL, Protection
+from dpvault.protection.service import Protection
 from dpvault.protection.timekeeper import Timekeeper
-from dpvault.resources.instances import lifecycle
-from dpvault.resources.vaults import handlers as vault_handlers
+from dpvault.resources.instances.lifecycle import InstanceJobs
+from dpvault.resources.vaults.handlers import VaultJobs
 from dpvault.secrets import SecretProvider, SecretResolver
 from dpvault.secrets.local import LocalSecretStore, load_key
 from dpvault.services import Services
 from dpvault.settings import Settings
 from dpvault.store import Store
+from dpvault.vault.points import RecoveryPoints
 
 
-def job_types(protection: Protection, restores: RestoreJobs) -> dict[str, JobType]:
-    def bound(method: Any) -> Any:
-        """A job handler (or give-up) from a method that needs no Services argument."""
-
-        async def run(_svc: Services, payload: dict[str, Any], *reason: str) -> None:
-            await method(payload, *reason)
-
-        return run
-
-    restore_give_up = bound(restores.give_up)
+def job_types(svc: Services, protection: Protection, restores: RestoreJobs) -> dict[str, JobType]:
+    """Every kind of job, by the kind its payload names: how it runs, gives up, and decodes."""
+    instances = InstanceJobs(svc, protection)
+    vaults = VaultJobs(svc)
+    kinds = [
+        (payloads.ProvisionVault, JobType(vaults.provision, vaults.give_up)),
+        (
+            payloads.ConfigureInstance,
+            JobType(instances.configure, instances.give_up, instances.configure_many),
+        ),
+        (payloads.DeleteInstance, JobType(instances.delete, instances.give_up)),
+        (payloads.ValidateForBackup, JobType(instances.validate, instances.give_up)),
+        (payloads.SyncInstance, JobType(instances.sync, instances.give_up)),
+        (payloads.Backup, JobType(protection.backups.run, protection.backups.give_up)),
+        (payloads.RestoreDrill, JobType(protection.drills.run, protection.drills.give_up)),
+        (payloads.Restore, JobType(restores.restore, restores.give_up)),
+        (payloads.ValidateRestore, JobType(restores.validate, restores.give_up)),
+    ]
     return {
-        JOB_RESTORE: JobType(bound(restores.restore), restore_give_up),
-        JOB_VALIDATE_RESTORE: JobType(bound(restores.validate), restore_give_up),
-        JOB_DRILL: JobType(bound(restores.drill), restore_give_up),
-        lifecycle.JOB_SYNC: JobType(lifecycle.sync, lifecycle.give_up),
-        vault_handlers.JOB_PROVISION: JobType(vault_handlers.provision, vault_handlers.give_up),
-        lifecycle.JOB_CONFIGURE: JobType(lifecycle.configure, lifecycle.give_up, lifecycle.configure_many),
-        lifecycle.JOB_DELETE: JobType(lifecycle.delete, lifecycle.give_up),
-        lifecycle.JOB_VALIDATE: JobType(lifecycle.validate, lifecycle.give_up),
-        JOB_BACKUP: JobType(bound(protection.run_backup), bound(protection.give_up_backup)),
+        payload.kind: JobType(job.run, job.give_up, job.run_many, payload=payload) for payload, job in kinds
     }
 
 
@@ -55,6 +58,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.services: Services | None = None
+        self.protection: Protection | None = None
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
         self.timekeeper: Timekeeper | None = None
@@ -76,26 +80,28 @@ class Runtime:
             wake_scheduler=self._wake_scheduler,
         )
         self.services = svc
-        # 4. protection: secrets, the PostgreSQL engine, the vault datastore, schedules, retention
+        # 4. the protection core: the vault (datastore + recovery points), the engines, secrets
+        lease = settings.lease_seconds
+        datastore = LocalDatastore(settings.vault_store_dir, heartbeat=max(0.5, lease / 3))
+        points = RecoveryPoints(store, datastore, grace=2 * lease)
+        engines = Engines([PostgresEngine(find_tools(settings.pg_dump))])
         providers: list[SecretProvider] = [LocalSecretStore(store, load_key(settings.identity_dir))]
         if settings.key_vault:
-            from dpvault.secrets.keyvault import KeyVaultSecrets
+            from dpvault.secrets.keyvault import KeyVaultSecrets  # optional extra: azure-keyvault-secrets
 
             providers.append(KeyVaultSecrets(tenants={settings.tenant_id}))
-        datastore = LocalDatastore(settings.vault_store_dir)
-        protection = Protection(
-            svc, PostgresEngine(find_tools(settings.pg_dump)), datastore, SecretResolver(providers)
+        protection = self.protection = Protection(svc, engines, points, SecretResolver(providers))
+        restores = RestoreJobs(
+            svc, engines, protection.credentials, points, FileRestorer(points, settings.restore_dirs)
         )
-        svc.protection = protection
-        restores = RestoreJobs(svc, Restorer(protection, settings.restore_dirs))
-        self.scheduler = Scheduler(protection, Retention(svc, datastore))
+        self.scheduler = Scheduler(protection, Retention(svc, points))
         if isinstance(clock, ManualClock):
             self.timekeeper = Timekeeper(svc, clock, self.scheduler)
             await self.timekeeper.load()
             self._tasks.append(asyncio.create_task(self.timekeeper.follow()))
         # 5. background work: the job worker and the scheduler
         if settings.run_worker:
-            self.worker = Worker(svc, job_types(protection, restores))
+            self.worker = Worker(svc, job_types(svc, protection, restores))
             self._tasks.append(asyncio.create_task(self.worker.run()))
             if store.postgres:
                 self._tasks.append(asyncio.create_task(store.listen(self.worker.wake)))

@@ -1,19 +1,17 @@
-"""What handlers and job handlers share: built once by ``Runtime.start`` (the composition root)."""
+"""What handlers and job handlers share: built once by ``Runtime.start`` (the composition root).
+
+The protection core is not in here: the handlers and jobs that use it are given it explicitly."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from dpvault.arm.http import Principal
 from dpvault.clock import Clock
 from dpvault.settings import Settings
 from dpvault.store import Store
-
-if TYPE_CHECKING:
-    from dpvault.arm.http import Principal
-    from dpvault.protection.service import Protection
 
 
 @dataclass
@@ -25,7 +23,6 @@ class Services:
     wake_worker: Callable[[], None]
     # Wakes the scheduler after a change to what is protected or when.
     wake_scheduler: Callable[..., None] = lambda at=None: None
-    protection: Protection | None = None
     # Refuses a principal a subscription of another tenant (set by the app once tenants exist); for
     # routes whose subscription is in the body rather than the path.
     authorize: Callable[[Principal, str], Awaitable[None]] | None = None

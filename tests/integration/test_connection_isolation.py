@@ -11,8 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dpvault.protection.errors import UserError
-from dpvault.protection.postgres import PostgresEngine, connect_kwargs, find_tools
+from dpvault.engines.postgres import PostgresEngine, find_tools
+from dpvault.engines.postgres.engine import connect_kwargs
+from dpvault.errors import UserError
+from dpvault.model.instances.schema import Datasource
 from tests.support import PostgresServer
 
 
@@ -42,6 +44,8 @@ def test_a_secret_without_password_does_not_use_dpvaults_own(
     if tools is None:
         pytest.skip("pg_dump is not installed")
     with pytest.raises(UserError) as failed:
-        asyncio.run(PostgresEngine(tools).validate(params, "postgres"))
+        asyncio.run(
+            PostgresEngine(tools).validate(params, Datasource(resourceID="/db", resourceName="postgres"))
+        )
     assert failed.value.code == "UserErrorDatabaseAuthenticationFailed"
     assert os.environ["PGPASSWORD"] == source_pg.password  # dpvault's own environment is left alone

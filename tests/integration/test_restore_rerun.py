@@ -16,14 +16,20 @@ import pytest
 
 from dpvault.clock import Clock
 from dpvault.datastores import LocalDatastore
-from dpvault.protection.errors import UserError
-from dpvault.protection.postgres import PostgresEngine, find_tools
-from dpvault.protection.restore import Restorer, _marker
-from dpvault.protection.service import Protection
+from dpvault.engines.base import Params
+from dpvault.engines.postgres import PostgresEngine, find_tools
+from dpvault.engines.postgres.restore import marker as _marker
+from dpvault.engines.registry import Engines
+from dpvault.errors import UserError
+from dpvault.protection.credentials import Credentials
+from dpvault.protection.restore import RestoreJobs
+from dpvault.protection.restore_files import FileRestorer
 from dpvault.secrets import SecretResolver
 from dpvault.services import Services
 from dpvault.settings import Settings
 from dpvault.store import RecoveryPointRow, Store
+from dpvault.vault import format as vault_format
+from dpvault.vault.points import RecoveryPoints
 from tests.integration.test_protection import make_sample_database
 from tests.integration.test_restore import database_exists, table_state
 from tests.support import PostgresServer
@@ -35,6 +41,25 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+class Restorer:
+    """The restore paths a job takes, on real parts: a point into a database (the engine), or as files."""
+
+    def __init__(self, jobs: RestoreJobs, engine: PostgresEngine, vault: Path) -> None:
+        self.jobs, self.engine, self.vault = jobs, engine, vault
+
+    async def to_database(self, rp: RecoveryPointRow, params: Params, *, owner: str) -> dict[str, str]:
+        return await self.jobs.to_datasource(self.engine, rp, params, owner=owner)
+
+    async def release_database(self, params: Params, owner: str) -> None:
+        await self.engine.release(params, owner)
+
+    async def to_files(self, rp: RecoveryPointRow, target: dict[str, Any], *, owner: str) -> dict[str, str]:
+        return await self.jobs.files.to_files(rp, target, owner=owner)
+
+    def release_files(self, target: dict[str, Any], owner: str) -> None:
+        self.jobs.files.release(target, owner)
+
+
 @pytest.fixture
 def point(tmp_path: Path, source_pg: PostgresServer) -> tuple[Restorer, RecoveryPointRow, str]:
     """A Restorer and a recovery point holding a real pg_dump of a sample database."""
@@ -44,7 +69,7 @@ def point(tmp_path: Path, source_pg: PostgresServer) -> tuple[Restorer, Recovery
     db = make_sample_database(source_pg, customers=50, orders=80)
     datastore = LocalDatastore(tmp_path / "vault")
     key = f"v/i/{uuid.uuid4()}.dump"
-    path = datastore.path(key)
+    path = tmp_path / "vault" / key
     path.parent.mkdir(parents=True)
     env = {"PATH": os.environ["PATH"], "PGPASSWORD": source_pg.password}
     with open(path, "wb") as out:
@@ -57,12 +82,20 @@ def point(tmp_path: Path, source_pg: PostgresServer) -> tuple[Restorer, Recovery
         "object_key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "expiry": None,
         "details": b"{}", "state": "available", "created_at": 1.0,
     })  # fmt: skip
+    manifest = vault_format.Manifest(
+        format=1, recoveryPointId=rp.id, instance="i", sha256=rp.sha256, size=rp.size,
+        engine="pg_dump -Fc", pgDumpVersion=tools.version, tables=2,
+    )  # fmt: skip
 
     async def make() -> Restorer:
         store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        await vault_format.write_manifest(datastore, key, manifest, writer="fixture")
         svc = Services(Settings(data_dir=tmp_path), store, Clock(), wake_worker=lambda: None)
-        protection = Protection(svc, PostgresEngine(tools), datastore, SecretResolver([]))
-        return Restorer(protection, [tmp_path / "restores"])
+        points = RecoveryPoints(store, datastore, grace=30)
+        engine = PostgresEngine(tools)
+        files = FileRestorer(points, [tmp_path / "restores"])
+        jobs = RestoreJobs(svc, Engines([engine]), Credentials(svc, SecretResolver([])), points, files)
+        return Restorer(jobs, engine, tmp_path / "vault")
 
     return _run(make()), rp, db
 
@@ -122,7 +155,7 @@ def test_a_rerun_finishes_its_own_files_and_refuses_anything_else(
     target = {"targetDetails": {"url": f"file://{directory}", "filePrefix": "nightly"}}
     # the crashed attempt linked its staging file into place, then died before the checksum file
     staged = directory / f".nightly.dump.{JOB}.partial"
-    staged.write_bytes(restorer.datastore.path(rp.object_key).read_bytes())
+    staged.write_bytes((restorer.vault / rp.object_key).read_bytes())
     os.link(staged, directory / "nightly.dump")
     details = _run(restorer.to_files(rp, target, owner=JOB))
     assert details["SHA256"] == rp.sha256

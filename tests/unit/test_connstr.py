@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpvault.protection.connstr import parse
-from dpvault.protection.errors import UserError
+from dpvault.engines.postgres.connstr import parse
+from dpvault.errors import UserError
 
 
 def test_ado_net_string_as_azure_backup_writes_it() -> None:

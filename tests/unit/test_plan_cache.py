@@ -1,4 +1,4 @@
-"""Protection.plan keeps its answer for the window it holds in (from the latest occurrence up to
+"""Planner.plan keeps its answer for the window it holds in (from the latest occurrence up to
 the next), so a burst of configurations walks the calendar once. The cached answers must equal
 the computed ones at every time, and a policy deleted and created again under its name (its
 revision starts again at 1) must not be served the old policy's schedule."""
@@ -10,7 +10,7 @@ import json
 import random
 from typing import Any
 
-from dpvault.protection.service import Protection
+from dpvault.protection.planning import Planner
 from dpvault.store import ResourceRow
 from tests.support import policy_body
 
@@ -36,8 +36,8 @@ def _two_schedules() -> dict[str, Any]:
     return body
 
 
-def _protection() -> Protection:
-    return Protection(None, None, None, None)  # type: ignore[arg-type]  # plan needs none of them
+def _protection() -> Planner:
+    return Planner()
 
 
 def test_cached_plans_equal_computed_plans_at_every_time() -> None:
@@ -49,7 +49,7 @@ def test_cached_plans_equal_computed_plans_at_every_time() -> None:
     # exactly on occurrences too: the window's ends
     exact = [t for t in (fresh.plan(row, x)[2] for x in times[:20]) if t is not None]
     for now in [*times, *exact, *(t - 1e-6 for t in exact)]:
-        expected = _protection().plan(row, now)  # a new Protection: nothing cached
+        expected = _protection().plan(row, now)  # a new Planner: nothing cached
         assert cached.plan(row, now) == expected, now
     assert len(cached._plans) == 1  # one window kept per policy version
 

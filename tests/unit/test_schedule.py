@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil.relativedelta import relativedelta
 
-from dpvault.resources.policies.schedule import (
+from dpvault.model.policies.schedule import (
     RepeatingInterval,
     ScheduleError,
     parse_datetime,

@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 
 from dpvault.arm.schema import convert, decode, decode_json
 from dpvault.errors import ArmError
-from dpvault.resources.instances.schema import (
+from dpvault.model.instances.schema import (
     BackupInstanceResource,
     Datasource,
     KubernetesClusterBackupDatasourceParameters,
     PolicyParameters,
 )
-from dpvault.resources.policies.schema import (
+from dpvault.model.policies.schema import (
     AbsoluteDeleteOption,
     AzureBackupRule,
     AzureRetentionRule,
@@ -33,8 +33,8 @@ from dpvault.resources.policies.schema import (
     ScheduleBasedBackupCriteria,
     TaggingCriteria,
 )
-from dpvault.resources.schema import InnerError, UserFacingError
-from dpvault.resources.vaults.schema import (
+from dpvault.model.schema import InnerError, UserFacingError
+from dpvault.model.vaults.schema import (
     BackupVault,
     BackupVaultResource,
     PatchResourceRequestInput,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from dpvault.protection.tagging import choose_tag, retention_for
-from dpvault.resources.policies.schema import BackupPolicy, TaggingCriteria
+from dpvault.model.policies.schema import BackupPolicy, TaggingCriteria
+from dpvault.model.policies.tagging import choose_tag, retention_for
 
 
 def criteria(*items: dict) -> list[TaggingCriteria]:

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from dpvault.clock import Clock
-from dpvault.jobs.worker import JobType, Worker
+from dpvault.jobs.worker import Claimed, JobType, Worker
 from dpvault.services import Services
 from dpvault.settings import Settings
 from dpvault.store import JobRow, Store
@@ -45,11 +45,11 @@ def test_a_failing_job_gives_up_with_a_public_message(tmp_path: Path) -> None:
         runs: list[int] = []
         given_up: list[str] = []
 
-        async def fail(svc: Services, payload: dict[str, Any]) -> None:
+        async def fail(job: Claimed[Any]) -> None:
             runs.append(1)
             raise RuntimeError(SECRET_DETAIL)
 
-        async def give_up(svc: Services, payload: dict[str, Any], reason: str) -> None:
+        async def give_up(job: Claimed[Any], reason: str) -> None:
             given_up.append(reason)
 
         await svc.store.transact(lambda tx: tx.enqueue("t", msgspec.json.encode({}), now=0.0, max_attempts=2))
@@ -69,10 +69,10 @@ def test_a_job_whose_worker_dies_every_time_is_given_up_without_running_again(tm
         runs: list[int] = []
         given_up: list[str] = []
 
-        async def never(svc: Services, payload: dict[str, Any]) -> None:
+        async def never(job: Claimed[Any]) -> None:
             runs.append(1)
 
-        async def give_up(svc: Services, payload: dict[str, Any], reason: str) -> None:
+        async def give_up(job: Claimed[Any], reason: str) -> None:
             given_up.append(reason)
 
         await svc.store.transact(lambda tx: tx.enqueue("t", msgspec.json.encode({}), now=0.0, max_attempts=2))
@@ -92,10 +92,10 @@ def test_a_give_up_that_cannot_be_recorded_is_retried_not_dropped(tmp_path: Path
         svc = await _services(tmp_path)
         attempts: list[int] = []
 
-        async def fail(svc: Services, payload: dict[str, Any]) -> None:
+        async def fail(job: Claimed[Any]) -> None:
             raise RuntimeError("boom")
 
-        async def give_up(svc: Services, payload: dict[str, Any], reason: str) -> None:
+        async def give_up(job: Claimed[Any], reason: str) -> None:
             attempts.append(1)
             if len(attempts) == 1:
                 raise RuntimeError("the database went away")
@@ -123,19 +123,19 @@ def test_jobs_claimed_together_go_to_run_many_and_what_it_leaves_runs_alone(tmp_
         batches: list[list[int]] = []
         alone: list[int] = []
 
-        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            batches.append([p["n"] for p in payloads])
+        async def run_many(jobs: list[Claimed[Any]]) -> list[Claimed[Any]]:
+            batches.append([j.payload["n"] for j in jobs])
 
             async def write(tx: Any) -> None:  # the even ones: done here, in one transaction
-                for p in payloads:
-                    if p["n"] % 2 == 0:
-                        await tx.finish_job(p["_job"], p["_worker"], now=1.0, state="done", error=None)
+                for j in jobs:
+                    if j.payload["n"] % 2 == 0:
+                        await tx.finish_job(j.id, j.worker, now=1.0, state="done", error=None)
 
             await svc.store.transact(write)
-            return [p for p in payloads if p["n"] % 2]
+            return [j for j in jobs if j.payload["n"] % 2]
 
-        async def one(svc: Services, payload: dict[str, Any]) -> None:
-            alone.append(payload["n"])
+        async def one(job: Claimed[Any]) -> None:
+            alone.append(job.payload["n"])
 
         await _enqueue(svc, 6)
         worker = Worker(svc, {"t": JobType(one, None, run_many)}, poll=0.05)
@@ -156,11 +156,11 @@ def test_a_failing_batch_runs_its_jobs_one_by_one(tmp_path: Path) -> None:
         svc = await _services(tmp_path)
         alone: list[int] = []
 
-        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async def run_many(jobs: list[Claimed[Any]]) -> list[Claimed[Any]]:
             raise RuntimeError("one bad job spoils the batch")
 
-        async def one(svc: Services, payload: dict[str, Any]) -> None:
-            alone.append(payload["n"])
+        async def one(job: Claimed[Any]) -> None:
+            alone.append(job.payload["n"])
 
         await _enqueue(svc, 4)
         worker = Worker(svc, {"t": JobType(one, None, run_many)}, poll=0.05)
@@ -180,12 +180,12 @@ def test_a_retried_job_runs_alone(tmp_path: Path) -> None:
         batched: list[int] = []
         alone: list[int] = []
 
-        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            batched.extend(p["n"] for p in payloads)
-            return payloads
+        async def run_many(jobs: list[Claimed[Any]]) -> list[Claimed[Any]]:
+            batched.extend(j.payload["n"] for j in jobs)
+            return jobs
 
-        async def one(svc: Services, payload: dict[str, Any]) -> None:
-            alone.append(payload["n"])
+        async def one(job: Claimed[Any]) -> None:
+            alone.append(job.payload["n"])
 
         await _enqueue(svc, 2)
         # a worker claimed both and died; after the lease they are second attempts
@@ -211,10 +211,10 @@ def test_a_batch_holds_a_slot_for_each_of_its_jobs(tmp_path: Path) -> None:
         most = 0
         release = asyncio.Event()
 
-        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return payloads  # all left to run one by one (like deep validations)
+        async def run_many(jobs: list[Claimed[Any]]) -> list[Claimed[Any]]:
+            return jobs  # all left to run one by one (like deep validations)
 
-        async def one(svc: Services, payload: dict[str, Any]) -> None:
+        async def one(job: Claimed[Any]) -> None:
             nonlocal running, most
             running += 1
             most = max(most, running)
@@ -242,18 +242,18 @@ def test_jobs_a_batch_finished_free_their_slots_while_its_leftovers_run(tmp_path
         release = asyncio.Event()
         started: dict[int, asyncio.Event] = {0: asyncio.Event(), 9: asyncio.Event()}
 
-        async def run_many(svc: Services, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async def run_many(jobs: list[Claimed[Any]]) -> list[Claimed[Any]]:
             async def write(tx: Any) -> None:
-                for p in payloads:
-                    if p["n"] != 0:
-                        await tx.finish_job(p["_job"], p["_worker"], now=1.0, state="done", error=None)
+                for j in jobs:
+                    if j.payload["n"] != 0:
+                        await tx.finish_job(j.id, j.worker, now=1.0, state="done", error=None)
 
             await svc.store.transact(write)
-            return [p for p in payloads if p["n"] == 0]  # job 0 is slow
+            return [j for j in jobs if j.payload["n"] == 0]  # job 0 is slow
 
-        async def one(svc: Services, payload: dict[str, Any]) -> None:
-            started[payload["n"]].set()
-            if payload["n"] == 0:
+        async def one(job: Claimed[Any]) -> None:
+            started[job.payload["n"]].set()
+            if job.payload["n"] == 0:
                 await release.wait()
 
         await _enqueue(svc, 4)

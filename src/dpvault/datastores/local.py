@@ -1,35 +1,34 @@
-"""A datastore in a local directory (the default: ``<data-dir>/vault``)."""
+"""A datastore in a local directory (the default: ``<data-dir>/vault``).
+
+An object is a file at ``<root>/<key>``. A put streams into ``<root>/.staging/<writer>.<random>.partial``
+(created exclusively, mode 0600), then fsyncs it, renames it into place and fsyncs the directory: the
+rename is the moment it becomes visible. While a put runs, the store touches its staging file every
+``heartbeat`` seconds, so a staging file untouched for longer belongs to a writer that died.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
-import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+from dpvault.datastores.base import (
+    CHUNK,
+    ObjectInfo,
+    ObjectNotFoundError,
+    Written,
+    check_key,
+    check_writer,
+    valid_key,
+)
+
 STAGING = ".staging"
-CHUNK = 1 << 20
-
-
-def manifest_key(object_key: str) -> str:
-    """The manifest written beside a backup object (docs/design/vault-format.md)."""
-    return object_key.removesuffix(".dump") + ".json"
-
-
-def _valid_key(key: str) -> bool:
-    return bool(_KEY.match(key)) and ".." not in key
-
-
-def _check_key(key: str) -> str:
-    if not _valid_key(key):
-        raise ValueError(f"invalid datastore key {key!r}")
-    return key
 
 
 def fsync_dir(path: Path) -> None:
@@ -40,118 +39,132 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class Staged:
-    """An object being written: append with ``write``; ``size`` and ``sha256`` follow the bytes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: BinaryIO = open(path, "xb")
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self._hash.update(chunk)
-        self.size += len(chunk)
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
-    def _close(self, *, sync: bool) -> None:
-        if not self._file.closed:
-            if sync:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            self._file.close()
+def _append(file: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:
+    # Both release the GIL on large buffers: run in a thread, they leave the event loop free.
+    file.write(chunk)
+    digest.update(chunk)
 
 
 class LocalDatastore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, heartbeat: float = 5.0) -> None:
         self.root = root
+        self.heartbeat = heartbeat
         self._staging = root / STAGING
         self._staging.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
 
-    def stage(self, owner: str = "x") -> Staged:
-        """A new staging object. ``owner`` (a job id) lets ``discard_owner`` find a dead attempt's leftovers."""
-        if not re.match(r"^[A-Za-z0-9-]{1,64}$", owner):
-            raise ValueError(f"invalid staging owner {owner!r}")
-        return Staged(self._staging / f"{owner}.{uuid.uuid4().hex}.partial")
+    # -- writing -----------------------------------------------------------------------------
 
-    def discard_owner(self, owner: str) -> int:
-        """Remove staging files of ``owner``: earlier attempts of a job that is running again."""
-        removed = 0
-        for entry in self._staging.glob(f"{owner}.*.partial"):
-            entry.unlink(missing_ok=True)
-            removed += 1
-        return removed
-
-    def publish(self, staged: Staged, key: str) -> None:
-        target = self.path(key)
-        staged._close(sync=True)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.replace(staged.path, target)
-        fsync_dir(target.parent)
-
-    def discard(self, staged: Staged) -> None:
-        staged._close(sync=False)
-        staged.path.unlink(missing_ok=True)
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        """A small object (a manifest), published atomically."""
-        staged = self.stage()
-        staged.write(data)
-        self.publish(staged, key)
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
-
-    def open(self, key: str) -> BinaryIO:
-        return open(self.path(key), "rb")
-
-    def hash(self, key: str) -> tuple[int, str]:
-        """(size, SHA-256) of an object, streamed."""
+    async def put(self, key: str, source: AsyncIterable[bytes], *, writer: str = "dpvault") -> Written:
+        target = self._path(key)
+        staging = self._staging / f"{check_writer(writer)}.{uuid.uuid4().hex}.partial"
+        file = await asyncio.to_thread(_open_exclusive, staging)
         digest = hashlib.sha256()
         size = 0
-        with self.open(key) as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return size, digest.hexdigest()
+        beat = asyncio.create_task(self._beat(staging))
+        try:
+            async for chunk in source:
+                if chunk:
+                    await asyncio.to_thread(_append, file, digest, chunk)
+                    size += len(chunk)
+            await asyncio.to_thread(_publish, file, staging, target)
+        except BaseException:
+            beat.cancel()
+            await asyncio.shield(asyncio.to_thread(_discard, file, staging))
+            raise
+        finally:
+            beat.cancel()
+        return Written(key, size, digest.hexdigest())
 
-    def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+    async def _beat(self, staging: Path) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            with contextlib.suppress(OSError):
+                os.utime(staging)
 
-    def keys(self) -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if d != STAGING]
-            for name in filenames:
-                key = str((Path(dirpath) / name).relative_to(self.root))
-                # Files dpvault never writes (an editor's backup, .nfs* on NFS) are not objects.
-                if _valid_key(key):
-                    yield key
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
 
-    def sweep(self, *, stale_after: float, referenced: set[str] | None) -> int:
-        """Remove staging files untouched for ``stale_after`` seconds (their writer died) and, unless
-        ``referenced`` is None, published objects older than that which no recovery point refers to.
-        Returns how many files were removed."""
-        cutoff = time.time() - stale_after
+    async def sweep_incomplete(self, *, writer: str | None = None, older_than: float | None = None) -> int:
+        pattern = f"{check_writer(writer)}.*.partial" if writer is not None else None
+        return await asyncio.to_thread(self._sweep, pattern, older_than)
+
+    def _sweep(self, pattern: str | None, older_than: float | None) -> int:
+        cutoff = time.time() - older_than if older_than is not None else None
         removed = 0
         for entry in self._staging.iterdir():
             with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime < cutoff:
+                mine = pattern is not None and entry.match(pattern)
+                if mine or (cutoff is not None and entry.stat().st_mtime < cutoff):
                     entry.unlink()
                     removed += 1
-        if referenced is None:
-            return removed
-        for key in list(self.keys()):
-            if key in referenced:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if self.path(key).stat().st_mtime < cutoff:
-                    self.path(key).unlink()
-                    removed += 1
         return removed
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get(self, key: str) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            file = await asyncio.to_thread(open, path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(key) from None
+        try:
+            while chunk := await asyncio.to_thread(file.read, CHUNK):
+                yield chunk
+        finally:
+            file.close()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = await asyncio.to_thread(self._path(key).stat)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        for info in await asyncio.to_thread(self._list, prefix):
+            yield info
+
+    def _list(self, prefix: str) -> list[ObjectInfo]:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if d != STAGING]
+            for name in filenames:
+                path = Path(dirpath) / name
+                key = str(path.relative_to(self.root))
+                # Files dpvault never writes (an editor's backup, .nfs* on NFS) are not objects.
+                if valid_key(key) and key.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        st = path.stat()
+                        out.append(ObjectInfo(key, st.st_size, st.st_mtime))
+        return out
+
+    @contextlib.asynccontextmanager
+    async def local_copy(self, key: str) -> AsyncIterator[Path]:
+        path = self._path(key)
+        if not await asyncio.to_thread(path.is_file):
+            raise ObjectNotFoundError(key)
+        yield path  # the object itself: objects are never written in place, only replaced
+
+
+def _open_exclusive(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _publish(file: BinaryIO, staging: Path, target: Path) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+    file.close()
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(staging, target)
+    fsync_dir(target.parent)
+
+
+def _discard(file: BinaryIO, staging: Path) -> None:
+    with contextlib.suppress(OSError):
+        file.close()
+    staging.unlink(missing_ok=True)

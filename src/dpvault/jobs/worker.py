@@ -10,7 +10,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import structlog
@@ -23,18 +23,36 @@ log = structlog.get_logger("dpvault.worker")
 PRUNE_EVERY = 600.0
 KEEP_FINISHED = 7 * 24 * 3600.0  # finished jobs are kept a week, for diagnosis
 
-Run = Callable[[Services, dict[str, Any]], Awaitable[bool | None]]
-GiveUp = Callable[[Services, dict[str, Any], str], Awaitable[None]]
-RunMany = Callable[[Services, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+P = TypeVar("P")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed(Generic[P]):
+    """A job this worker holds: its payload, and the queue's facts beside it (never inside it)."""
+
+    id: int
+    worker: str  # the lease owner: a handler that marks the job done itself needs it
+    attempt: int
+    payload: P
+
+
+Run = Callable[[Claimed[Any]], Awaitable[bool | None]]
+GiveUp = Callable[[Claimed[Any], str], Awaitable[None]]
+RunMany = Callable[[list[Claimed[Any]]], Awaitable[list[Claimed[Any]]]]
 
 
 @dataclass(frozen=True)
 class JobType:
+    """How one kind of job runs. ``run`` returns True when it marked the job done itself (in its
+    own transaction); ``give_up`` ends the job's operation or record when it is out of attempts."""
+
     run: Run
     give_up: GiveUp | None = None
-    # Optional: run several claimed jobs at once (marking them done itself); returns the payloads
-    # it left for ``run`` one by one.
+    # Optional: run several claimed jobs at once (marking them done itself); returns the jobs it
+    # left for ``run`` one by one.
     run_many: RunMany | None = None
+    # What the stored payload decodes into (a Struct of ``dpvault.model.payloads``).
+    payload: type = dict
 
 
 class Worker:
@@ -103,12 +121,10 @@ class Worker:
         self._busy += jobs
         task.add_done_callback(lambda task: self._done(task, jobs))
 
-    def _payload(self, job: JobRow) -> dict[str, Any]:
-        """The job's payload, with what a handler needs to mark the job done itself."""
-        payload: dict[str, Any] = msgspec.json.decode(job.payload)
-        payload["_worker"] = self.owner
-        payload["_job"] = job.id
-        return payload
+    def _claimed(self, job: JobRow, job_type: JobType) -> Claimed[Any]:
+        return Claimed(
+            job.id, self.owner, job.attempts, msgspec.json.decode(job.payload, type=job_type.payload)
+        )
 
     async def _execute_many(self, job_type: JobType, jobs: list[JobRow]) -> None:
         """Jobs of one type claimed together; what ``run_many`` leaves (or all, if it raises) runs
@@ -116,18 +132,19 @@ class Worker:
         heartbeat (the lease outlasts it)."""
         assert job_type.run_many is not None
         by_id = {job.id: job for job in jobs}
-        payloads = [self._payload(job) for job in jobs]
         try:
-            left = await job_type.run_many(self.svc, payloads)
+            claimed = [self._claimed(job, job_type) for job in jobs]
+            left = await job_type.run_many(claimed)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("batched jobs failed; running them one by one", count=len(jobs))
-            left = payloads
+            left = None
         if self._stopping:
             return  # their leases expire and they are claimed again
-        for payload in left:  # each its own task and slot; the batch's slots free when it returns
-            self._spawn(self._execute(by_id[payload["_job"]]), 1)
+        for job_id in by_id if left is None else [c.id for c in left]:
+            # each its own task and slot; the batch's slots free when it returns
+            self._spawn(self._execute(by_id[job_id]), 1)
 
     async def _sweep_leases(self) -> None:
         """Every half lease: make jobs of dead workers claimable again; now and then prune old jobs."""
@@ -160,19 +177,24 @@ class Worker:
     async def _execute(self, job: JobRow) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
-            payload = self._payload(job)
             job_type = self.types.get(job.kind)
             if job_type is None:
                 await self._finish(job, "failed", f"unknown job kind {job.kind!r}")
+                return
+            try:
+                claimed = self._claimed(job, job_type)
+            except msgspec.MsgspecError as exc:  # written by a bug: retrying cannot help
+                log.error("job payload unreadable", job=job.id, kind=job.kind, error=str(exc))
+                await self._finish(job, "failed", f"unreadable payload: {exc}")
                 return
             if job.attempts > job.max_attempts:
                 # Its workers died every time (leases expired): a job that kills its worker must
                 # not be retried forever.
                 reason = job.last_error or "its worker stopped while running it"
-                await self._give_up(job, job_type, payload, reason)
+                await self._give_up(job, job_type, claimed, reason)
                 return
             try:
-                completed = await job_type.run(self.svc, payload)
+                completed = await job_type.run(claimed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -186,7 +208,7 @@ class Worker:
                     trace=traceback.format_exc(limit=5),
                 )
                 if job.attempts >= job.max_attempts:
-                    await self._give_up(job, job_type, payload, reason)
+                    await self._give_up(job, job_type, claimed, reason)
                 else:
                     await self._retry(job, reason)
                 return
@@ -196,14 +218,14 @@ class Worker:
             heartbeat.cancel()
             self.wake()
 
-    async def _give_up(self, job: JobRow, job_type: JobType, payload: dict[str, Any], reason: str) -> None:
+    async def _give_up(self, job: JobRow, job_type: JobType, claimed: Claimed[Any], reason: str) -> None:
         """Out of attempts: the job's operation or record fails for its users, then the job. Users
         see a generic message naming the job (the internal reason may hold internals; it stays in the
         log and the job row). If even that cannot be recorded, the job is retried, not dropped."""
         public = f"an internal error occurred (dpvault job {job.id}; the server log has the details)"
         if job_type.give_up is not None:
             try:
-                await job_type.give_up(self.svc, payload, public)
+                await job_type.give_up(claimed, public)
             except Exception:
                 log.exception("job give-up failed; retrying", job=job.id, kind=job.kind)
                 await self._retry(job, reason)

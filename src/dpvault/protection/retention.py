@@ -1,24 +1,22 @@
 """Retention: recovery points whose ``expiry`` has passed are deleted (data, then index), and each
 run that deleted something is recorded as a Retention job of the instance.
 
-Deletion is three steps, each safe to repeat after a crash: mark the rows ``deleting`` (invisible
-to the API), delete the objects, delete the rows.
+Deletion goes through the vault's one owner of recovery points (``RecoveryPoints``): retire (mark
+``deleting``, invisible to the API), delete the objects, forget the rows; each step is safe to
+repeat after a crash.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 
 import structlog
 
-from dpvault.datastores import LocalDatastore
-from dpvault.datastores.local import manifest_key
-from dpvault.resources.instances.rules import decode_instance
-from dpvault.resources.jobs import records
-from dpvault.resources.jobs.records import vault_name_of
+from dpvault.model import backup_jobs
+from dpvault.model.instances.rules import decode_instance, vault_name_of
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, Tx
+from dpvault.vault.points import RecoveryPoints
 
 log = structlog.get_logger("dpvault.retention")
 
@@ -27,9 +25,9 @@ BATCH = 500
 
 
 class Retention:
-    def __init__(self, svc: Services, datastore: LocalDatastore) -> None:
+    def __init__(self, svc: Services, points: RecoveryPoints) -> None:
         self.svc = svc
-        self.datastore = datastore
+        self.points = points
 
     async def tick(self) -> int:
         now = self.svc.now()
@@ -50,12 +48,12 @@ class Retention:
             # The instance row first: a restore starting on one of these points holds it until its
             # job is committed, so the re-check below then sees that job (PostgreSQL, READ COMMITTED).
             instance = await tx.resource(instance_key)
-            marked = set(await tx.mark_expired([rp.id for rp in listed], now=now))
+            marked = set(await self.points.retire_expired(tx, [rp.id for rp in listed], now=now))
             points[:] = [rp for rp in listed if rp.id in marked]
             if instance is None or not points:
                 return None
             resource = decode_instance(instance.body)
-            return await records.create(
+            return await backup_jobs.create(
                 tx, now=now, subscription=instance.subscription, vault_key=instance.parent_key,
                 vault_name=vault_name_of(resource.id or ""), instance_key=instance.key,
                 instance_id=resource.id, instance=resource.properties,
@@ -65,31 +63,15 @@ class Retention:
         job_id = await self.svc.store.transact(mark)
         if not points:
             return
-        await delete_objects(self.datastore, points)
+        await self.points.delete_data(points)
 
         async def finish(tx: Tx) -> None:
-            for rp in points:
-                await tx.delete_recovery_point(rp.id)
+            await self.points.forget(tx, points)
             if job_id:
-                await records.finish(
-                    tx, job_id, now=self.svc.now(), status=records.COMPLETED,
+                await backup_jobs.finish(
+                    tx, job_id, now=self.svc.now(), status=backup_jobs.COMPLETED,
                     details={"DeletedRecoveryPoints": str(len(points)), "RecoveryPointIds": ",".join(p.id for p in points)},
                 )  # fmt: skip
 
         await self.svc.store.transact(finish)
         log.info("retention", instance=instance_key, deleted=len(points))
-
-
-async def delete_objects(datastore: LocalDatastore, points: list[RecoveryPointRow]) -> None:
-    await delete_keys(datastore, [rp.object_key for rp in points])
-
-
-async def delete_keys(datastore: LocalDatastore, object_keys: list[str]) -> None:
-    """Backup objects and their manifests, off the event loop."""
-
-    def remove() -> None:
-        for key in object_keys:
-            datastore.delete(key)
-            datastore.delete(manifest_key(key))
-
-    await asyncio.to_thread(remove)

@@ -14,9 +14,9 @@ import contextlib
 
 import structlog
 
+from dpvault.model.instances.rules import decode_instance
 from dpvault.protection.retention import Retention
 from dpvault.protection.service import Protection
-from dpvault.resources.instances import rules as instance_rules
 from dpvault.store import Tx
 
 log = structlog.get_logger("dpvault.scheduler")
@@ -62,19 +62,19 @@ class Scheduler:
             if instance is None or policy_row is None:
                 await tx.delete_protected_item(item.instance_key)
                 continue
-            bi = instance_rules.decode_instance(instance.body).properties
-            if bi.policyInfo.policyId.lower() != item.policy_key:
-                await tx.delete_protected_item(item.instance_key)
+            bi = decode_instance(instance.body).properties
+            if bi.policyInfo.policyId.lower() != item.policy_key or self.protection.engine_for(bi) is None:
+                await tx.delete_protected_item(item.instance_key)  # nothing (more) to back up here
                 continue
             try:  # pure computation, before any write: a policy it fails on must not stall the others
-                latest, rule_name, next_due = self.protection.plan(policy_row, now)
+                latest, rule_name, next_due = self.protection.planner.plan(policy_row, now)
             except Exception:
                 log.exception("schedule of policy cannot be computed", policy=item.policy_key)
                 await tx.update_protected_item(item.instance_key, next_due_at=None, updated_at=now)
                 continue
             last = item.last_occurrence
             if latest is not None and rule_name is not None and (last is None or latest > last + 1e-6):
-                job = await self.protection.start_backup(
+                job = await self.protection.backups.start(
                     tx,
                     instance=instance,
                     rule_name=rule_name,
@@ -107,7 +107,7 @@ class Scheduler:
                 await self.retention.tick()
                 if self.svc.real_now() - last_sweep > SWEEP_EVERY:
                     last_sweep = self.svc.real_now()
-                    await self.protection.sweep()
+                    await self.protection.points.sweep()
             except Exception:
                 log.exception("scheduler tick failed")
             timeout = IDLE

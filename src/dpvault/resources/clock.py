@@ -9,8 +9,9 @@ from dpvault import errors
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
 from dpvault.clock import from_timestamp
-from dpvault.resources.policies.schedule import ScheduleError, parse_datetime
-from dpvault.resources.schema import Base
+from dpvault.model.policies.schedule import ScheduleError, parse_datetime
+from dpvault.model.schema import Base
+from dpvault.protection.timekeeper import BUDGET, Timekeeper
 from dpvault.services import Services
 
 MAX_ADVANCE = 20 * 366 * 24 * 3600.0
@@ -24,7 +25,7 @@ class AdvanceRequest(Base):
 
 
 class ClockRoutes:
-    def __init__(self, svc: Services, timekeeper: object | None) -> None:
+    def __init__(self, svc: Services, timekeeper: Timekeeper | None) -> None:
         self.svc = svc
         self.timekeeper = timekeeper
 
@@ -35,8 +36,6 @@ class ClockRoutes:
         )
 
     async def advance(self, call: Call) -> Reply:
-        from dpvault.protection.timekeeper import BUDGET, Timekeeper
-
         # The clock is the whole server's: only the operator's tenant (the one `dpvault token` signs
         # for) may move it, not any tenant that happens to use the server.
         assert call.principal is not None
@@ -46,7 +45,7 @@ class ClockRoutes:
                 "AuthorizationFailed",
                 "Only the server's own tenant may advance the clock (it moves time for every tenant).",
             )
-        if not isinstance(self.timekeeper, Timekeeper):
+        if self.timekeeper is None:
             raise errors.conflict(
                 "The clock is the real clock; start the server with --clock manual to control it.",
                 code="ClockNotManual",

@@ -10,7 +10,7 @@ from dpvault import errors
 from dpvault.arm import apiversions, ids
 from dpvault.arm.http import Call
 from dpvault.clock import from_timestamp
-from dpvault.resources.schema import SystemData
+from dpvault.model.schema import SystemData
 from dpvault.services import Services
 
 MAX_TAGS = 50

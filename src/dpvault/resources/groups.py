@@ -15,11 +15,13 @@ from dpvault import errors
 from dpvault.arm import apiversions, ids
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
+from dpvault.model.keys import group_key
+from dpvault.model.schema import Base
 from dpvault.resources.common import check_tags
-from dpvault.resources.schema import Base
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, ResourceRow, Tx
 from dpvault.types import Kind
+from dpvault.vault.points import RecoveryPoints
 
 
 class ResourceGroupInput(Base):
@@ -41,10 +43,6 @@ def _body(sub: str, name: str, location: str, tags: dict[str, str] | None, manag
         body["managedBy"] = managed_by
     body["properties"] = {"provisioningState": "Succeeded"}
     return msgspec.json.encode(body)
-
-
-def group_key(sub: str, rg: str) -> str:
-    return ids.key(ids.resource_group_id(sub, rg))
 
 
 async def require(tx: Tx, sub: str, rg: str) -> ResourceRow:
@@ -82,8 +80,9 @@ async def ensure(tx: Tx, svc: Services, sub: str, rg: str, location: str) -> Res
 
 
 class ResourceGroupRoutes:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, points: RecoveryPoints) -> None:
         self.svc = svc
+        self.points = points
 
     def _check(self, call: Call) -> tuple[str, str]:
         apiversions.check_resources(call.api_version)
@@ -158,19 +157,16 @@ class ResourceGroupRoutes:
                     code="ResourceGroupDeletionBlocked",
                 )
             points = await tx.recovery_points_in_vaults(vaults)
-            for rp in points:
-                await tx.update_recovery_point(rp.id, state="deleting")
+            await self.points.retire(tx, points)
             await tx.forget_vaults(vaults)
             await tx.delete_resources(rg_key=key)
             return True, vaults, points
 
         existed, vaults, points = await self.svc.store.transact(write)
-        if points and self.svc.protection is not None:
+        if points:
             # Backup data goes with the group (ARM deletes what a group contains): objects, then rows.
-            from dpvault.protection.retention import delete_objects
-
-            await delete_objects(self.svc.protection.datastore, points)
-            await self.svc.store.transact(lambda tx: tx.delete_recovery_points_in_vaults(vaults))
+            await self.points.delete_data(points)
+            await self.svc.store.transact(lambda tx: self.points.forget_vaults(tx, vaults))
         return Reply.empty(200 if existed else 204)
 
     async def list(self, call: Call) -> Reply:

@@ -564,6 +564,10 @@ class Tx:
         )
         return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
+    async def recovery_points_in_state(self, state: str) -> list[RecoveryPointRow]:
+        stmt = select(recovery_points).where(recovery_points.c.state == state)
+        return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
     async def all_recovery_point_keys(self) -> set[str]:
         return set((await self._conn.execute(select(recovery_points.c.object_key))).scalars().all())
 

@@ -21,12 +21,16 @@ from dpvault import errors
 from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
-from dpvault.resources import operations
+from dpvault.model import operations, payloads
+from dpvault.model.instances import rules
+from dpvault.model.instances.schema import BackupInstanceResource, ProtectionStatusDetails
+from dpvault.model.restores.schema import SyncBackupInstanceRequest
+from dpvault.model.vaults.rules import vault_location
+from dpvault.protection.service import Protection
 from dpvault.resources.common import check_provider_call, fingerprint
-from dpvault.resources.instances import lifecycle, rules
-from dpvault.resources.instances.schema import BackupInstanceResource, ProtectionStatusDetails
-from dpvault.resources.restores.schema import SyncBackupInstanceRequest
-from dpvault.resources.vaults.rules import require_vault, vault_location
+from dpvault.resources.instances.lookups import require_instance
+from dpvault.resources.operations import accepted
+from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import Tx
 from dpvault.types import OperationKind, OperationStatus
@@ -47,8 +51,9 @@ SYNC_FROM = (CONFIGURED, SUSPENDED, FAILED)
 
 
 class ActionRoutes:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, protection: Protection) -> None:
         self.svc = svc
+        self.protection = protection
 
     def route(self, action: str) -> Any:
         async def handler(call: Call) -> Reply:
@@ -62,7 +67,7 @@ class ActionRoutes:
         vault = ids.check_resource_name(p["vaultName"], "backup vault")
         name = ids.check_resource_name(p["backupInstanceName"], "backup instance")
         vault_row = await require_vault(tx, sub, rg, vault)
-        row = await rules.require_instance(tx, vault_row, name, vault=vault, rg=rg)
+        row = await require_instance(tx, vault_row, name, vault=vault, rg=rg)
         if row.active_operation:
             raise errors.conflict(
                 f"Another operation is in progress on backup instance '{name}'; retry when it has ended.",
@@ -101,15 +106,16 @@ class ActionRoutes:
                 row.key, body=msgspec.json.encode(msgspec.structs.replace(resource, properties=props)),
                 updated_at=self.svc.now(),
             )  # fmt: skip
-            if item_state == "active" and self.svc.protection is not None:
+            if item_state == "active":
                 policy_row = await tx.resource(resource.properties.policyInfo.policyId.lower())
-                if policy_row is not None:
-                    await self.svc.protection.protect(tx, row, policy_row)  # next occurrence, no catch-up
+                if policy_row is not None:  # next occurrence, no catch-up
+                    backed_up = self.protection.engine_for(resource.properties) is not None
+                    await self.protection.protect(tx, row, policy_row, backed_up=backed_up)
             elif await tx.protected_item(row.key) is not None:
                 await tx.update_protected_item(row.key, state=item_state, updated_at=self.svc.now())
             op = await operations.start(
-                tx, self.svc, kind=OperationKind.UPDATE, scope=scope, resource_key=row.key,
-                resource_path=resource.id or "", api_version=version, request_hash=fingerprint(action), job_kind=None,
+                tx, now=self.svc.now(), kind=OperationKind.UPDATE, scope=scope, resource_key=row.key,
+                resource_path=resource.id or "", api_version=version, request_hash=fingerprint(action),
             )  # fmt: skip
             await operations.finish(
                 tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED, result={}, op=op
@@ -118,7 +124,7 @@ class ActionRoutes:
 
         op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_scheduler()
-        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+        return accepted(call, scope, op_id, version, self.svc.settings.retry_after)
 
     async def sync(self, call: Call) -> Reply:
         version = check_provider_call(self.svc, call, "backupVaults/backupInstances/sync")
@@ -128,13 +134,13 @@ class ActionRoutes:
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             row, resource, scope = await self._instance_in(tx, call, "sync", SYNC_FROM)
             op = await operations.start(
-                tx, self.svc, kind=OperationKind.UPDATE, scope=scope, resource_key=row.key,
-                resource_path=resource.id or "", api_version=version,
-                request_hash=fingerprint("sync", request.syncType), job_kind=lifecycle.JOB_SYNC,
+                tx, now=self.svc.now(), kind=OperationKind.UPDATE, scope=scope, resource_key=row.key,
+                resource_path=resource.id or "", api_version=version, request_hash=fingerprint("sync", request.syncType),
             )  # fmt: skip
+            await payloads.enqueue(tx, payloads.SyncInstance(operation=op.id), now=self.svc.real_now())
             await tx.update_resource(row.key, active_operation=op.id)
             return op.id, scope
 
         op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_worker()
-        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+        return accepted(call, scope, op_id, version, self.svc.settings.retry_after)

@@ -11,19 +11,22 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
-from dpvault.protection.service import backup_rule
-from dpvault.resources import operations
-from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
-from dpvault.resources.instances import lifecycle, rules
-from dpvault.resources.instances.schema import (
+from dpvault.model import backup_jobs, operations, payloads
+from dpvault.model.instances import rules
+from dpvault.model.instances.schema import (
     BackupInstanceResource,
     TriggerBackupRequest,
     ValidateForBackupRequest,
 )
-from dpvault.resources.jobs import records
-from dpvault.resources.policies.handlers import decode_policy
-from dpvault.resources.policies.schema import AzureRetentionRule
-from dpvault.resources.vaults.rules import require_vault, vault_key, vault_location
+from dpvault.model.keys import instance_key, vault_key
+from dpvault.model.policies.rules import backup_rule, decode_policy, default_retention_tag
+from dpvault.model.policies.schema import AzureRetentionRule
+from dpvault.model.vaults.rules import vault_location
+from dpvault.protection.service import Protection, not_backed_up
+from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
+from dpvault.resources.instances.lookups import instance_not_found, require_instance, resolve_policy
+from dpvault.resources.operations import accepted, instance_result_url, vault_status_url
+from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.types import (
@@ -59,15 +62,16 @@ def _busy(name: str, kind: str) -> errors.ArmError:
 
 
 class InstanceRoutes:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, protection: Protection) -> None:
         self.svc = svc
+        self.protection = protection
 
     def _put_headers(
         self, call: Call, scope: operations.Scope, name: str, op_id: str, version: str
     ) -> dict[str, str]:
         return {
-            "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
-            "Location": operations.instance_result_url(call, scope, name, op_id, version),
+            "Azure-AsyncOperation": vault_status_url(call, scope, op_id, version),
+            "Location": instance_result_url(call, scope, name, op_id, version),
             "Retry-After": str(self.svc.settings.retry_after),
         }
 
@@ -82,7 +86,7 @@ class InstanceRoutes:
         deep = body.properties.validationType == "DeepValidation"
         policy_key, _ = rules.policy_key_of(body.properties)
         vkey = vault_key(sub, rg, vault)
-        key = rules.instance_key(vkey, name)
+        key = instance_key(vkey, name)
 
         async def write(tx: Tx) -> tuple[int, bytes, str, operations.Scope]:
             # vault, instance and policy in one statement
@@ -105,7 +109,7 @@ class InstanceRoutes:
                     "The property 'properties.provisioningState' is read-only.",
                     target="properties.provisioningState",
                 )
-            policy_row, policy = await rules.resolve_policy(tx, body.properties, vault_row, prefetched=rows)
+            policy_row, policy = await resolve_policy(tx, body.properties, vault_row, prefetched=rows)
             creating = row is None
             provisioning = ProvisioningState.PROVISIONING if creating else ProvisioningState.UPDATING
             protection = ProtectionState.CONFIGURING if creating else ProtectionState.UPDATING
@@ -123,19 +127,20 @@ class InstanceRoutes:
             encoded = msgspec.json.encode(stored)
             job_id = None
             if deep:  # a deep validation is work worth a job; a shallow PUT is only a record change
-                job_id = await records.create(
+                job_id = await backup_jobs.create(
                     tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
                     instance_key=key, instance_id=stored.id, instance=stored.properties,
                     operation="ConfigureBackup", category="Backup", user_triggered=True,
                     details={"ValidationType": "DeepValidation"},
                 )  # fmt: skip
             op = await operations.start(
-                tx, self.svc,
+                tx, now=self.svc.now(),
                 kind=OperationKind.CREATE if creating else OperationKind.UPDATE,
                 scope=scope, resource_key=key, resource_path=stored.id or "",
                 api_version=version, request_hash=request_hash,
-                job_kind=lifecycle.JOB_CONFIGURE, job_payload={"deep": deep, "job": job_id},
             )  # fmt: skip
+            configure = payloads.ConfigureInstance(operation=op.id, deep=deep, job=job_id)
+            await payloads.enqueue(tx, configure, now=self.svc.real_now())
             now = self.svc.now()
             if creating:
                 await tx.insert_resource(
@@ -158,14 +163,14 @@ class InstanceRoutes:
         sub, rg, vault = _vault_names(call)
         name = _instance_name(call)
         vault_row = await require_vault(tx, sub, rg, vault)
-        return vault_row, await tx.resource(rules.instance_key(vault_row.key, name)), name
+        return vault_row, await tx.resource(instance_key(vault_row.key, name)), name
 
     async def get(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)
         async with self.svc.store.read() as tx:
             vault_row, row, name = await self._find(tx, call)
         if row is None:
-            raise rules.instance_not_found(name, vault_row.name, call.params["resourceGroupName"])
+            raise instance_not_found(name, vault_row.name, call.params["resourceGroupName"])
         return Reply.json(200, row.body)
 
     async def list(self, call: Call) -> Reply:
@@ -187,7 +192,7 @@ class InstanceRoutes:
         async def write(tx: Tx) -> tuple[str, operations.Scope] | None:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
-            row = await tx.resource(rules.instance_key(vault_row.key, name))
+            row = await tx.resource(instance_key(vault_row.key, name))
             if row is None:
                 return None
             if row.active_operation:
@@ -207,11 +212,12 @@ class InstanceRoutes:
                 rules.decode_instance(row.body), provisioning=ProvisioningState.DELETING.value
             )
             op = await operations.start(
-                tx, self.svc,
+                tx, now=self.svc.now(),
                 kind=OperationKind.DELETE, scope=scope, resource_key=row.key,
                 resource_path=resource.id or "", api_version=version,
-                request_hash=fingerprint("instance.delete"), job_kind=lifecycle.JOB_DELETE,
+                request_hash=fingerprint("instance.delete"),
             )  # fmt: skip
+            await payloads.enqueue(tx, payloads.DeleteInstance(operation=op.id), now=self.svc.real_now())
             await tx.update_resource(
                 row.key, body=msgspec.json.encode(resource), state=ProvisioningState.DELETING.value,
                 active_operation=op.id, updated_at=self.svc.now(),
@@ -223,7 +229,7 @@ class InstanceRoutes:
             return Reply.empty(204)
         op_id, scope = started
         self.svc.wake_worker()
-        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+        return accepted(call, scope, op_id, version, self.svc.settings.retry_after)
 
     async def validate_for_backup(self, call: Call) -> Reply:
         version = check_provider_call(self.svc, call, "backupVaults/validateForBackup")
@@ -234,28 +240,30 @@ class InstanceRoutes:
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
-            await rules.resolve_policy(tx, request.backupInstance, vault_row, base="backupInstance")
-            job_id = await records.create(
+            await resolve_policy(tx, request.backupInstance, vault_row, base="backupInstance")
+            job_id = await backup_jobs.create(
                 tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
                 instance_key=None, instance_id=None, instance=request.backupInstance,
                 operation="ValidateForBackup", category="Backup", user_triggered=True,
             )  # fmt: skip
             op = await operations.start(
-                tx, self.svc,
+                tx, now=self.svc.now(),
                 kind=OperationKind.VALIDATE, scope=scope, resource_key=vault_row.key,
                 resource_path=ids.vault_id(sub, rg, vault), api_version=version,
-                request_hash=fingerprint("validate", request.backupInstance), job_kind=lifecycle.JOB_VALIDATE,
-                job_payload={
-                    "backupInstance": msgspec.to_builtins(rules.without_secret(request.backupInstance)),
-                    "job": job_id,
-                    "subscription": sub,
-                },
+                request_hash=fingerprint("validate", request.backupInstance),
             )  # fmt: skip
+            validate = payloads.ValidateForBackup(
+                operation=op.id,
+                backupInstance=rules.without_secret(request.backupInstance),
+                job=job_id,
+                subscription=sub,
+            )
+            await payloads.enqueue(tx, validate, now=self.svc.real_now())
             return op.id, scope
 
         op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_worker()
-        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+        return accepted(call, scope, op_id, version, self.svc.settings.retry_after)
 
     async def backup(self, call: Call) -> Reply:
         """Adhoc backup (TriggerBackupRequest): 202; the operation's result names the backup job."""
@@ -263,15 +271,12 @@ class InstanceRoutes:
         sub, rg, vault = _vault_names(call)
         name = _instance_name(call)
         request = decode(await call.json_body() or b"", TriggerBackupRequest)
-        protection = self.svc.protection
-        if protection is None:
-            raise errors.bad_request("Backups are not enabled on this server.", code="BackupNotSupported")
         options = request.backupRuleOptions
 
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
-            row = await rules.require_instance(tx, vault_row, name, vault=vault, rg=rg)
+            row = await require_instance(tx, vault_row, name, vault=vault, rg=rg)
             if row.active_operation:
                 raise _busy(name, "configure")
             resource = rules.decode_instance(row.body)
@@ -281,6 +286,9 @@ class InstanceRoutes:
                     f"Backup instance '{name}' is {state}; a backup needs ProtectionConfigured.",
                     code="UserErrorBackupInstanceNotProtected",
                 )
+            if self.protection.engine_for(resource.properties) is None:
+                unsupported = not_backed_up(resource.properties.dataSourceInfo.datasourceType)
+                raise errors.bad_request(unsupported.message, code=unsupported.code)
             policy_row = await tx.resource(resource.properties.policyInfo.policyId.lower())
             policy = decode_policy(policy_row.body).properties if policy_row else None
             rule = backup_rule(policy, options.ruleName) if policy else None
@@ -301,17 +309,13 @@ class InstanceRoutes:
                     )  # fmt: skip
                 tag = retention[tag.lower()]
             else:
-                tag = next(
-                    (r.name for r in policy.policyRules if isinstance(r, AzureRetentionRule) and r.isDefault),
-                    "Default",
-                )
-            job_id = await protection.start_backup(
+                tag = default_retention_tag(policy)
+            job_id = await self.protection.backups.start(
                 tx, instance=row, rule_name=rule.name, tag=tag, occurrence=None, user_triggered=True
             )
             op = await operations.start(
-                tx, self.svc, kind=OperationKind.BACKUP, scope=scope, resource_key=row.key,
-                resource_path=resource.id or "", api_version=version,
-                request_hash=fingerprint("backup", options), job_kind=None,
+                tx, now=self.svc.now(), kind=OperationKind.BACKUP, scope=scope, resource_key=row.key,
+                resource_path=resource.id or "", api_version=version, request_hash=fingerprint("backup", options),
             )  # fmt: skip
             await operations.finish(
                 tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED,
@@ -321,4 +325,4 @@ class InstanceRoutes:
 
         op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_worker()
-        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+        return accepted(call, scope, op_id, version, self.svc.settings.retry_after)

@@ -6,8 +6,8 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply, encode
 from dpvault.resources.common import check_provider_call
-from dpvault.resources.jobs import records
-from dpvault.resources.vaults.rules import require_vault
+from dpvault.resources.jobs import render
+from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 
 RESOURCE_TYPE = "backupVaults/backupJobs"
@@ -36,7 +36,7 @@ class JobRoutes:
         rows = rows[:size]
         vault_id = ids.vault_id(sub, rg, vault_row.name)
         now = self.svc.now()
-        items = [encode(records.render(r, vault_id, now)) for r in rows]
+        items = [encode(render.render(r, vault_id, now)) for r in rows]
         return Reply.json(200, paging.body(call, items, str(rows[-1].pk) if more else None))
 
     async def get(self, call: Call) -> Reply:
@@ -50,4 +50,4 @@ class JobRoutes:
             raise errors.resource_not_found(
                 f"Microsoft.DataProtection/backupVaults/{vault}/backupJobs/{job_id}", rg
             )
-        return Reply.json(200, records.render(row, ids.vault_id(sub, rg, vault_row.name), self.svc.now()))
+        return Reply.json(200, render.render(row, ids.vault_id(sub, rg, vault_row.name), self.svc.now()))

@@ -8,26 +8,19 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
+from dpvault.model.instances.schema import BackupInstanceResource
+from dpvault.model.keys import policy_key
+from dpvault.model.policies import rules
+from dpvault.model.policies.rules import decode_policy
+from dpvault.model.policies.schema import BaseBackupPolicyResource
 from dpvault.resources.common import check_provider_call, system_data
-from dpvault.resources.instances.schema import BackupInstanceResource
-from dpvault.resources.policies import rules
-from dpvault.resources.policies.schema import BaseBackupPolicyResource
-from dpvault.resources.vaults.rules import require_vault
+from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import Tx
 from dpvault.types import POLICY_TYPE, Kind
 
 RESOURCE_TYPE = "backupVaults/backupPolicies"
-_decoder = msgspec.json.Decoder(BaseBackupPolicyResource)
 _instance_decoder = msgspec.json.Decoder(BackupInstanceResource)
-
-
-def policy_key(sub: str, rg: str, vault: str, name: str) -> str:
-    return ids.key(ids.child_id(sub, rg, vault, Kind.POLICY.value, name))
-
-
-def decode_policy(body: bytes) -> BaseBackupPolicyResource:
-    return _decoder.decode(body)
 
 
 def _names(call: Call) -> tuple[str, str, str, str]:

@@ -4,6 +4,7 @@ paged newest first) and ``…/recoveryPoints/{recoveryPointId}``."""
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 import msgspec
@@ -12,10 +13,10 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply, encode
 from dpvault.clock import from_timestamp
+from dpvault.model.policies.schedule import ScheduleError, parse_datetime
 from dpvault.resources.common import check_provider_call
-from dpvault.resources.instances.rules import require_instance
-from dpvault.resources.policies.schedule import ScheduleError, parse_datetime
-from dpvault.resources.vaults.rules import require_vault
+from dpvault.resources.instances.lookups import require_instance
+from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, ResourceRow, Tx
 
@@ -96,8 +97,6 @@ def parse_filter(text: str | None) -> tuple[float | None, float | None]:
                     f"'{ids.printable(value)}' is not an ISO 8601 date-time.", code="InvalidFilter"
                 ) from None
             if moment.tzinfo is None:
-                from datetime import UTC
-
                 moment = moment.replace(tzinfo=UTC)
             # times are shown to the microsecond; compare at that precision
             if field == "startdate":

@@ -16,23 +16,26 @@ from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
 from dpvault.clock import from_timestamp
-from dpvault.protection.errors import UserError
-from dpvault.protection.restore import check_prefix, target_directory
-from dpvault.protection.restore_jobs import JOB_RESTORE, JOB_VALIDATE_RESTORE
-from dpvault.resources import operations
-from dpvault.resources.common import check_provider_call, fingerprint
-from dpvault.resources.instances import rules
-from dpvault.resources.jobs import records
-from dpvault.resources.policies.schedule import ScheduleError, parse_datetime
-from dpvault.resources.restores.schema import (
+from dpvault.errors import UserError
+from dpvault.model import backup_jobs, operations, payloads
+from dpvault.model.instances import rules
+from dpvault.model.keys import instance_key
+from dpvault.model.policies.schedule import ScheduleError, parse_datetime
+from dpvault.model.restores.schema import (
     AzureBackupRecoveryTimeBasedRestoreRequest,
     ItemLevelRestoreTargetInfo,
     RestoreFilesTargetInfo,
     RestoreRequest,
     ValidateRestoreRequestObject,
 )
-from dpvault.resources.schema import Base
-from dpvault.resources.vaults.rules import require_vault, vault_location
+from dpvault.model.schema import Base
+from dpvault.model.vaults.rules import vault_location
+from dpvault.protection.restore_files import check_prefix, target_directory
+from dpvault.protection.service import Protection
+from dpvault.resources.common import check_provider_call, fingerprint
+from dpvault.resources.instances.lookups import require_instance
+from dpvault.resources.operations import accepted
+from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, ResourceRow, Tx
 from dpvault.types import OperationKind, OperationStatus, ProvisioningState
@@ -51,8 +54,9 @@ def _at(base: str, name: str) -> str:
 
 
 class RestoreRoutes:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, protection: Protection) -> None:
         self.svc = svc
+        self.protection = protection
 
     def _check_target(self, request: Any, base: str) -> None:
         target = request.restoreTargetInfo
@@ -116,7 +120,7 @@ class RestoreRoutes:
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
-            row = await rules.require_instance(tx, vault_row, name, vault=vault, rg=rg)
+            row = await require_instance(tx, vault_row, name, vault=vault, rg=rg)
             if row.state == ProvisioningState.DELETING:
                 raise errors.conflict(
                     f"Backup instance '{name}' is being deleted, with its recovery points.",
@@ -127,7 +131,7 @@ class RestoreRoutes:
             files = isinstance(request.restoreTargetInfo, RestoreFilesTargetInfo)
             destination = request.restoreTargetInfo.targetDetails.url if files else (
                 request.restoreTargetInfo.datasourceInfo.resourceID)  # type: ignore[union-attr]  # fmt: skip
-            job_id = await records.create(
+            job_id = await backup_jobs.create(
                 tx, now=self.svc.now(), subscription=sub, vault_key=vault_row.key, vault_name=vault_row.name,
                 instance_key=row.key, instance_id=resource.id, instance=resource.properties,
                 operation="ValidateRestore" if validate else "Restore", category="Restore", user_triggered=True,
@@ -140,15 +144,19 @@ class RestoreRoutes:
                     },
                 },
             )  # fmt: skip
-            payload = {"job": job_id, "instance": row.key, "rp": rp.id, "target": target}
             op = await operations.start(
-                tx, self.svc, kind=OperationKind.VALIDATE if validate else OperationKind.BACKUP, scope=scope,
+                tx, now=self.svc.now(), kind=OperationKind.VALIDATE if validate else OperationKind.BACKUP, scope=scope,
                 resource_key=row.key, resource_path=resource.id or "", api_version=version,
                 request_hash=fingerprint("restore", validate, target, rp.id),
-                job_kind=JOB_VALIDATE_RESTORE if validate else None, job_payload=payload,
             )  # fmt: skip
-            if not validate:
-                await tx.enqueue(JOB_RESTORE, msgspec.json.encode(payload), now=self.svc.real_now())
+            if validate:
+                check = payloads.ValidateRestore(
+                    operation=op.id, job=job_id, instance=row.key, rp=rp.id, target=target
+                )
+                await payloads.enqueue(tx, check, now=self.svc.real_now())
+            else:
+                restore = payloads.Restore(job=job_id, instance=row.key, rp=rp.id, target=target)
+                await payloads.enqueue(tx, restore, now=self.svc.real_now())
                 await operations.finish(
                     tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED,
                     result={"jobId": job_id, "objectType": "OperationJobExtendedInfo"}, op=op,
@@ -157,7 +165,7 @@ class RestoreRoutes:
 
         op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_worker()
-        return operations.accepted(call, scope, op_id, version, self.svc.settings.retry_after)
+        return accepted(call, scope, op_id, version, self.svc.settings.retry_after)
 
     async def drill(self, call: Call) -> Reply:
         """dpvault's own ``POST /dpvault/restoreDrills {"recoveryPointId": "<recovery point ARM id>"}``:
@@ -180,20 +188,19 @@ class RestoreRoutes:
                 target="recoveryPointId",
             )
         sub, rg, vault, name, rp_id = parts[1], parts[3], parts[7], parts[9], parts[11]
-        protection = self.svc.protection
-        assert protection is not None and self.svc.authorize is not None and call.principal is not None
+        assert self.svc.authorize is not None and call.principal is not None
         await self.svc.authorize(call.principal, ids.check_subscription(sub))
 
         async def write(tx: Tx) -> str:
             vault_row = await require_vault(tx, ids.check_subscription(sub), rg, vault)
-            row = await tx.resource(rules.instance_key(vault_row.key, name))
+            row = await tx.resource(instance_key(vault_row.key, name))
             rp = await tx.recovery_point(rp_id.lower())
             if row is None or rp is None or rp.instance_key != row.key or rp.state != "available":
                 raise errors.resource_not_found(
                     f"Microsoft.DataProtection/backupVaults/{vault}/backupInstances/{name}/recoveryPoints/{rp_id}",
                     rg,
                 )
-            return await protection.start_drill(tx, row, rp.id)
+            return await self.protection.drills.start(tx, row, rp.id)
 
         job_id = await self.svc.store.transact(write)
         self.svc.wake_worker()

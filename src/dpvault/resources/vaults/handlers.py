@@ -8,21 +8,26 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
-from dpvault.resources import groups, operations
-from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
-from dpvault.resources.vaults import rules
-from dpvault.resources.vaults.schema import (
+from dpvault.errors import ArmError, internal_error
+from dpvault.jobs.worker import Claimed
+from dpvault.model import operations, payloads
+from dpvault.model.keys import group_key, vault_key
+from dpvault.model.vaults import rules
+from dpvault.model.vaults.schema import (
     BackupVault,
     BackupVaultResource,
     CheckNameAvailabilityRequest,
     PatchResourceRequestInput,
 )
+from dpvault.resources import groups
+from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
+from dpvault.resources.operations import vault_status_url
+from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import Tx
 from dpvault.types import VAULT_TYPE, Kind, OperationKind, OperationStatus, ProvisioningState
 
 RESOURCE_TYPE = "backupVaults"
-JOB_PROVISION = "vault.provision"
 
 
 def _names(call: Call) -> tuple[str, str, str]:
@@ -65,7 +70,7 @@ class VaultRoutes:
             raise errors.bad_request("The property 'location' must not be empty.", target="location")
         ids.check_location(body.location, VAULT_TYPE)
         requested_state = body.properties.provisioningState
-        key = rules.vault_key(sub, rg, name)
+        key = vault_key(sub, rg, name)
         request_hash = fingerprint("vault.put", body.location, body.tags, body.identity, body.properties)
         scope = operations.Scope(sub, rg, name, rules.normalize_location(body.location))
 
@@ -119,11 +124,12 @@ class VaultRoutes:
             )
             encoded = msgspec.json.encode(stored)
             op = await operations.start(
-                tx, self.svc,
+                tx, now=self.svc.now(),
                 kind=OperationKind.CREATE if creating else OperationKind.UPDATE,
                 scope=scope, resource_key=key, resource_path=ids.vault_id(sub, rg, name),
-                api_version=version, request_hash=request_hash, job_kind=JOB_PROVISION,
+                api_version=version, request_hash=request_hash,
             )  # fmt: skip
+            await payloads.enqueue(tx, payloads.ProvisionVault(operation=op.id), now=self.svc.real_now())
             now = self.svc.now()
             if creating:
                 await tx.insert_resource(
@@ -141,7 +147,7 @@ class VaultRoutes:
         status, encoded, op_id = await self.svc.store.transact(write)
         self.svc.wake_worker()
         headers = {
-            "Azure-AsyncOperation": operations.vault_status_url(call, scope, op_id, version),
+            "Azure-AsyncOperation": vault_status_url(call, scope, op_id, version),
             "Retry-After": str(self.svc.settings.retry_after),
         }
         return Reply.json(status, encoded, headers)
@@ -150,7 +156,7 @@ class VaultRoutes:
         check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, name = _names(call)
         async with self.svc.store.read() as tx:
-            row = await rules.require_vault(tx, sub, rg, name)
+            row = await require_vault(tx, sub, rg, name)
         return Reply.json(200, row.body)
 
     async def patch(self, call: Call) -> Reply:
@@ -160,7 +166,7 @@ class VaultRoutes:
         check_tags(patch.tags)
 
         async def write(tx: Tx) -> bytes:
-            row = await rules.require_vault(tx, sub, rg, name, lock=True)
+            row = await require_vault(tx, sub, rg, name, lock=True)
             if row.active_operation:
                 raise errors.conflict(
                     f"Another operation is in progress on backup vault '{name}'; retry when it ends.",
@@ -188,7 +194,7 @@ class VaultRoutes:
     async def delete(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, name = _names(call)
-        key = rules.vault_key(sub, rg, name)
+        key = vault_key(sub, rg, name)
 
         async def write(tx: Tx) -> bool:
             row = await tx.resource(key)
@@ -223,7 +229,7 @@ class VaultRoutes:
         async with self.svc.store.read() as tx:
             await groups.require(tx, sub, rg)
             rows = await tx.resources_by(
-                Kind.VAULT.value, rg_key=groups.group_key(sub, rg), after_pk=after, limit=size + 1
+                Kind.VAULT.value, rg_key=group_key(sub, rg), after_pk=after, limit=size + 1
             )
         return Reply.json(200, paging.reply_rows(call, rows, size))
 
@@ -256,7 +262,7 @@ class VaultRoutes:
         except errors.ArmError as exc:
             return Reply.json(200, {"nameAvailable": False, "reason": "Invalid", "message": exc.message})
         async with self.svc.store.read() as tx:
-            row = await tx.resource(rules.vault_key(sub, rg, request.name))
+            row = await tx.resource(vault_key(sub, rg, request.name))
         if row is not None:
             return Reply.json(
                 200,
@@ -269,40 +275,43 @@ class VaultRoutes:
         return Reply.json(200, {"nameAvailable": True})
 
 
-async def provision(svc: Services, payload: dict) -> None:
-    """Job: finish a vault PUT (there is nothing to build locally beyond the record)."""
-    await _settle(svc, payload["operation"], OperationStatus.SUCCEEDED)
+class VaultJobs:
+    """The job that finishes a vault PUT (there is nothing to build locally beyond the record)."""
 
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
 
-async def give_up(svc: Services, payload: dict, error: str) -> None:
-    """Job exhausted its attempts: the operation fails and the vault says so."""
-    await _settle(
-        svc, payload["operation"], OperationStatus.FAILED,
-        {"code": "InternalError", "message": f"Provisioning the vault failed: {error}", "httpStatus": 500},
-    )  # fmt: skip
+    async def provision(self, claimed: Claimed[payloads.ProvisionVault]) -> None:
+        await self._settle(claimed.payload.operation, OperationStatus.SUCCEEDED)
 
+    async def give_up(self, claimed: Claimed[payloads.ProvisionVault], error: str) -> None:
+        """Out of attempts: the operation fails and the vault says so."""
+        failure = internal_error(f"Provisioning the vault failed: {error}")
+        await self._settle(claimed.payload.operation, OperationStatus.FAILED, failure)
 
-async def _settle(svc: Services, op_id: str, status: OperationStatus, error: dict | None = None) -> None:
-    """End a vault operation: the vault's provisioningState follows (Succeeded or Failed)."""
+    async def _settle(self, op_id: str, status: OperationStatus, error: ArmError | None = None) -> None:
+        """End a vault operation: the vault's provisioningState follows (Succeeded or Failed)."""
+        svc = self.svc
 
-    async def write(tx: Tx) -> None:
-        op = await tx.operation(op_id)
-        if op is None or op.terminal:
-            return
-        row = await tx.resource(op.resource_key)
-        now = svc.now()
-        if row is not None and row.active_operation == op_id:
-            vault = rules.decode_vault(row.body)
-            vault = msgspec.structs.replace(
-                vault, properties=msgspec.structs.replace(vault.properties, provisioningState=status.value)
-            )
-            await tx.update_resource(
-                row.key,
-                body=msgspec.json.encode(vault),
-                state=status.value,
-                active_operation=None,
-                updated_at=now,
-            )
-        await operations.finish(tx, op_id, now=now, status=status, error=error, op=op)
+        async def write(tx: Tx) -> None:
+            op = await tx.operation(op_id)
+            if op is None or op.terminal:
+                return
+            row = await tx.resource(op.resource_key)
+            now = svc.now()
+            if row is not None and row.active_operation == op_id:
+                vault = rules.decode_vault(row.body)
+                vault = msgspec.structs.replace(
+                    vault,
+                    properties=msgspec.structs.replace(vault.properties, provisioningState=status.value),
+                )
+                await tx.update_resource(
+                    row.key,
+                    body=msgspec.json.encode(vault),
+                    state=status.value,
+                    active_operation=None,
+                    updated_at=now,
+                )
+            await operations.finish(tx, op_id, now=now, status=status, error=error, op=op)
 
-    await svc.store.transact(write)
+        await svc.store.transact(write)

@@ -1,0 +1,83 @@
+"""``dpvault secrets``: the local secret store (the connection strings backup instances name)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dpvault.cli.common import DEFAULT_DATA_DIR, DatabaseUrl, DataDir, app, err, with_store
+from dpvault.settings import Settings
+
+T = TypeVar("T")
+
+secrets_app = typer.Typer(
+    no_args_is_help=True, help="The local secret store (database credentials for backups)."
+)
+app.add_typer(secrets_app, name="secrets")
+SecretTenant = Annotated[
+    str,
+    typer.Option(
+        help="The tenant (tid) whose backup instances may use the secret; default: the server's own."
+    ),
+]
+
+
+def _with_secrets(data_dir: Path, database_url: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(local secret store)`` against the data dir's (or URL's) database."""
+    from dpvault.secrets.local import LocalSecretStore, load_key
+
+    identity_dir = Settings(data_dir=data_dir.resolve()).identity_dir
+    return with_store(
+        data_dir, database_url, lambda store: work(LocalSecretStore(store, load_key(identity_dir)))
+    )
+
+
+@secrets_app.command("set")
+def secrets_set(
+    uri: Annotated[
+        str,
+        typer.Argument(
+            help="The secret URI backup instances name, e.g. https://myvault.vault.azure.net/secrets/pg"
+        ),
+    ],
+    tenant: SecretTenant = Settings.tenant_id,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Store a secret; the value (a connection string) is read from standard input. Only backup
+    instances in subscriptions of ``--tenant`` can use it."""
+    import sys
+    import time
+
+    value = sys.stdin.read().rstrip("\r\n")
+    if not value:
+        raise typer.BadParameter("no value on standard input")
+    _with_secrets(data_dir, database_url, lambda s: s.set(uri, value, tenant=tenant, now=time.time()))
+    err.print(f"stored {uri} for tenant {tenant}", highlight=False)
+
+
+@secrets_app.command("list")
+def secrets_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List the URIs in the local secret store and their tenants (never the values)."""
+    for owner, uri in _with_secrets(data_dir, database_url, lambda s: s.list(tenant)):
+        typer.echo(f"{uri}  tenant={owner}")
+
+
+@secrets_app.command("delete")
+def secrets_delete(
+    uri: str,
+    tenant: SecretTenant = Settings.tenant_id,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Remove a secret."""
+    if not _with_secrets(data_dir, database_url, lambda s: s.delete(uri, tenant=tenant)):
+        err.print(f"no secret {uri}", highlight=False)
+        raise typer.Exit(1)

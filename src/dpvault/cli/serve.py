@@ -1,0 +1,213 @@
+"""``dpvault serve``: the API and (unless --no-background) the background work, in one or more processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dpvault.cli.common import DEFAULT_DATA_DIR, DataDir, app, err
+from dpvault.settings import DEFAULT_API_VERSIONS, SETTINGS_ENV, Settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8443,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DPVAULT_DATABASE_URL",
+            help="sqlite:///path or postgresql://user:pw@host/db (default: SQLite in the data dir).",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Server certificate (PEM); default: generated, signed by a local CA.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Private key for --tls-cert.")] = None,
+    no_tls: Annotated[
+        bool, typer.Option("--no-tls", help="Serve plain HTTP (Azure SDKs then need enforce_https=False).")
+    ] = False,
+    retry_after: Annotated[
+        int, typer.Option(help="Retry-After seconds sent with long-running operations.")
+    ] = 1,
+    auto_create_resource_groups: Annotated[
+        bool,
+        typer.Option(
+            "--auto-create-resource-groups/--no-auto-create-resource-groups",
+            help="Create a missing resource group on first write.",
+        ),
+    ] = True,
+    api_version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-version",
+            help="Accepted api-version (repeat); default: 2023-01-01 and newer stable versions.",
+        ),
+    ] = None,
+    location: Annotated[str, typer.Option(help="Azure location reported for the service.")] = "westus",
+    provisioning_delay: Annotated[
+        float, typer.Option(help="Seconds each protection configuration takes (imitate Azure's timing).")
+    ] = 0.0,
+    lease_seconds: Annotated[
+        float, typer.Option(help="Job lease; a dead worker's job is re-run after it.")
+    ] = 15.0,
+    public_url: Annotated[
+        str | None, typer.Option(help="Base URL clients reach this server at (default: the Host they used).")
+    ] = None,
+    clock: Annotated[
+        str, typer.Option(help="real, or manual: time moves only by POST /dpvault/clock/advance (for tests).")
+    ] = "real",
+    pg_dump: Annotated[
+        str | None, typer.Option(help="pg_dump to use (pg_restore beside it); default: newest found.")
+    ] = None,
+    vault_store: Annotated[
+        Path | None, typer.Option(help="Directory for backup data (default: <data-dir>/vault).")
+    ] = None,
+    key_vault: Annotated[
+        bool,
+        typer.Option(
+            "--key-vault", help="Also resolve secrets from Azure Key Vault (DefaultAzureCredential)."
+        ),
+    ] = False,
+    restore_drills: Annotated[
+        bool,
+        typer.Option(
+            "--restore-drills", help="Drill-restore every backup (else opt in per instance or vault by tag)."
+        ),
+    ] = False,
+    restore_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--restore-root",
+            help="Directory restore-as-files may write into (repeat; default <data-dir>/restores).",
+        ),
+    ] = None,
+    builtin_issuer: Annotated[
+        bool,
+        typer.Option(
+            "--builtin-issuer/--no-builtin-issuer",
+            help="Serve the token endpoint and accept `dpvault token` tokens.",
+        ),
+    ] = True,
+    trust_issuer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-issuer",
+            envvar="DPVAULT_TRUST_ISSUER",
+            help="Accept tokens of this OpenID issuer (repeat).",
+        ),
+    ] = None,
+    identity_config: Annotated[
+        Path | None,
+        typer.Option(help="JSON file of trusted issuers (issuer, discovery or jwks, audiences, tenant)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="API processes (each also runs background work); share a database.")
+    ] = 1,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background/--no-background",
+            help="Run jobs, schedules and retention here (else only `dpvault worker`s do).",
+        ),
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="Log JSON lines instead of key=value.")
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log one line per request.")
+    ] = True,
+) -> None:
+    """Start the service."""
+    import uvicorn
+
+    from dpvault import logging as dplogging
+    from dpvault.app import create_app
+    from dpvault.identity import tls
+
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if clock not in ("real", "manual"):
+        raise typer.BadParameter("--clock is real or manual")
+    dplogging.configure(level=log_level, json=log_json)
+    os.environ["DPVAULT_LOG_LEVEL"] = log_level
+    os.environ["DPVAULT_LOG_JSON"] = "1" if log_json else "0"
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        host=host,
+        port=port,
+        tls=not no_tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        retry_after=retry_after,
+        auto_create_resource_groups=auto_create_resource_groups,
+        api_versions=tuple(api_version) if api_version else DEFAULT_API_VERSIONS,
+        default_location=location.replace(" ", "").lower(),
+        provisioning_delay=provisioning_delay,
+        lease_seconds=lease_seconds,
+        public_url=public_url.rstrip("/") if public_url else None,
+        clock=clock,
+        pg_dump=pg_dump,
+        vault_store=vault_store.resolve() if vault_store else None,
+        key_vault=key_vault,
+        restore_drills=restore_drills,
+        restore_roots=tuple(p.resolve() for p in restore_root or ()),
+        builtin_issuer=builtin_issuer,
+        run_worker=background,
+        trust_issuers=tuple(trust_issuer or ()),
+        identity_config=identity_config.resolve() if identity_config else None,
+        access_log=access_log,
+    )
+    ssl: dict[str, str] = {}
+    ca_line = ""
+    if settings.tls:
+        if tls_cert and tls_key:
+            ssl = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        else:
+            extra = () if host in ("0.0.0.0", "::", "") else (host,)  # noqa: S104 - comparing, not binding
+            files = tls.ensure(settings.tls_dir, extra)
+            ssl = {"ssl_certfile": str(files.cert), "ssl_keyfile": str(files.key)}
+            ca_line = f"CA certificate: {files.ca}  (export REQUESTS_CA_BUNDLE={files.ca})"
+    scheme = "https" if settings.tls else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    err.print(
+        f"dpvault listening on {settings.public_url or f'{scheme}://{shown_host}:{port}'}", highlight=False
+    )
+    if ca_line:
+        err.print(ca_line, highlight=False)
+    err.print(f"Bearer token:   dpvault token --data-dir {data_dir}", highlight=False)
+    # Migrate once here, so several API processes never race to migrate one database.
+    from dpvault.store.engines import migrate
+
+    migrate(settings.resolved_database_url)
+    settings = dataclasses.replace(settings, migrated=True)
+    if workers > 1:
+        # uvicorn's process manager imports the app in each process: the settings travel in the environment.
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        target: object = "dpvault.app:from_environment"
+    else:
+        target = create_app(settings)
+    uvicorn.run(
+        target,  # type: ignore[arg-type]
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        **ssl,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,86 @@
+"""The Engine port: what the protection core asks of an engine. Methods raise
+:class:`~dpvault.errors.UserError` (Azure-style codes) for anything the user can fix; any other
+exception is a bug or an outage, retried by the job queue."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from dpvault.model.instances.schema import Datasource
+
+# Connection parameters a credential secret resolves to (PostgreSQL: libpq keywords).
+Params = dict[str, str]
+# Per-item [count, checksum] of a datasource's content, comparable across a backup and a restore.
+Fingerprint = dict[str, list[Any]]
+
+
+class Dump(Protocol):
+    """One dump being taken."""
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The archive's bytes, in order; raises UserError at the end if the dump failed. Iterate
+        once. Closing the iterator early stops the dump."""
+        ...
+
+    @property
+    def fingerprint(self) -> Fingerprint | None:
+        """The fingerprint taken in the dump's own snapshot (when asked for), once the chunks ended."""
+        ...
+
+
+class Engine(Protocol):
+    """A backup engine for some datasource types."""
+
+    name: str
+    # Canonical (lower-case) datasource types this engine backs up (see ``types.canonical_datasource_type``).
+    datasource_types: frozenset[str]
+    # What the archive is, as recovery-point manifests record it (e.g. "pg_dump -Fc").
+    archive_format: str
+
+    @property
+    def tool_version(self) -> str | None:
+        """The version of the tool that writes archives (recorded in each recovery point), if known."""
+        ...
+
+    def parse_secret(self, value: str) -> Params:
+        """Connection parameters from a credential secret's value (UserError if malformed)."""
+        ...
+
+    async def validate(self, params: Params, datasource: Datasource) -> None:
+        """The deep checks of a backup configuration: reachable, the datasource named, readable."""
+        ...
+
+    def dump(self, params: Params, *, fingerprint: bool = False) -> AbstractAsyncContextManager[Dump]:
+        """Take a dump; the context ends whatever the dump started (processes, snapshots)."""
+        ...
+
+    async def check(self, chunks: AsyncIterable[bytes]) -> dict[str, Any]:
+        """Check an archive streamed from the vault (consumes all of ``chunks``); returns what it
+        found (recorded in the recovery point's details). UserError if it is not a valid archive."""
+        ...
+
+    def restore_params(self, params: Params, target: Datasource) -> Params:
+        """Connection parameters for restoring into the datasource ``target`` names."""
+        ...
+
+    async def check_target(self, params: Params) -> None:
+        """UserError unless a restore may write into the target (FailIfExists: it has no data)."""
+        ...
+
+    async def restore(self, archive: Path, params: Params, *, owner: str | None = None) -> dict[str, str]:
+        """Restore ``archive`` into the target. ``owner`` (the restore job) marks what this restore
+        creates until :meth:`release`, so a re-run after a crash replaces its own half-done work and
+        never anyone else's. Returns details for the job record."""
+        ...
+
+    async def release(self, params: Params, owner: str) -> None:
+        """After the restore job's completion is committed: the target is the user's now."""
+        ...
+
+    async def drill(self, archive: Path, params: Params, *, owner: str) -> Fingerprint:
+        """Restore ``archive`` into a scratch target beside the source ``params`` name, fingerprint it
+        and remove it (a re-run with the same ``owner`` replaces its own scratch target)."""
+        ...

@@ -1,0 +1,1 @@
+"""instances: spec Structs (``schema``) and the pure rules about them."""

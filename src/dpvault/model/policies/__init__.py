@@ -1,0 +1,1 @@
+"""policies: spec Structs (``schema``) and the pure rules about them."""

@@ -1,0 +1,1 @@
+"""restores: spec Structs (``schema``) and the pure rules about them."""

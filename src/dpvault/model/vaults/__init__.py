@@ -1,0 +1,1 @@
+"""vaults: spec Structs (``schema``) and the pure rules about them."""
