@@ -8,6 +8,7 @@ is logged and answered 500 (a bug: no input should get there).
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 
 from dpvault import errors
+from dpvault import logging as dplogging
 from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply, base_url_for, encode
 from dpvault.arm.routing import Router, split_path
@@ -38,7 +40,7 @@ from dpvault.resources.restores.handlers import RestoreRoutes
 from dpvault.resources.vaults.handlers import VaultRoutes
 from dpvault.runtime import Runtime
 from dpvault.services import Services
-from dpvault.settings import Settings
+from dpvault.settings import SETTINGS_ENV, Settings
 
 log = structlog.get_logger("dpvault.http")
 
@@ -308,11 +310,6 @@ def create_app(settings: Settings) -> DpvaultApp:
 
 def from_environment() -> DpvaultApp:
     """The app factory ``serve --workers N`` hands to uvicorn: settings come from the environment."""
-    import os
-
-    from dpvault import logging as dplogging
-    from dpvault.settings import SETTINGS_ENV
-
     settings = Settings.from_json(os.environ[SETTINGS_ENV])
     dplogging.configure(
         level=os.environ.get("DPVAULT_LOG_LEVEL", "info"), json=os.environ.get("DPVAULT_LOG_JSON") == "1"
