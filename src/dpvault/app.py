@@ -74,7 +74,7 @@ def build_identity_routes(r: Router, builtin: BuiltinIssuer | None, tenants: Ten
 
 def build_router(svc: Services, protection: Protection, timekeeper: Timekeeper | None = None) -> Router:
     groups = ResourceGroupRoutes(svc, protection.points)
-    vaults = VaultRoutes(svc)
+    vaults = VaultRoutes(svc, protection.points)
     policies = PolicyRoutes(svc)
     instances = InstanceRoutes(svc, protection)
     ops = OperationRoutes(svc)

@@ -28,6 +28,7 @@ from dpvault.secrets.local import LocalSecretStore, load_key
 from dpvault.services import Services
 from dpvault.settings import Settings
 from dpvault.store import Store
+from dpvault.vault.keys import VaultKeys, load_local_kek
 from dpvault.vault.points import RecoveryPoints
 
 
@@ -83,9 +84,13 @@ class Runtime:
         # 4. the protection core: the vault (datastore + recovery points), the engines, secrets
         lease = settings.lease_seconds
         datastore = LocalDatastore(settings.vault_store_dir, heartbeat=max(0.5, lease / 3))
-        points = RecoveryPoints(store, datastore, grace=2 * lease)
+        local_secrets = LocalSecretStore(store, load_key(settings.identity_dir))
+        keys = VaultKeys(store, datastore, load_local_kek(settings.identity_dir), local_secrets)
+        points = RecoveryPoints(
+            store, datastore, grace=2 * lease, keys=keys, tmp_dir=settings.data_dir / "tmp"
+        )
         engines = Engines([PostgresEngine(find_tools(settings.pg_dump))])
-        providers: list[SecretProvider] = [LocalSecretStore(store, load_key(settings.identity_dir))]
+        providers: list[SecretProvider] = [local_secrets]
         if settings.key_vault:
             from dpvault.secrets.keyvault import KeyVaultSecrets  # optional extra: azure-keyvault-secrets
 

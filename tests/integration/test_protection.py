@@ -28,6 +28,7 @@ from tests.support import (
     vault_path,
     wait_operation,
 )
+from tests.vaultfiles import pack_files, read_point, unreferenced_packs, vault_dir
 
 
 def make_sample_database(
@@ -166,7 +167,7 @@ def vault_files(server: Server) -> list[Path]:
 
 
 def test_adhoc_backup_is_a_real_checksummed_pg_dump(
-    server: Server, client: httpx.Client, source_pg: PostgresServer
+    server: Server, client: httpx.Client, source_pg: PostgresServer, tmp_path: Path
 ) -> None:
     """Protected through the official SDK with the daily policy and a DeepValidation PUT; the secret
     stored with `dpvault secrets set`; an adhoc backup through the SDK."""
@@ -202,9 +203,14 @@ def test_adhoc_backup_is_a_real_checksummed_pg_dump(
     meta = dict(
         part.split(":", 1) for part in props["recoveryPointDataStoresDetails"][0]["metaData"].split(";")
     )
-    dump = next(f for f in vault_files(server) if f.name == f"{rp['name']}.dump")
+    # vault format 2 seals the point's chunks: its file is read back the way a restore reads it
+    dump = tmp_path / f"{rp['name']}.dump"
+    dump.write_bytes(read_point(server, rp["name"]))
     assert hashlib.sha256(dump.read_bytes()).hexdigest() == meta["sha256"]
     assert dump.stat().st_size == int(meta["size"]) == int(job["extendedInfo"]["dataTransferredInBytes"])
+    assert b"CREATE TABLE public.customers" not in b"".join(
+        p.read_bytes() for p in pack_files(server)
+    )  # sealed
     toc = subprocess.run(
         [_pg_restore(), "--list", str(dump)], capture_output=True, text=True, check=True
     ).stdout
@@ -326,9 +332,11 @@ def test_manual_clock_runs_every_daily_backup_once_with_tags_and_retention(
                 int(j["properties"]["extendedInfo"]["additionalDetails"]["DeletedRecoveryPoints"])
                 for j in retention
             ) == 8 - len(expected)
-            # deleted recovery points left no bytes behind
-            names = {f.name for f in vault_files(server)}
-            assert names == {f"{rp['name']}.{ext}" for rp in p.points() for ext in ("dump", "json")}
+            # deleted recovery points left no bytes behind: their manifests went, and no pack
+            # holds only their chunks (vault format 2 shares packs between points)
+            names = {f.name for f in vault_files(server) if f.suffix != ".pack" and "keys" not in f.parts}
+            assert names == {f"{rp['name']}.manifest" for rp in p.points()}
+            assert unreferenced_packs(server, p.env.vault_path) == []
     finally:
         second_worker.terminate()
         second_worker.wait(10)
@@ -393,8 +401,7 @@ def test_server_killed_mid_backup_resumes_after_restart_without_orphans(
         lock = _lock(source_pg, db)
         job_id = p.backup()
         _wait_for_waiting_dump(source_pg, db)
-        staged = [f for f in vault_files(server) if f.name.endswith(".partial")]
-        assert staged, "the backup should be streaming into the staging area"
+        assert _writing_points(server), "the backup should have recorded the point it is writing"
     server.kill()
     lock.close()
     server.start()
@@ -407,7 +414,23 @@ def test_server_killed_mid_backup_resumes_after_restart_without_orphans(
         assert len(points) == 1
         files = vault_files(server)
         assert [f.name for f in files if f.name.endswith(".partial")] == []
-        assert {f.name for f in files} == {f"{points[0]['name']}.dump", f"{points[0]['name']}.json"}
+        assert {f.name for f in files if f.suffix == ".manifest"} == {f"{points[0]['name']}.manifest"}
+        assert _writing_points(server) == []
+        assert unreferenced_packs(server, p.env.vault_path) == []
+
+
+def _writing_points(server: Server) -> list[str]:
+    """Ids of recovery points being written (state ``writing``) in the server's state database."""
+    from sqlalchemy import create_engine, text
+
+    from dpvault.store.engines import sync_url
+
+    url = server.database_url or f"sqlite:///{server.data_dir / 'state.db'}"
+    engine = create_engine(sync_url(url))
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT id FROM recovery_points WHERE state = 'writing'")).all()
+    engine.dispose()
+    return [r[0] for r in rows]
 
 
 def _shift_clock(server: Server, seconds: float) -> None:
@@ -483,6 +506,7 @@ def test_recovery_point_filter_and_instance_delete_removes_backup_data(
     assert r.status_code == 202
     assert wait_operation(client, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
     assert not ids & {f.name.split(".")[0] for f in vault_files(server)}
+    assert pack_files(server, p.env.vault_path) == []  # the packs only its points used went too
     assert client.get(f"{p.env.instance_path(p.name)}/recoveryPoints?api-version={API}").status_code == 404
 
 
@@ -500,6 +524,9 @@ def test_deleting_the_resource_group_deletes_its_backup_data(
     )
     assert r.status_code == 200, r.text
     assert not any(f.name.startswith(rp["name"]) for f in vault_files(server))
+    assert not vault_dir(server, p.env.vault_path).exists() or not list(
+        vault_dir(server, p.env.vault_path).rglob("*.*")
+    )
     # a vault of the same name starts empty: no jobs or points of its predecessor
     p.create()
     assert p.jobs() == []

@@ -16,8 +16,9 @@ import pytest
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 
 from tests.e2e.test_sdk import DpvaultCredential
-from tests.integration.test_protection import Protected, _advance, make_sample_database, vault_files
+from tests.integration.test_protection import Protected, _advance, make_sample_database
 from tests.support import API, SUB, PostgresServer, Server, rg_path, wait_operation
+from tests.vaultfiles import flip_a_byte_in_each_pack
 
 CHECKSUM = "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM {} t"
 
@@ -215,10 +216,7 @@ def test_a_corrupted_point_fails_before_the_target_is_touched_and_verify_reports
     p = protected
     assert p.wait_job(p.backup())["status"] == "Completed"
     (rp,) = p.points()
-    dump = next(f for f in vault_files(server) if f.name == f"{rp['name']}.dump")
-    data = bytearray(dump.read_bytes())
-    data[len(data) // 2] ^= 0x01  # one bit of one byte
-    dump.write_bytes(bytes(data))
+    assert flip_a_byte_in_each_pack(server, p.env.vault_path) >= 1  # one bit of one byte, in each pack
 
     target = f"never_{uuid.uuid4().hex[:8]}"
     op, _final = finish(p, restore(p, restore_request(rp["name"], target_info(p, target)), validate=True))
@@ -273,10 +271,7 @@ def test_restore_drills_pass_on_a_good_point_and_flag_a_corrupted_one(
         if d[0].startswith("dpvault_drill_")
     ]
 
-    dump = next(f for f in vault_files(server) if f.name == f"{rp['name']}.dump")
-    data = bytearray(dump.read_bytes())
-    data[-10] ^= 0xFF
-    dump.write_bytes(bytes(data))
+    assert flip_a_byte_in_each_pack(server, p.env.vault_path) >= 1
     r = client.post("/dpvault/restoreDrills", json={"recoveryPointId": rp["id"]})
     assert r.status_code == 202, r.text
     drill = _wait_drill(p, 2)

@@ -1,6 +1,7 @@
 """A restore job re-run after a crash (its lease expired) finishes its own half-done work, and never
 takes over anything it did not create: the Restorer against a real PostgreSQL server and a real
-vault directory, with the crashed attempt's leftovers laid down exactly as it leaves them."""
+vault directory, with the crashed attempt's leftovers laid down exactly as it leaves them. (The point
+is a vault-format-1 point, laid down as format 1 writes them.)"""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from dpvault.services import Services
 from dpvault.settings import Settings
 from dpvault.store import RecoveryPointRow, Store
 from dpvault.vault import format as vault_format
+from dpvault.vault.keys import VaultKeys
 from dpvault.vault.points import RecoveryPoints
 from tests.integration.test_protection import make_sample_database
 from tests.integration.test_restore import database_exists, table_state
@@ -91,7 +93,9 @@ def point(tmp_path: Path, source_pg: PostgresServer) -> tuple[Restorer, Recovery
         store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
         await vault_format.write_manifest(datastore, key, manifest, writer="fixture")
         svc = Services(Settings(data_dir=tmp_path), store, Clock(), wake_worker=lambda: None)
-        points = RecoveryPoints(store, datastore, grace=30)
+        points = RecoveryPoints(
+            store, datastore, grace=30, keys=VaultKeys(store, datastore, os.urandom(32), None)
+        )
         engine = PostgresEngine(tools)
         files = FileRestorer(points, [tmp_path / "restores"])
         jobs = RestoreJobs(svc, Engines([engine]), Credentials(svc, SecretResolver([])), points, files)

@@ -45,9 +45,9 @@ def test_an_unknown_vault_format_is_refused_by_restore_and_reported_by_verify(
     p = protected
     assert p.wait_job(p.backup())["status"] == "Completed"
     (rp,) = p.points()
-    manifest = next(f for f in vault_files(server) if f.name == f"{rp['name']}.json")
+    manifest = next(f for f in vault_files(server) if f.name == f"{rp['name']}.manifest")
     body = json.loads(manifest.read_text())
-    assert body["format"] == 1 and body["recoveryPointId"] == rp["name"]  # what backups write today
+    assert body["format"] == 2 and set(body) == {"format", "keyId", "sealed"}  # what backups write today
     assert _verify(server, p.name).returncode == 0
 
     manifest.write_text(json.dumps({**body, "format": 99}))

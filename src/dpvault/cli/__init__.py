@@ -7,7 +7,7 @@ Commands import what they need when they run, so ``dpvault --help`` starts fast.
 
 from __future__ import annotations
 
-from dpvault.cli import accounts, secrets, serve, token, verify, worker  # noqa: F401 - they register commands
+from dpvault.cli import accounts, keys, secrets, serve, token, verify, worker  # noqa: F401 - they register commands
 from dpvault.cli.common import app
 
 

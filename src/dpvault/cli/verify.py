@@ -23,14 +23,19 @@ def verify(
     instance: Annotated[
         str | None, typer.Option("--instance", help="Only this backup instance (name).")
     ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Only check that every object and chunk exists (read nothing).")
+    ] = False,
 ) -> None:
     """Check every recovery point's bytes against its SHA-256; exit 1 if any is corrupt or missing."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
     from rich.table import Table
 
     from dpvault.datastores import LocalDatastore
+    from dpvault.secrets.local import LocalSecretStore, load_key
     from dpvault.store import RecoveryPointRow, Store
     from dpvault.vault.format import UnsupportedFormatError
+    from dpvault.vault.keys import KeyUnavailableError, VaultKeys, load_local_kek
     from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
     settings = Settings(
@@ -56,7 +61,10 @@ def verify(
                 if named(rp.instance_key, "backupvaults", vault)
                 and named(rp.instance_key, "backupinstances", instance)
             ]
-            vault_points = RecoveryPoints(store, LocalDatastore(settings.vault_store_dir), grace=0)
+            datastore = LocalDatastore(settings.vault_store_dir)
+            secrets = LocalSecretStore(store, load_key(settings.identity_dir))
+            keys = VaultKeys(store, datastore, load_local_kek(settings.identity_dir), secrets)
+            vault_points = RecoveryPoints(store, datastore, grace=0, keys=keys)
             bad: list[tuple[str, str, str]] = []
             columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
             with Progress(*columns, console=err, transient=True) as progress:
@@ -64,10 +72,12 @@ def verify(
                 for rp in points:
                     name = rp.instance_key.rsplit("/", 1)[-1]
                     try:
-                        await vault_points.verify(rp, progress=lambda n: progress.advance(task, n))
+                        await vault_points.verify(
+                            rp, progress=lambda n: progress.advance(task, n), quick=quick
+                        )
                     except PointDamagedError as exc:
                         bad.append((rp.id, name, exc.problem))
-                    except UnsupportedFormatError as exc:
+                    except (UnsupportedFormatError, KeyUnavailableError) as exc:
                         bad.append((rp.id, name, str(exc)))
             return points, bad
         finally:

@@ -69,6 +69,11 @@ class Datastore(Protocol):
         ObjectNotFoundError (when iteration starts) if there is none."""
         ...
 
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from ``start`` (fewer only at its end). ObjectNotFoundError
+        if there is no object. For reading chunks out of packs: a few MiB at a time."""
+        ...
+
     async def stat(self, key: str) -> ObjectInfo | None:
         """The object's size and time, or None."""
         ...

@@ -117,6 +117,19 @@ class LocalDatastore:
         finally:
             file.close()
 
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+
+        def read() -> bytes:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(length)
+
+        try:
+            return await asyncio.to_thread(read)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(key) from None
+
     async def stat(self, key: str) -> ObjectInfo | None:
         try:
             st = await asyncio.to_thread(self._path(key).stat)

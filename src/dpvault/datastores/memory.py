@@ -83,6 +83,12 @@ class MemoryDatastore:
             yield data[start : start + CHUNK]
             await asyncio.sleep(0)
 
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        found = self._objects.get(check_key(key))
+        if found is None:
+            raise ObjectNotFoundError(key)
+        return found[0][start : start + length]
+
     async def stat(self, key: str) -> ObjectInfo | None:
         found = self._objects.get(check_key(key))
         return ObjectInfo(key, len(found[0]), found[1]) if found else None

@@ -37,8 +37,10 @@ class Engine(Protocol):
     name: str
     # Canonical (lower-case) datasource types this engine backs up (see ``types.canonical_datasource_type``).
     datasource_types: frozenset[str]
-    # What the archive is, as recovery-point manifests record it (e.g. "pg_dump -Fc").
+    # What the archive is, as recovery-point manifests record it (e.g. "pg_dump -Fc"), and what an
+    # uncompressed stream is (``dump(compress=False)``, for vaults that compress chunks themselves).
     archive_format: str
+    stream_format: str
 
     @property
     def tool_version(self) -> str | None:
@@ -53,8 +55,12 @@ class Engine(Protocol):
         """The deep checks of a backup configuration: reachable, the datasource named, readable."""
         ...
 
-    def dump(self, params: Params, *, fingerprint: bool = False) -> AbstractAsyncContextManager[Dump]:
-        """Take a dump; the context ends whatever the dump started (processes, snapshots)."""
+    def dump(
+        self, params: Params, *, fingerprint: bool = False, compress: bool = True
+    ) -> AbstractAsyncContextManager[Dump]:
+        """Take a dump; the context ends whatever the dump started (processes, snapshots).
+        ``compress=False``: the engine's uncompressed stream, so unchanged data gives unchanged bytes
+        (vault format 2 chunks, dedupes and compresses it)."""
         ...
 
     async def check(self, chunks: AsyncIterable[bytes]) -> dict[str, Any]:

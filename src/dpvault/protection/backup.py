@@ -1,10 +1,12 @@
 """The backup pipeline: one job per backup, exactly one recovery point per successful job.
 
 1. intend: the point's row is recorded (``writing``) before any byte is written;
-2. dump: the engine's stream goes straight into the vault datastore, hashed while streaming;
-3. check: the stored object is read back, re-hashed, and handed to the engine's archive check;
-4. manifest, then the row: one transaction makes the point ``available``, tags it, sets its
-   expiry and completes the job. A point whose instance (or policy) went away meanwhile is removed.
+2. dump: the engine's uncompressed stream is cut into chunks; those the vault does not hold yet are
+   compressed, sealed and written in packs (vault format 2, ``dpvault.vault.packs``), and the same
+   pass feeds the engine's archive check (``pg_restore --list``);
+3. packs are indexed as they are written, then the sealed manifest is written;
+4. one transaction makes the point ``available``, tags it, sets its expiry and completes the job.
+   A point whose instance (or policy) went away meanwhile is removed.
 
 A user error (credentials, network, the database) ends the job Failed at once, without retry; the
 point's objects and row are removed either way (``RecoveryPoints.abandon``).
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -40,7 +41,10 @@ from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.types import ProvisioningState
 from dpvault.vault import format as vault_format
-from dpvault.vault.points import RecoveryPoints
+from dpvault.vault.format import FileEntry, PointManifest
+from dpvault.vault.keys import KekRef, KeyUnavailableError
+from dpvault.vault.packs import PackWriter, Written
+from dpvault.vault.points import RecoveryPoints, VaultBusyError
 
 log = structlog.get_logger("dpvault.protection")
 
@@ -102,7 +106,8 @@ class Backups:
         return job_id
 
     async def run(self, claimed: Claimed[payloads.Backup]) -> None:
-        """The job: dump, check, publish, record. User errors end the job Failed (no retry)."""
+        """The job: dump into the vault (format 2), check, record. User errors end the job Failed
+        (no retry); anything else is retried by the queue, the point's traces removed either way."""
         p = claimed.payload
         async with self.svc.store.read() as tx:
             job = await tx.backup_job(p.job)
@@ -123,56 +128,67 @@ class Backups:
             await self._fail(p.job, _unsupported(bi.dataSourceInfo.datasourceType))
             return
         rp_id = str(uuid.uuid4())
-        archive = vault_format.archive_key(instance.parent_key, instance.key, rp_id)
-        await self.points.intend(
-            rp_id=rp_id, instance=instance, archive=archive, job=p.job,
-            taken_at=p.occurrence or job.start_time, now=self.svc.now(),
-        )  # fmt: skip
+        object_key = vault_format.point_manifest_key(instance.parent_key, instance.key, rp_id)
+        try:
+            await self.points.intend(
+                rp_id=rp_id, instance=instance, archive=object_key, job=p.job,
+                taken_at=p.occurrence or job.start_time, now=self.svc.now(),
+            )  # fmt: skip
+        except VaultBusyError as exc:
+            await self._fail(p.job, UserError("UserErrorVaultBusy", f"The backup could not start: {exc}.",
+                                              "Retry the backup.", retryable=True))  # fmt: skip
+            return
         recorded = False
+        writer: PackWriter | None = None
         try:
             try:
                 drill = await self.drills.enabled(instance)
                 params = await self.credentials.params(
                     bi.datasourceAuthCredentials, instance.subscription, engine
                 )
-                async with engine.dump(params, fingerprint=drill) as dump:
-                    written = await self.points.datastore.put(archive, dump.chunks(), writer=p.job)
+                writer = self.points.writer(
+                    instance.parent_key, job=p.job, want=await self._kek_for(instance), now=self.svc.now()
+                )
+                async with engine.dump(params, fingerprint=drill, compress=False) as dump:
+                    entry, checked = await _store_and_check(writer, engine, dump.chunks())
                     prints = dump.fingerprint
-                size, sha, checked = await self._read_back(engine, archive)
-                if (size, sha) != (written.size, written.sha256):
-                    raise UserError("UserErrorBackupVerificationFailed", "The stored backup does not match what was written.",
-                                    "Check the vault datastore's disk, then retry.", retryable=True)  # fmt: skip
-                manifest = vault_format.Manifest(
-                    format=vault_format.FORMAT, recoveryPointId=rp_id, instance=instance.key, sha256=sha, size=size,
-                    engine=engine.archive_format, pgDumpVersion=engine.tool_version, tables=int(checked.get("tables", 0)),
+                written = await writer.finish()
+                manifest = PointManifest(
+                    recoveryPointId=rp_id, instance=instance.key, engine=engine.stream_format,
+                    engineVersion=engine.tool_version, details=checked, files=[entry],
                 )  # fmt: skip
-                await vault_format.write_manifest(self.points.datastore, archive, manifest, writer=p.job)
+                await self.points.write_manifest(writer, object_key, manifest)
+            except KeyUnavailableError as exc:
+                await self._fail(p.job, UserError("UserErrorVaultKeyUnavailable", f"The vault's encryption key is not available: {exc}.",
+                                                  "Store the vault's key-encryption key (dpvault keys set <keyUri>) or fix encryptionSettings."))  # fmt: skip
+                return
             except UserError as exc:
                 await self._fail(p.job, exc)
                 return
             recorded = await self._record(
-                claimed, instance, engine, rp_id, archive, manifest, checked, prints, drill
+                claimed, instance, engine, rp_id, object_key, manifest, checked, prints, drill, written
             )
         finally:
             if not recorded:  # failed, deleted meanwhile, or interrupted: the point goes
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.points.abandon(rp_id, archive))
+                    if writer is not None:
+                        await asyncio.shield(writer.abort())
+                    await asyncio.shield(self.points.abandon(rp_id, object_key))
         await self.points.sweep(incomplete_only=True)
 
-    async def _read_back(self, engine: Engine, key: str) -> tuple[int, str, dict[str, Any]]:
-        """Re-read the stored object: its size and SHA-256, and the engine's check of it, in one pass."""
-        digest = hashlib.sha256()
-        size = 0
-
-        async def chunks() -> AsyncIterator[bytes]:
-            nonlocal size
-            async for chunk in self.points.datastore.get(key):
-                await asyncio.to_thread(digest.update, chunk)
-                size += len(chunk)
-                yield chunk
-
-        checked = await engine.check(chunks())
-        return size, digest.hexdigest(), checked
+    async def _kek_for(self, instance: ResourceRow) -> KekRef:
+        """The KEK the instance's vault names: its customer-managed key (``encryptionSettings``,
+        api-version 2024-04-01 and later), else the data dir's own."""
+        async with self.svc.store.read() as tx:
+            vault = await tx.resource(instance.parent_key)
+        body = msgspec.json.decode(vault.body) if vault else {}
+        settings = ((body.get("properties") or {}).get("securitySettings") or {}).get(
+            "encryptionSettings"
+        ) or {}
+        uri = (settings.get("keyVaultProperties") or {}).get("keyUri")
+        if not uri or str(settings.get("state", "Enabled")).lower() == "disabled":
+            return KekRef()
+        return KekRef(str(uri), await self.credentials.tenant_of(instance.subscription))
 
     async def _record(
         self,
@@ -180,11 +196,12 @@ class Backups:
         instance: ResourceRow,
         engine: Engine,
         rp_id: str,
-        archive: str,
-        manifest: vault_format.Manifest,
+        object_key: str,
+        manifest: PointManifest,
         checked: dict[str, Any],
         prints: dict[str, list[Any]] | None,
         drill: bool,
+        written: Written,
     ) -> bool:
         p = claimed.payload
 
@@ -234,7 +251,8 @@ class Backups:
             if keep is not None:
                 expiry = (datetime.fromtimestamp(when, UTC) + keep[1]).timestamp()
             details: dict[str, Any] = {
-                **checked, "pgDumpVersion": engine.tool_version, "objectKey": archive,
+                **checked, "pgDumpVersion": engine.tool_version, "objectKey": object_key, "vaultFormat": vault_format.FORMAT,
+                "storedBytes": written.stored_bytes, "reusedBytes": written.reused_bytes,
                 "deleteAfter": keep[0] if keep else None,
             }  # fmt: skip
             if prints is not None:
@@ -246,7 +264,8 @@ class Backups:
             )  # fmt: skip
             await backup_jobs.finish(
                 tx, p.job, now=self.svc.now(), status=backup_jobs.COMPLETED, size=manifest.size,
-                details={"RetentionTag": tag, "RecoveryPointId": rp_id, "SHA256": manifest.sha256, "Worker": claimed.worker},
+                details={"RetentionTag": tag, "RecoveryPointId": rp_id, "SHA256": manifest.sha256, "Worker": claimed.worker,
+                         "StoredBytes": str(written.stored_bytes), "DeduplicatedBytes": str(written.reused_bytes)},
             )  # fmt: skip
             if drill:
                 await self.drills.start(tx, current, rp_id)
@@ -268,3 +287,34 @@ class Backups:
             claimed.payload.job,
             UserError("InternalError", f"The backup could not be completed: {reason}", "Retry the backup."),
         )
+
+
+async def _store_and_check(
+    writer: PackWriter, engine: Engine, chunks: AsyncIterator[bytes]
+) -> tuple[FileEntry, dict[str, Any]]:
+    """One pass over the dump: its bytes into the vault and, alongside, into the engine's archive
+    check (``pg_restore --list`` reads the table of contents and drains the rest)."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+
+    async def for_check() -> AsyncIterator[bytes]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    check = asyncio.create_task(engine.check(for_check()))
+
+    async def tee() -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            if not check.done():
+                await queue.put(chunk)
+            yield chunk
+        if not check.done():
+            await queue.put(None)
+
+    try:
+        entry = await writer.add_file("database.dump", tee())
+    except BaseException:
+        check.cancel()
+        with contextlib.suppress(BaseException):
+            await check
+        raise
+    return entry, await check

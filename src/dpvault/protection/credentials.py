@@ -43,13 +43,17 @@ class Credentials:
         """The connection parameters ``creds`` name, read for ``subscription``'s tenant."""
         return engine.parse_secret(await self.secret(creds, subscription))
 
+    async def tenant_of(self, subscription: str) -> str:
+        """The tenant that owns ``subscription`` (the server's own for one nobody claimed)."""
+        async with self.svc.store.read() as tx:
+            owner = await tx.subscription(subscription.lower())
+        return str(owner["tenant"]) if owner else self.svc.settings.tenant_id
+
     async def secret(self, creds: SecretStoreBasedAuthCredentials | None, subscription: str) -> str:
         uri = creds.secretStoreResource.uri if creds and creds.secretStoreResource else None
         if not uri:
             raise no_credentials()
-        async with self.svc.store.read() as tx:
-            owner = await tx.subscription(subscription.lower())
-        tenant = owner["tenant"] if owner else self.svc.settings.tenant_id
+        tenant = await self.tenant_of(subscription)
         try:
             return await self.secrets.get(uri, tenant)
         except SecretNotFoundError:

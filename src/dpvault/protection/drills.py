@@ -22,10 +22,10 @@ from dpvault.model import backup_jobs, payloads
 from dpvault.model.instances.rules import decode_instance, vault_name_of, with_error
 from dpvault.model.instances.schema import UserFacingError
 from dpvault.protection.credentials import Credentials
-from dpvault.protection.verified import verify_point
+from dpvault.protection.verified import corrupted, verify_point
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
-from dpvault.vault.points import RecoveryPoints
+from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
 log = structlog.get_logger("dpvault.drills")
 
@@ -158,8 +158,11 @@ class Drills:
         params = await self.credentials.params(
             source.datasourceAuthCredentials, instance.subscription, engine
         )
-        async with self.points.local_copy(rp) as archive:
-            actual = await engine.drill(archive, params, owner=owner)
+        try:
+            async with self.points.local_copy(rp) as archive:
+                actual = await engine.drill(archive, params, owner=owner)
+        except PointDamagedError:
+            raise corrupted(rp.id) from None
         summary = {"tables": len(actual), "rows": sum(v[0] for v in actual.values())}
         if expected is None:
             return {**summary, "compared": False}

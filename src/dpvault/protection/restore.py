@@ -23,11 +23,11 @@ from dpvault.model.instances.rules import decode_instance
 from dpvault.model.instances.schema import BackupInstance, Datasource, SecretStoreBasedAuthCredentials
 from dpvault.protection.credentials import Credentials
 from dpvault.protection.restore_files import FileRestorer
-from dpvault.protection.verified import verify_point
+from dpvault.protection.verified import corrupted, verify_point
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, Tx
 from dpvault.types import OperationStatus
-from dpvault.vault.points import RecoveryPoints
+from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
 log = structlog.get_logger("dpvault.restore")
 
@@ -141,8 +141,11 @@ class RestoreJobs:
     ) -> dict[str, str]:
         """Verify the point, then restore a local copy of its archive into the target."""
         await verify_point(self.points, rp)
-        async with self.points.local_copy(rp) as archive:
-            return await engine.restore(archive, params, owner=owner)
+        try:
+            async with self.points.local_copy(rp) as archive:
+                return await engine.restore(archive, params, owner=owner)
+        except PointDamagedError:
+            raise corrupted(rp.id) from None
 
     # -- validateRestore ---------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dpvault.datastores.local import fsync_dir
 from dpvault.errors import UserError
 from dpvault.protection.verified import corrupted, verify_point
 from dpvault.store import RecoveryPointRow
-from dpvault.vault.points import RecoveryPoints
+from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -156,9 +156,11 @@ class FileRestorer:
             try:
                 async for chunk in self.points.read(rp):
                     await asyncio.to_thread(_append, dst, digest, chunk)
-            except BaseException:
+            except BaseException as exc:
                 dst.close()
                 tmp.unlink(missing_ok=True)
+                if isinstance(exc, PointDamagedError):
+                    raise corrupted(rp.id) from None
                 raise
             await asyncio.to_thread(finish, dst, digest.hexdigest())
         path = await asyncio.to_thread(write_sidecar)

@@ -38,6 +38,8 @@ class Retention:
             by_instance[rp.instance_key].append(rp)
         for instance_key, points in by_instance.items():
             await self._expire(instance_key, points)
+        if expired:  # what the expired points alone used goes now; shared packs, by collection
+            await self.points.collect_garbage()
         return len(expired)
 
     async def _expire(self, instance_key: str, listed: list[RecoveryPointRow]) -> None:

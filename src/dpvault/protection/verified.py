@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dpvault.errors import UserError
 from dpvault.store import RecoveryPointRow
-from dpvault.vault.format import Manifest, UnsupportedFormatError
+from dpvault.vault.format import Manifest, PointManifest, UnsupportedFormatError
+from dpvault.vault.keys import KeyUnavailableError
 from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
 
@@ -18,12 +19,23 @@ def corrupted(rp_id: str) -> UserError:
     )
 
 
-async def verify_point(points: RecoveryPoints, rp: RecoveryPointRow) -> Manifest:
-    """The point's manifest once its archive re-hashed to its recorded SHA-256; UserError otherwise."""
+def key_unavailable(rp_id: str, exc: Exception) -> UserError:
+    return UserError(
+        "UserErrorVaultKeyUnavailable",
+        f"Recovery point '{rp_id}' cannot be read: {exc}; nothing was written to the target.",
+        "Restore the vault's key-encryption key (the data dir's identity/vault.kek, DPVAULT_VAULT_KEK, or the "
+        "key stored with dpvault keys set).",
+    )
+
+
+async def verify_point(points: RecoveryPoints, rp: RecoveryPointRow) -> Manifest | PointManifest:
+    """The point's manifest once its data re-read to its recorded SHA-256; UserError otherwise."""
     try:
         return await points.verify(rp)
     except PointDamagedError:
         raise corrupted(rp.id) from None
+    except KeyUnavailableError as exc:
+        raise key_unavailable(rp.id, exc) from None
     except UnsupportedFormatError as exc:
         raise UserError(
             "UserErrorRecoveryPointFormatUnsupported",

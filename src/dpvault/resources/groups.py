@@ -19,7 +19,7 @@ from dpvault.model.keys import group_key
 from dpvault.model.schema import Base
 from dpvault.resources.common import check_tags
 from dpvault.services import Services
-from dpvault.store import RecoveryPointRow, ResourceRow, Tx
+from dpvault.store import ResourceRow, Tx
 from dpvault.types import Kind
 from dpvault.vault.points import RecoveryPoints
 
@@ -139,10 +139,10 @@ class ResourceGroupRoutes:
         sub, rg = self._check(call)
         key = group_key(sub, rg)
 
-        async def write(tx: Tx) -> tuple[bool, list[str], list[RecoveryPointRow]]:
+        async def write(tx: Tx) -> tuple[bool, list[str]]:
             row = await tx.resource(key)
             if row is None:
-                return False, [], []
+                return False, []
             busy = await tx.busy_resources(rg_key=key)
             if busy:
                 raise errors.conflict(
@@ -160,13 +160,12 @@ class ResourceGroupRoutes:
             await self.points.retire(tx, points)
             await tx.forget_vaults(vaults)
             await tx.delete_resources(rg_key=key)
-            return True, vaults, points
+            return True, vaults
 
-        existed, vaults, points = await self.svc.store.transact(write)
-        if points:
+        existed, vaults = await self.svc.store.transact(write)
+        if vaults:
             # Backup data goes with the group (ARM deletes what a group contains): objects, then rows.
-            await self.points.delete_data(points)
-            await self.svc.store.transact(lambda tx: self.points.forget_vaults(tx, vaults))
+            await self.points.delete_vaults(vaults)
         return Reply.empty(200 if existed else 204)
 
     async def list(self, call: Call) -> Reply:

@@ -44,6 +44,10 @@ from dpvault.store.tables import (
     resources,
     secrets,
     subscriptions,
+    vault_chunks,
+    vault_keys,
+    vault_maintenance,
+    vault_packs,
 )
 
 log = structlog.get_logger("dpvault.store")
@@ -570,6 +574,220 @@ class Tx:
 
     async def all_recovery_point_keys(self) -> set[str]:
         return set((await self._conn.execute(select(recovery_points.c.object_key))).scalars().all())
+
+    # -- vault format 2: keys, packs, the chunk index, the maintenance lease ----------------------
+
+    def _insert_ignoring(self, table: Any, values: Any, keys: list[str]) -> Any:
+        """INSERT ... ON CONFLICT (keys) DO NOTHING, for either dialect."""
+        build = pg_insert if self._postgres else sqlite_dialect.insert
+        return build(table).values(values).on_conflict_do_nothing(index_elements=keys)
+
+    async def vault_key_record(self, vault_key: str) -> tuple[str, bytes] | None:
+        stmt = select(vault_keys.c.key_id, vault_keys.c.wrapped).where(vault_keys.c.vault_key == vault_key)
+        row = (await self._conn.execute(stmt)).first()
+        return (row[0], bytes(row[1])) if row else None
+
+    async def insert_vault_key(self, vault_key: str, key_id: str, wrapped: bytes, *, now: float) -> bool:
+        """False if the vault has a key already (another process made it first: use that one)."""
+        values = {
+            "vault_key": vault_key,
+            "key_id": key_id,
+            "wrapped": wrapped,
+            "created_at": now,
+            "updated_at": now,
+        }
+        result = await self._conn.execute(self._insert_ignoring(vault_keys, values, ["vault_key"]))
+        return bool(result.rowcount)
+
+    async def update_vault_key(self, vault_key: str, wrapped: bytes, *, now: float) -> None:
+        await self._conn.execute(
+            update(vault_keys)
+            .where(vault_keys.c.vault_key == vault_key)
+            .values(wrapped=wrapped, updated_at=now)
+        )
+
+    async def known_chunks(self, vault_key: str, chunk_ids: Sequence[str]) -> set[str]:
+        """Which of ``chunk_ids`` the vault's index holds."""
+        if not chunk_ids:
+            return set()
+        stmt = select(vault_chunks.c.chunk_id).where(
+            vault_chunks.c.vault_key == vault_key, vault_chunks.c.chunk_id.in_(list(chunk_ids))
+        )
+        return {r[0] for r in (await self._conn.execute(stmt)).all()}
+
+    async def insert_pack(
+        self,
+        vault_key: str,
+        pack_id: str,
+        *,
+        size: int,
+        chunks: Sequence[tuple[str, int, int, int]],
+        retain_until: float | None,
+        now: float,
+    ) -> None:
+        """Record a pack written whole and index its chunks ((id, offset, length, raw length));
+        a chunk indexed already (another pack holds it) keeps its entry."""
+        pack = {"vault_key": vault_key, "pack_id": pack_id, "size": size, "chunks": len(chunks),
+                "retain_until": retain_until, "created_at": now}  # fmt: skip
+        await self._conn.execute(self._insert_ignoring(vault_packs, pack, ["vault_key", "pack_id"]))
+        if chunks:
+            rows = [
+                {
+                    "vault_key": vault_key,
+                    "chunk_id": c,
+                    "pack_id": pack_id,
+                    "offset": o,
+                    "length": n,
+                    "raw_length": r,
+                }
+                for c, o, n, r in chunks
+            ]
+            await self._conn.execute(self._insert_ignoring(vault_chunks, rows, ["vault_key", "chunk_id"]))
+
+    async def chunk_locations(
+        self, vault_key: str, chunk_ids: Sequence[str]
+    ) -> dict[str, tuple[str, int, int, int]]:
+        """chunk id -> (pack id, offset, length, raw length), for those the index holds."""
+        if not chunk_ids:
+            return {}
+        c = vault_chunks.c
+        stmt = select(c.chunk_id, c.pack_id, c.offset, c.length, c.raw_length).where(
+            c.vault_key == vault_key, c.chunk_id.in_(list(set(chunk_ids)))
+        )
+        return {r[0]: (r[1], int(r[2]), int(r[3]), int(r[4])) for r in (await self._conn.execute(stmt)).all()}
+
+    async def packs_of_vault(self, vault_key: str) -> list[dict[str, Any]]:
+        stmt = (
+            select(vault_packs).where(vault_packs.c.vault_key == vault_key).order_by(vault_packs.c.created_at)
+        )
+        return [dict(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def pack_exists(self, vault_key: str, pack_id: str) -> bool:
+        stmt = select(vault_packs.c.pack_id).where(
+            vault_packs.c.vault_key == vault_key, vault_packs.c.pack_id == pack_id
+        )
+        return (await self._conn.execute(stmt)).first() is not None
+
+    async def recovery_points_in_vault(self, vault_key: str) -> list[RecoveryPointRow]:
+        """Every point of one vault, whatever its state."""
+        stmt = select(recovery_points).where(recovery_points.c.vault_key == vault_key)
+        return [RecoveryPointRow.from_mapping(r) for r in (await self._conn.execute(stmt)).mappings().all()]
+
+    async def chunks_of_pack(self, vault_key: str, pack_id: str) -> list[tuple[str, int, int, int]]:
+        c = vault_chunks.c
+        stmt = (
+            select(c.chunk_id, c.offset, c.length, c.raw_length)
+            .where(c.vault_key == vault_key, c.pack_id == pack_id)
+            .order_by(c.offset)
+        )
+        return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in (await self._conn.execute(stmt)).all()]
+
+    async def move_chunks(self, vault_key: str, pack_id: str, moves: Sequence[tuple[str, int]]) -> None:
+        """Point chunks at their copies in ``pack_id`` ((chunk id, new offset)): a repack."""
+        for chunk_id, offset in moves:
+            await self._conn.execute(
+                update(vault_chunks)
+                .where(vault_chunks.c.vault_key == vault_key, vault_chunks.c.chunk_id == chunk_id)
+                .values(pack_id=pack_id, offset=offset)
+            )
+
+    async def delete_pack(self, vault_key: str, pack_id: str) -> None:
+        """A pack's row and the index entries that still point into it."""
+        await self._conn.execute(
+            delete(vault_chunks).where(
+                vault_chunks.c.vault_key == vault_key, vault_chunks.c.pack_id == pack_id
+            )
+        )
+        await self._conn.execute(
+            delete(vault_packs).where(vault_packs.c.vault_key == vault_key, vault_packs.c.pack_id == pack_id)
+        )
+
+    async def forget_vault_data(self, vault_keys_: Sequence[str]) -> None:
+        """Everything format 2 keeps about these vaults' data (their objects go separately)."""
+        keys = list(vault_keys_)
+        if not keys:
+            return
+        for table in (vault_chunks, vault_packs, vault_maintenance, vault_keys):
+            await self._conn.execute(delete(table).where(table.c.vault_key.in_(keys)))
+
+    async def vaults_with_packs(self) -> list[str]:
+        stmt = select(vault_packs.c.vault_key).distinct()
+        return [r[0] for r in (await self._conn.execute(stmt)).all()]
+
+    async def maintenance_until(self, vault_key: str) -> float:
+        """Until when the vault's maintenance lease is held (0 if not); in a PostgreSQL write
+        transaction the lease row is held FOR SHARE, so an acquisition waits for this one."""
+        await self._conn.execute(
+            self._insert_ignoring(
+                vault_maintenance, {"vault_key": vault_key, "owner": None, "until": 0.0}, ["vault_key"]
+            )
+        )
+        stmt = select(vault_maintenance.c.until).where(vault_maintenance.c.vault_key == vault_key)
+        if self._lock_rows:
+            stmt = stmt.with_for_update(read=True)
+        return float((await self._conn.execute(stmt)).scalar() or 0.0)
+
+    async def acquire_maintenance(self, vault_key: str, owner: str, *, now: float, until: float) -> bool:
+        """Take the vault's maintenance lease if it is free and no backup of the vault is writing."""
+        await self._conn.execute(
+            self._insert_ignoring(
+                vault_maintenance, {"vault_key": vault_key, "owner": None, "until": 0.0}, ["vault_key"]
+            )
+        )
+        stmt = select(vault_maintenance.c.owner, vault_maintenance.c.until).where(
+            vault_maintenance.c.vault_key == vault_key
+        )
+        if self._lock_rows:
+            stmt = stmt.with_for_update()
+        row = (await self._conn.execute(stmt)).first()
+        if row is not None and row[1] > now and row[0] != owner:
+            return False
+        writing = (
+            select(func.count())
+            .select_from(recovery_points)
+            .where(recovery_points.c.vault_key == vault_key, recovery_points.c.state == "writing")
+        )
+        if int((await self._conn.execute(writing)).scalar() or 0):
+            return False
+        await self._conn.execute(
+            update(vault_maintenance)
+            .where(vault_maintenance.c.vault_key == vault_key)
+            .values(owner=owner, until=until)
+        )
+        return True
+
+    async def mark_dirty(self, vault_keys_: Sequence[str], *, now: float) -> None:
+        """Points of these vaults were deleted: their garbage is to be collected."""
+        for vault_key in dict.fromkeys(vault_keys_):
+            await self._conn.execute(
+                self._insert_ignoring(
+                    vault_maintenance, {"vault_key": vault_key, "owner": None, "until": 0.0}, ["vault_key"]
+                )
+            )
+            await self._conn.execute(
+                update(vault_maintenance)
+                .where(vault_maintenance.c.vault_key == vault_key)
+                .values(dirty_since=now)
+            )
+
+    async def dirty_vaults(self) -> list[str]:
+        stmt = select(vault_maintenance.c.vault_key).where(vault_maintenance.c.dirty_since.is_not(None))
+        return [r[0] for r in (await self._conn.execute(stmt)).all()]
+
+    async def clean(self, vault_key: str, *, before: float) -> None:
+        """The vault's garbage as of ``before`` is collected (a deletion since keeps it dirty)."""
+        await self._conn.execute(
+            update(vault_maintenance)
+            .where(vault_maintenance.c.vault_key == vault_key, vault_maintenance.c.dirty_since <= before)
+            .values(dirty_since=None)
+        )
+
+    async def release_maintenance(self, vault_key: str, owner: str) -> None:
+        await self._conn.execute(
+            update(vault_maintenance)
+            .where(vault_maintenance.c.vault_key == vault_key, vault_maintenance.c.owner == owner)
+            .values(owner=None, until=0.0)
+        )
 
     # -- backup jobs -------------------------------------------------------------------------
 

@@ -192,3 +192,55 @@ subscriptions = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_subscriptions_tenant", subscriptions.c.tenant)
+
+# -- vault format 2 (migration 0007) ---------------------------------------------------------
+
+# Each backup vault's data key, wrapped by a key-encryption key (docs/design/vault-format.md); a
+# copy lives in the vault datastore too, so the vault can be read with its KEK alone.
+vault_keys = Table(
+    "vault_keys",
+    metadata,
+    Column("vault_key", Text, primary_key=True),
+    Column("key_id", String(36), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Pack objects of a vault: written whole, then recorded here with their chunks (the index).
+vault_packs = Table(
+    "vault_packs",
+    metadata,
+    Column("vault_key", Text, primary_key=True),
+    Column("pack_id", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("retain_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# The chunk index: where each chunk of a vault is stored (one copy is indexed; a duplicate written
+# by a concurrent backup stays unindexed in its pack until the pack is repacked).
+vault_chunks = Table(
+    "vault_chunks",
+    metadata,
+    Column("vault_key", Text, primary_key=True),
+    Column("chunk_id", String(64), primary_key=True),
+    Column("pack_id", String(64), nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("raw_length", Integer, nullable=False),
+)
+Index("ix_vault_chunks_pack", vault_chunks.c.vault_key, vault_chunks.c.pack_id)
+
+# The maintenance lease of a vault: garbage collection holds it (exclusively) while no backup of the
+# vault is writing; a backup does not start writing while it is held.
+vault_maintenance = Table(
+    "vault_maintenance",
+    metadata,
+    Column("vault_key", Text, primary_key=True),
+    Column("owner", String(128), nullable=True),
+    Column("until", Float, nullable=False),
+    # When points of the vault were last deleted (its garbage has not been collected since); or None.
+    Column("dirty_since", Float, nullable=True),
+)

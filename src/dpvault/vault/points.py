@@ -4,15 +4,19 @@ A point's row (``recovery_points``) is written before its objects and removed af
 object is ever unaccounted for:
 
 - **writing**: ``intend`` inserts the row in state ``writing`` (invisible to the API) naming the
-  backup job that writes the point, before the first byte is put; ``commit`` makes it ``available``
-  in the transaction that completes the job; ``abandon`` removes a point whose backup failed.
+  backup job that writes the point, before the first byte is put -- and waits while garbage
+  collection holds the vault; format 2's chunks go through ``writer`` into packs, then
+  ``write_manifest``; ``commit`` makes the row ``available`` in the transaction that completes the
+  job; ``abandon`` removes a point whose backup failed.
 - **removing**: ``retire`` marks rows ``deleting`` (invisible, not restorable) in the caller's
-  transaction; ``delete_data`` removes their objects; ``forget`` removes the rows. Each step may be
-  repeated after a crash.
-- **reading**: ``verify`` reads the manifest (refusing a format it does not know) and re-hashes the
-  archive against the SHA-256 recorded when it was taken.
-- **sweeping**: incomplete writes of dead writers, ``writing`` rows whose job has ended, and objects
-  no row refers to (older than the sweep's grace) are removed.
+  transaction; ``delete_data`` removes the objects that are the point's alone; ``forget`` removes the
+  rows (and marks the vault's shared packs for garbage collection). Each step may be repeated after
+  a crash. ``delete_vaults`` removes whole vaults' data (their resource group was deleted).
+- **reading**: ``verify`` reads the manifest (refusing a format it does not know) and re-reads the
+  data against what was recorded; ``read`` and ``local_copy`` hand restores the bytes.
+- **sweeping**: incomplete writes of dead writers, ``writing`` rows whose job has ended, objects no
+  row refers to (older than the sweep's grace), and the garbage of vaults whose points were deleted
+  (``gc.py``).
 
 This module is the only caller of ``Datastore.delete``.
 """
@@ -20,27 +24,33 @@ This module is the only caller of ``Datastore.delete``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import structlog
 
-from dpvault.datastores.base import Datastore, ObjectNotFoundError
+from dpvault.datastores.base import Datastore, ObjectNotFoundError, put_bytes
 from dpvault.errors import DpvaultError
 from dpvault.store import RecoveryPointRow, ResourceRow, Store, Tx
 from dpvault.vault import format as vault_format
-from dpvault.vault.format import Manifest
+from dpvault.vault.format import Manifest, PointManifest
+from dpvault.vault.gc import Collected, Collector
+from dpvault.vault.keys import KekRef, SealError, VaultKeys
+from dpvault.vault.packs import ChunkDamagedError, PackWriter, PointReader
 
 log = structlog.get_logger("dpvault.vault")
 
 WRITING = "writing"
 AVAILABLE = "available"
 DELETING = "deleting"
+MAINTENANCE_WAIT = 600.0  # how long a backup waits for a garbage collection of its vault to end
 
 
 class PointDamagedError(DpvaultError):
@@ -52,39 +62,83 @@ class PointDamagedError(DpvaultError):
         self.problem = problem
 
 
+class VaultBusyError(DpvaultError):
+    """Garbage collection has held the vault for longer than a backup waits."""
+
+
 class RecoveryPoints:
-    def __init__(self, store: Store, datastore: Datastore, *, grace: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        datastore: Datastore,
+        *,
+        grace: float,
+        keys: VaultKeys,
+        tmp_dir: Path | None = None,
+    ) -> None:
         """``grace``: how long (seconds) an incomplete write may go without a heartbeat, and an
-        unreferenced object may exist, before the sweep takes it (two job leases)."""
+        unreferenced object may exist, before the sweep takes it (two job leases); it is also the
+        lease garbage collection renews while it holds a vault."""
         self.store = store
         self.datastore = datastore
         self.grace = grace
+        self.keys = keys
+        self.tmp_dir = tmp_dir
+        self.collector = Collector(store, datastore, keys, lease=max(grace, 2.0), grace=grace)
 
     # -- writing a point -----------------------------------------------------------------------
 
     async def intend(
         self, *, rp_id: str, instance: ResourceRow, archive: str, job: str, taken_at: float, now: float
     ) -> None:
-        """Record that job ``job`` is about to write point ``rp_id`` (its own transaction)."""
+        """Record that job ``job`` is about to write point ``rp_id`` (its own transaction), once no
+        garbage collection holds the vault (VaultBusyError after ``MAINTENANCE_WAIT``)."""
 
-        async def write(tx: Tx) -> None:
+        async def write(tx: Tx) -> bool:
+            if await tx.maintenance_until(instance.parent_key) > time.time():
+                return False
             await tx.insert_recovery_point(
                 id=rp_id, instance_key=instance.key, vault_key=instance.parent_key, time=taken_at, tag="",
                 rule_name="", policy_name="", policy_version="", data_store="VaultStore", object_key=archive,
                 size=0, sha256="", expiry=None, details=msgspec.json.encode({"job": job}), state=WRITING,
                 created_at=now,
             )  # fmt: skip
+            return True
 
-        await self.store.transact(write)
+        deadline = time.monotonic() + MAINTENANCE_WAIT
+        while not await self.store.transact(write):
+            if time.monotonic() > deadline:
+                raise VaultBusyError("the vault's garbage collection did not end in time")
+            await asyncio.sleep(0.5)
+
+    def writer(self, vault_key: str, *, job: str, want: KekRef | None, now: float) -> PackWriter:
+        """Where a format-2 backup's chunks go (the vault's data key is made with its first chunk)."""
+        return PackWriter(
+            self.store,
+            self.datastore,
+            vault_key,
+            lambda: self.keys.data_key(vault_key, want, now=now),
+            writer=job,
+        )
+
+    async def write_manifest(self, writer: PackWriter, object_key: str, manifest: PointManifest) -> None:
+        """After every chunk is in a pack and indexed (``writer.finish``): the sealed manifest."""
+        sealed = vault_format.seal_manifest(manifest, await writer.data_key())
+        await put_bytes(self.datastore, object_key, sealed, writer=writer.writer)
 
     async def commit(self, tx: Tx, rp_id: str, **values: Any) -> None:
         """The point is whole and recorded: visible from the caller's commit on."""
         await tx.update_recovery_point(rp_id, state=AVAILABLE, **values)
 
-    async def abandon(self, rp_id: str, archive: str) -> None:
-        """A point whose backup failed: its objects (whatever of them exists), then its row."""
-        await self._delete_keys(vault_format.keys_of(archive))
-        await self.store.transact(lambda tx: tx.delete_recovery_point(rp_id))
+    async def abandon(self, rp_id: str, object_key: str) -> None:
+        """A point whose backup failed: its own objects (whatever of them exists), then its row. The
+        packs it wrote are garbage unless another point uses their chunks: its vault is marked for
+        collection."""
+        await self._delete_keys(vault_format.keys_of(object_key))
+        async with self.store.read() as tx:
+            row = await tx.recovery_point(rp_id)
+        shared = [row.vault_key] if row is not None and vault_format.format_of(object_key) == 2 else []
+        await self.store.transact(lambda tx: self._forget(tx, [rp_id], shared))
 
     async def abandon_job(self, job: str, instance_key: str) -> int:
         """What earlier attempts of backup job ``job`` left (its lease has passed to the caller):
@@ -110,21 +164,38 @@ class RecoveryPoints:
         return await tx.mark_expired(rp_ids, now=now)
 
     async def delete_data(self, points: Sequence[RecoveryPointRow]) -> None:
-        """The objects of retired points (idempotent)."""
+        """The objects that are retired points' alone (idempotent); shared packs wait for collection."""
         await self._delete_keys([key for rp in points for key in vault_format.keys_of(rp.object_key)])
 
     async def forget(self, tx: Tx, points: Sequence[RecoveryPointRow]) -> None:
         """The rows of points whose objects are gone, in the caller's transaction."""
-        for rp in points:
-            await tx.delete_recovery_point(rp.id)
+        shared = [rp.vault_key for rp in points if vault_format.format_of(rp.object_key) == 2]
+        await self._forget(tx, [rp.id for rp in points], shared)
 
-    async def forget_vaults(self, tx: Tx, vault_keys: Sequence[str]) -> None:
-        await tx.delete_recovery_points_in_vaults(vault_keys)
+    async def _forget(self, tx: Tx, rp_ids: Sequence[str], dirty_vaults: Sequence[str]) -> None:
+        for rp_id in rp_ids:
+            await tx.delete_recovery_point(rp_id)
+        if dirty_vaults:
+            await tx.mark_dirty(dirty_vaults, now=time.time())
 
     async def purge(self, points: Sequence[RecoveryPointRow]) -> None:
         """Objects, then rows, of points already retired."""
         await self.delete_data(points)
         await self.store.transact(lambda tx: self.forget(tx, points))
+
+    async def delete_vaults(self, vault_keys: Sequence[str]) -> None:
+        """Everything stored for these vaults (their points retired): objects, then rows."""
+        for vault_key in vault_keys:
+            stale = [
+                info.key async for info in self.datastore.list(vault_format.vault_prefix(vault_key) + "/")
+            ]
+            await self._delete_keys(stale)
+
+        async def forget(tx: Tx) -> None:
+            await tx.delete_recovery_points_in_vaults(vault_keys)
+            await tx.forget_vault_data(vault_keys)
+
+        await self.store.transact(forget)
 
     async def _delete_keys(self, keys: Sequence[str]) -> None:
         for key in keys:
@@ -132,22 +203,57 @@ class RecoveryPoints:
 
     # -- reading points --------------------------------------------------------------------------
 
-    async def verify(self, rp: RecoveryPointRow, *, progress: Any = None) -> Manifest:
-        """The point's manifest, once its archive re-hashed to the SHA-256 recorded when it was
-        taken. PointDamagedError if anything is missing or differs; UnsupportedFormatError for a
-        vault format this version cannot read. ``progress(n)``: after each chunk read."""
-        if await self.datastore.stat(rp.object_key) is None:
-            raise PointDamagedError(rp.id, "missing")
+    async def manifest(self, rp: RecoveryPointRow) -> Manifest | PointManifest:
+        """The point's manifest; UnsupportedFormatError for a vault format this version cannot read,
+        PointDamagedError if it is missing or does not open."""
         try:
-            manifest = await vault_format.read_manifest(self.datastore, rp.object_key)
+            if vault_format.format_of(rp.object_key) == 1:
+                return await vault_format.read_manifest(self.datastore, rp.object_key)
+            found = vault_format.envelope(await vault_format.read_object(self.datastore, rp.object_key))
+            key = await self.keys.data_key(rp.vault_key, now=time.time())
+            return vault_format.open_manifest(found, key, rp.id)
         except vault_format.ManifestMissingError as exc:
             raise PointDamagedError(rp.id, str(exc)) from None
-        size, sha = await self.hash(rp.object_key, progress)
-        if (size, sha) != (rp.size, rp.sha256):
-            raise PointDamagedError(rp.id, "corrupt: SHA-256 differs")
+        except SealError:
+            raise PointDamagedError(rp.id, "corrupt: the manifest does not authenticate") from None
+
+    async def verify(
+        self, rp: RecoveryPointRow, *, progress: Any = None, quick: bool = False
+    ) -> Manifest | PointManifest:
+        """The point's manifest, once its data re-read to the SHA-256 recorded when it was taken
+        (``quick``: only that every object and chunk it needs exists). PointDamagedError if anything
+        is missing or differs; UnsupportedFormatError for a format this version cannot read.
+        ``progress(n)``: after each chunk read."""
+        if vault_format.format_of(rp.object_key) == 1 and await self.datastore.stat(rp.object_key) is None:
+            raise PointDamagedError(rp.id, "missing")
+        manifest = await self.manifest(rp)
         if (manifest.size, manifest.sha256) != (rp.size, rp.sha256):
             raise PointDamagedError(rp.id, "corrupt: the manifest does not match the recovery point")
+        if isinstance(manifest, Manifest):
+            if quick:
+                info = await self.datastore.stat(rp.object_key)
+                if info is None or info.size != rp.size:
+                    raise PointDamagedError(rp.id, "missing or truncated")
+                return manifest
+            size, sha = await self.hash(rp.object_key, progress)
+            if (size, sha) != (rp.size, rp.sha256):
+                raise PointDamagedError(rp.id, "corrupt: SHA-256 differs")
+            return manifest
+        reader = await self._reader(rp)
+        for entry in manifest.files:
+            try:
+                if quick:
+                    await reader.check_exists(entry)
+                else:
+                    async for _ in reader.read_file(entry, progress=progress):
+                        pass
+            except ChunkDamagedError as exc:
+                raise PointDamagedError(rp.id, f"{entry.name}: {exc}") from None
         return manifest
+
+    async def _reader(self, rp: RecoveryPointRow) -> PointReader:
+        key = await self.keys.data_key(rp.vault_key, now=time.time())
+        return PointReader(self.store, self.datastore, rp.vault_key, key)
 
     async def hash(self, key: str, progress: Any = None) -> tuple[int, str]:
         """(size, SHA-256) of an object, streamed; ``progress(n)`` after each chunk."""
@@ -163,26 +269,73 @@ class RecoveryPoints:
             raise PointDamagedError(key, "missing") from None
         return size, digest.hexdigest()
 
-    def read(self, rp: RecoveryPointRow) -> AsyncIterator[bytes]:
-        """The point's archive, streamed (callers check its SHA-256 as they go)."""
-        return self.datastore.get(rp.object_key)
+    async def read(self, rp: RecoveryPointRow, name: str | None = None) -> AsyncIterator[bytes]:
+        """A file of the point (its only or first file by default), streamed; format 2 checks every
+        chunk as it goes (PointDamagedError). Callers check the whole file's SHA-256 too."""
+        if vault_format.format_of(rp.object_key) == 1:
+            async for chunk in self.datastore.get(rp.object_key):
+                yield chunk
+            return
+        manifest = await self.manifest(rp)
+        assert isinstance(manifest, PointManifest)
+        entry = next((f for f in manifest.files if f.name == name), None) if name else manifest.files[0]
+        if entry is None:
+            raise PointDamagedError(rp.id, f"it holds no file {name!r}")
+        reader = await self._reader(rp)
+        try:
+            async for chunk in reader.read_file(entry):
+                yield chunk
+        except ChunkDamagedError as exc:
+            raise PointDamagedError(rp.id, f"{entry.name}: {exc}") from None
 
-    def local_copy(self, rp: RecoveryPointRow) -> AbstractAsyncContextManager[Path]:
-        return self.datastore.local_copy(rp.object_key)
+    @contextlib.asynccontextmanager
+    async def local_copy(self, rp: RecoveryPointRow) -> AsyncIterator[Path]:
+        """A seekable local file holding the point's (first) file, for ``pg_restore --jobs``:
+        format 1 on a local store is the object itself; otherwise it is rebuilt into ``tmp_dir``."""
+        if vault_format.format_of(rp.object_key) == 1:
+            async with self.datastore.local_copy(rp.object_key) as path:
+                yield path
+            return
+        base = self.tmp_dir or Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - a private name below
+        await asyncio.to_thread(base.mkdir, parents=True, exist_ok=True, mode=0o700)
+        path = base / f"restore-{uuid.uuid4().hex}.dump"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in self.read(rp):
+                    await asyncio.to_thread(out.write, chunk)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     # -- sweeping --------------------------------------------------------------------------------
 
     async def sweep(self, *, incomplete_only: bool = False) -> int:
         """Remove incomplete writes of dead writers and (unless ``incomplete_only``) points being
-        written by jobs that have ended, and objects no row refers to. Safe at any time, from any
-        process. Returns how many things were removed."""
+        written by jobs that have ended, objects no row refers to, and the garbage of vaults whose
+        points were deleted. Safe at any time, from any process. Returns how many things went."""
         removed = await self.datastore.sweep_incomplete(older_than=self.grace)
         if not incomplete_only:
             removed += await self._sweep_intents()
             removed += await self._sweep_unreferenced()
+            for collected in await self.collect_garbage():
+                removed += collected.packs_deleted + collected.packs_repacked + collected.orphans_deleted
         if removed:
             log.info("vault sweep", removed=removed)
         return removed
+
+    async def collect_garbage(self, vault_keys: Sequence[str] | None = None) -> list[Collected]:
+        """Collect the garbage of ``vault_keys`` (default: every vault whose points were deleted since
+        its last collection). A vault whose backup is writing is left for the next sweep."""
+        if vault_keys is None:
+            async with self.store.read() as tx:
+                vault_keys = await tx.dirty_vaults()
+        done = []
+        for vault_key in vault_keys:
+            result = await self.collector.collect(vault_key, delete=self.datastore.delete)
+            if result is not None:
+                done.append(result)
+        return done
 
     async def _sweep_intents(self) -> int:
         async with self.store.read() as tx:
@@ -197,6 +350,7 @@ class RecoveryPoints:
         return len(ended)
 
     async def _sweep_unreferenced(self) -> int:
+        """Objects of format 1 and format-2 manifests no row refers to (packs are the collector's)."""
         async with self.store.read() as tx:
             keys = await tx.all_recovery_point_keys()
         referenced = {key for archive in keys for key in vault_format.keys_of(archive)}
@@ -204,10 +358,17 @@ class RecoveryPoints:
         stale = [
             info.key
             async for info in self.datastore.list()
-            if info.key not in referenced and info.modified < cutoff
+            if info.key not in referenced and info.modified < cutoff and _owned_by_points(info.key)
         ]
         await self._delete_keys(stale)
         return len(stale)
+
+
+def _owned_by_points(key: str) -> bool:
+    """Objects that belong to one point (format 1 archives and manifests, format 2 manifests); not
+    packs or data keys, which their vault owns."""
+    parts = key.split("/")
+    return not (len(parts) > 1 and parts[1] in ("packs", "keys"))
 
 
 def _writer_of(rp: RecoveryPointRow) -> str | None:

@@ -82,6 +82,7 @@ class PostgresEngine:
     name = "postgresql"
     datasource_types = frozenset({"microsoft.dbforpostgresql/servers/databases"})  # "OssDB" is an alias of it
     archive_format = "pg_dump -Fc"
+    stream_format = "pg_dump -Fc -Z0"
 
     def __init__(self, tools: Tools | None, *, connect_timeout: int = 10) -> None:
         self.tools = tools
@@ -153,12 +154,14 @@ class PostgresEngine:
                 )
 
     @contextlib.asynccontextmanager
-    async def dump(self, params: Params, *, fingerprint: bool = False) -> AsyncIterator[_Dump]:
+    async def dump(
+        self, params: Params, *, fingerprint: bool = False, compress: bool = True
+    ) -> AsyncIterator[_Dump]:
         """``pg_dump -Fc``; with ``fingerprint``, every table is counted and checksummed in the very
         snapshot pg_dump dumps (``pg_export_snapshot`` + ``--snapshot``)."""
         tools = require(self.tools)
         if not fingerprint:
-            dump = _Dump(tools, params, None, None)
+            dump = _Dump(tools, params, None, None, compress=compress)
             try:
                 yield dump
             finally:
@@ -168,7 +171,7 @@ class PostgresEngine:
         async with conn:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = (await (await conn.execute("SELECT pg_export_snapshot()")).fetchone() or [""])[0]
-            dump = _Dump(tools, params, snapshot, await fp.take(conn))
+            dump = _Dump(tools, params, snapshot, await fp.take(conn), compress=compress)
             try:
                 yield dump  # the snapshot lives while this transaction is open
             finally:
@@ -249,9 +252,16 @@ class _Dump:
     hop per MiB, not per 64 KiB)."""
 
     def __init__(
-        self, tools: Tools, params: Params, snapshot: str | None, prints: Fingerprint | None
+        self,
+        tools: Tools,
+        params: Params,
+        snapshot: str | None,
+        prints: Fingerprint | None,
+        *,
+        compress: bool,
     ) -> None:
         self._tools = tools
+        self._compress = compress
         self._params = params
         self._snapshot = snapshot
         self._prints = prints
@@ -263,6 +273,8 @@ class _Dump:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         argv = [self._tools.pg_dump, "-Fc", "--no-password"]
+        if not self._compress:
+            argv.append("-Z0")
         if self._snapshot:
             argv.append(f"--snapshot={self._snapshot}")
         with tempfile.TemporaryFile() as stderr:

@@ -212,6 +212,8 @@ class InstanceJobs:
             await operations.finish(tx, op_id, op=op, now=self.svc.now(), status=OperationStatus.SUCCEEDED)
 
         await self.svc.store.transact(end)
+        if found:  # the packs only these points used go too (or at the next sweep, if a backup is writing)
+            await points.collect_garbage(sorted({rp.vault_key for rp in found}))
 
     # -- validateForBackup -------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import Tx
 from dpvault.types import VAULT_TYPE, Kind, OperationKind, OperationStatus, ProvisioningState
+from dpvault.vault.points import RecoveryPoints
 
 RESOURCE_TYPE = "backupVaults"
 
@@ -58,8 +59,9 @@ def _merge(base: msgspec.Struct | None, patch: msgspec.Struct | None) -> msgspec
 
 
 class VaultRoutes:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, points: RecoveryPoints) -> None:
         self.svc = svc
+        self.points = points
 
     async def put(self, call: Call) -> Reply:
         version = check_provider_call(self.svc, call, RESOURCE_TYPE)
@@ -219,6 +221,8 @@ class VaultRoutes:
             return True
 
         existed = await self.svc.store.transact(write)
+        if existed:  # what its deleted instances left (shared packs not yet collected, its data key)
+            await self.points.delete_vaults([key])
         return Reply.empty(200 if existed else 204)
 
     async def list_in_group(self, call: Call) -> Reply:
