@@ -14,6 +14,7 @@ from pathlib import Path
 from dpvault.datastores import LocalDatastore
 from dpvault.datastores.base import put_bytes
 from dpvault.store import Store
+from dpvault.vault.keys import VaultKeys
 from dpvault.vault.points import RecoveryPoints
 
 
@@ -29,7 +30,9 @@ def test_sweep_ignores_files_that_are_not_objects(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
         datastore = LocalDatastore(tmp_path / "vault")
-        points = RecoveryPoints(store, datastore, grace=60)
+        points = RecoveryPoints(
+            store, datastore, grace=60, keys=VaultKeys(store, datastore, os.urandom(32), None)
+        )
         await put_bytes(datastore, "v/i/kept.dump", b"kept")
         await put_bytes(datastore, "v/i/orphan.dump", b"orphan")
         await store.transact(lambda tx: tx.insert_recovery_point(**_row("rp1", "v/i/kept.dump")))
@@ -59,7 +62,9 @@ def test_sweep_removes_what_a_backup_job_that_ended_was_writing(tmp_path: Path) 
     async def go() -> None:
         store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
         datastore = LocalDatastore(tmp_path / "vault")
-        points = RecoveryPoints(store, datastore, grace=60)
+        points = RecoveryPoints(
+            store, datastore, grace=60, keys=VaultKeys(store, datastore, os.urandom(32), None)
+        )
 
         async def setup(tx):  # type: ignore[no-untyped-def]
             for job, status in (("job-done", "Failed"), ("job-live", "InProgress")):

@@ -260,8 +260,9 @@ class PackWriter:
             self.datastore, vault_format.pack_key(self.vault_key, pack_id), data, writer=self.writer
         )
         now = time.time()
-        await self.store.transact(
-            lambda tx: tx.insert_pack(
+
+        async def record(tx: Any) -> None:
+            await tx.insert_pack(
                 self.vault_key,
                 pack_id,
                 size=len(data),
@@ -269,7 +270,10 @@ class PackWriter:
                 retain_until=self.retain_until,
                 now=now,
             )
-        )
+            if self.rehome:  # a repack: the chunks' entries move to their new copies, in this transaction
+                await tx.move_chunks(self.vault_key, pack_id, [(e[0], e[1]) for e in pack.entries])
+
+        await self.store.transact(record)
         self.written.packs += 1
 
     async def finish(self) -> Written:

@@ -111,15 +111,15 @@ class RecoveryPoints:
                 raise VaultBusyError("the vault's garbage collection did not end in time")
             await asyncio.sleep(0.5)
 
-    def writer(self, vault_key: str, *, job: str, want: KekRef | None, now: float) -> PackWriter:
-        """Where a format-2 backup's chunks go (the vault's data key is made with its first chunk)."""
+    def writer(
+        self, vault_key: str, *, job: str, want: KekRef | None, now: float, retain_until: float | None = None
+    ) -> PackWriter:
+        """Where a format-2 backup's chunks go (the vault's data key is made with its first chunk).
+        ``retain_until``: the packs it writes are locked until then (immutable vaults)."""
         return PackWriter(
-            self.store,
-            self.datastore,
-            vault_key,
-            lambda: self.keys.data_key(vault_key, want, now=now),
-            writer=job,
-        )
+            self.store, self.datastore, vault_key, lambda: self.keys.data_key(vault_key, want, now=now),
+            writer=job, retain_until=retain_until,
+        )  # fmt: skip
 
     async def write_manifest(self, writer: PackWriter, object_key: str, manifest: PointManifest) -> None:
         """After every chunk is in a pack and indexed (``writer.finish``): the sealed manifest."""
