@@ -18,8 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.backup import make_database
-from tests.integration.test_protection import Protected, vault_files
+from bench.backup import make_database, raw_dump
+from tests.integration.test_protection import Protected
 from tests.integration.test_restore import finish, restore, restore_request, target_info
 from tests.support import PostgresServer, Server
 
@@ -63,7 +63,9 @@ def main() -> None:
             assert p.put()["status"] == "Succeeded"
             assert p.wait_job(p.backup(), timeout=3600)["status"] == "Completed"
             (rp,) = p.points()
-            archive = next(f for f in vault_files(server) if f.name == f"{rp['name']}.dump")
+            # the baseline restores what a user without dpvault would have: a raw `pg_dump -Fc` file
+            archive = server.data_dir.parent / "raw.dump"
+            raw_dump(pg, database, tools.pg_dump, archive)
             raws, dps = [], []
             for round_no in range(args.rounds):
                 raw = raw_restore(pg, archive, tools.pg_restore, jobs)

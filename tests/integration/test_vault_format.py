@@ -91,7 +91,9 @@ def test_a_second_backup_after_a_small_change_stores_only_the_changed_chunks(
 ) -> None:
     db = make_sample_database(source_pg, customers=60000, orders=200000)  # ~15 MB dumped: a dozen chunks
     source_pg.sql(
-        db, "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'first')"
+        db,
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'first');"
+        "CREATE TABLE logs AS SELECT g AS id, md5(g::text) || md5((g * 3)::text) AS line FROM generate_series(1, 150000) g",
     )
     p = Protected(server, client, source_pg, db).create()
     assert p.put()["status"] == "Succeeded"

@@ -294,7 +294,7 @@ async def _store_and_check(
 ) -> tuple[FileEntry, dict[str, Any]]:
     """One pass over the dump: its bytes into the vault and, alongside, into the engine's archive
     check (``pg_restore --list`` reads the table of contents and drains the rest)."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
 
     async def for_check() -> AsyncIterator[bytes]:
         while (item := await queue.get()) is not None:

@@ -42,7 +42,7 @@ from dpvault.vault.keys import DataKey, SealError
 MIN_CHUNK = 256 << 10
 AVG_CHUNK = 768 << 10  # with normalized chunking level 2: about 1 MiB on average on dumps
 MAX_CHUNK = 4 << 20
-PACK_TARGET = 8 << 20  # a pack is written once it holds this much
+PACK_TARGET = 4 << 20  # a pack is written once it holds this much
 ZSTD_LEVEL = 3
 MAGIC = b"DPVPACK\x02"
 _TRAILER_LEN = struct.Struct("<I")
@@ -98,22 +98,21 @@ async def cut(source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK, normalized_chunking=2)
     buf = bytearray()
 
-    def cuts(data: bytes) -> list[tuple[int, int]]:
+    def cuts(data: bytes | bytearray) -> list[tuple[int, int]]:
         return [(c.offset, c.length) for c in cdc.cut_buf(data)]
 
     async for data in source:
         buf += data
         if len(buf) < 2 * MAX_CHUNK:
             continue
-        snapshot = bytes(buf)
-        found = await asyncio.get_running_loop().run_in_executor(_POOL, cuts, snapshot)
-        for offset, length in found[:-1]:
-            yield snapshot[offset : offset + length]
-        del buf[: found[-1][0]]
+        found = await asyncio.get_running_loop().run_in_executor(_POOL, cuts, buf)
+        pieces = [bytes(buf[offset : offset + length]) for offset, length in found[:-1]]
+        del buf[: found[-1][0]]  # no copy of the buffer is kept: memory stays at about 2 x MAX_CHUNK
+        for piece in pieces:
+            yield piece
     if buf:
-        snapshot = bytes(buf)
-        for offset, length in cuts(snapshot):
-            yield snapshot[offset : offset + length]
+        for offset, length in cuts(buf):
+            yield bytes(buf[offset : offset + length])
 
 
 @dataclass
@@ -217,7 +216,7 @@ class PackWriter:
                 _POOL, lambda: (chunk_id, seal_chunk(self.key, chunk_id, plaintext), len(plaintext))
             )
         )
-        if len(self._sealing) >= 3:  # at most three chunks in the pool: memory stays flat
+        if len(self._sealing) >= 2:  # at most two chunks in the pool: memory stays flat
             await self._collect(1)
 
     async def add_sealed(self, chunk_id: str, sealed: bytes, raw_length: int) -> None:
@@ -244,7 +243,7 @@ class PackWriter:
         pack, self._pack = self._pack, _Pack()
         if not pack.entries:
             return
-        while len(self._flushing) >= 2:  # two packs in flight at most
+        while self._flushing:  # one pack in flight while the next fills
             await asyncio.wait(self._flushing, return_when=asyncio.FIRST_COMPLETED)
         task = asyncio.create_task(self._write_pack(pack))
         self._flushing.add(task)
@@ -378,13 +377,13 @@ def _runs(
     ids: Sequence[str], where: dict[str, tuple[str, int, int, int]]
 ) -> list[tuple[str, int, int, list[tuple[str, int, int, int]]]]:
     """Group the chunks to read into ranged reads: (pack, first byte, end byte, members), members
-    of one read adjacent in their pack and in no more than ~16 MiB."""
+    of one read adjacent in their pack and in no more than ~8 MiB."""
     runs: list[tuple[str, int, int, list[tuple[str, int, int, int]]]] = []
     for chunk_id in dict.fromkeys(ids):
         pack_id, offset, length, raw = where[chunk_id]
         if runs:
             last_pack, first, end, members = runs[-1]
-            if last_pack == pack_id and offset == end and end - first < (16 << 20):
+            if last_pack == pack_id and offset == end and end - first < (8 << 20):
                 members.append((chunk_id, offset, length, raw))
                 runs[-1] = (last_pack, first, offset + length, members)
                 continue
