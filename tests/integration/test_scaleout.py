@@ -138,3 +138,95 @@ def test_a_killed_workers_job_is_reclaimed_after_its_lease(cluster: Any) -> None
             ]
             == "Succeeded"
         )
+
+
+def _verify(data_dir: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "dpvault",
+        "verify",
+        "--data-dir",
+        str(data_dir),
+        "--database-url",
+        database_url,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def test_two_workers_dedupe_in_one_vault_and_collection_never_takes_what_a_backup_writes(
+    cluster: Any, source_pg: PostgresServer
+) -> None:
+    """Vault format 2 shared by processes: a backup taken by one worker reuses the chunks another
+    worker stored (the index is the shared database's), and garbage collection started while a backup
+    of the vault is writing leaves the vault alone until it is done -- nothing is lost."""
+    from tests.integration.test_protection import (
+        Protected,
+        _lock,
+        _wait_for_waiting_dump,
+        make_sample_database,
+    )
+
+    url, data_dir, servers, workers = cluster
+    for worker in workers[1:]:  # one worker at a time, to know who ran what
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(10)
+    del workers[1:]
+    db = make_sample_database(source_pg, customers=30000, orders=90000)
+    source_pg.sql(
+        db, "CREATE TABLE logs AS SELECT g AS id, md5(g::text) AS line FROM generate_series(1, 100000) g"
+    )
+    with servers[0].client() as client:
+        first = Protected(servers[0], client, source_pg, db).create()
+        assert first.put()["status"] == "Succeeded"
+        one = first.wait_job(first.backup(), timeout=120)
+        assert one["status"] == "Completed"
+        os.killpg(workers[0].pid, signal.SIGTERM)
+        workers[0].wait(10)
+        workers[0] = start_worker(data_dir, url)  # another process, with nothing cached
+        second = Protected(servers[0], client, source_pg, db)  # a second instance in the same vault
+        second.env, second.uri, second.name = first.env, first.uri, f"{first.name}-2"
+        assert second.put()["status"] == "Succeeded"
+        two = second.wait_job(second.backup(), timeout=120)
+        assert two["status"] == "Completed"
+        worker_of = [j["extendedInfo"]["additionalDetails"]["Worker"] for j in (one, two)]
+        assert worker_of[0] != worker_of[1]
+        details = two["extendedInfo"]["additionalDetails"]
+        assert int(details["DeduplicatedBytes"]) > 0.9 * int(two["extendedInfo"]["dataTransferredInBytes"])
+
+        # a backup of the vault is writing (pg_dump waits on a lock) while the first instance, and
+        # with it what only it used, is deleted: its garbage waits for the backup to finish
+        lock = _lock(source_pg, db)
+        job = second.backup()
+        _wait_for_waiting_dump(source_pg, db)
+        r = client.delete(f"{first.env.instance_path(first.name)}?api-version={API}")
+        assert r.status_code == 202
+        assert wait_operation(client, r.headers["Azure-AsyncOperation"], timeout=60)["status"] == "Succeeded"
+        lock.close()
+        assert second.wait_job(job, timeout=120)["status"] == "Completed"
+        assert len(second.points()) == 2
+    out = _verify(data_dir, url)
+    assert out.returncode == 0 and "2 recovery points checked: 2 ok, 0 bad" in out.stdout, (
+        out.stdout + out.stderr
+    )
+    os.killpg(workers[0].pid, signal.SIGTERM)  # a restart sweeps: the vault's garbage is collected now
+    workers[0].wait(10)
+    workers[0] = start_worker(data_dir, url)
+    deadline = time.monotonic() + 30
+    while _dirty(url):
+        assert time.monotonic() < deadline, "the vault was never collected"
+        time.sleep(0.2)
+    out = _verify(data_dir, url)
+    assert out.returncode == 0 and "2 recovery points checked: 2 ok, 0 bad" in out.stdout, (
+        out.stdout + out.stderr
+    )
+
+
+def _dirty(database_url: str) -> list[Any]:
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT vault_key FROM vault_maintenance WHERE dirty_since IS NOT NULL")
+        ).all()
+    engine.dispose()
+    return list(rows)
