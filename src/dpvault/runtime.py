@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from dpvault import allocator
 from dpvault.clock import Clock, ManualClock
 from dpvault.datastores import LocalDatastore
 from dpvault.engines.postgres import PostgresEngine, find_tools
@@ -67,6 +68,7 @@ class Runtime:
 
     async def start(self) -> Services:
         settings = self.settings
+        allocator.tune()  # large buffers go back to the system when freed: RSS stays flat in backups
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # 1. state (migrations run here)
         store = await Store.open(settings.resolved_database_url, migrate=not settings.migrated)

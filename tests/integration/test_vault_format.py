@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from tests.integration.test_restore import (
     table_state,
     target_info,
 )
-from tests.support import API, PostgresServer, Server, wait_operation
+from tests.support import PostgresServer, Server
 from tests.vaultfiles import pack_files, read_point, vault_root
 
 __all__ = ["protected"]  # the fixture, shared with test_restore
@@ -177,38 +178,72 @@ def test_a_backup_killed_while_writing_leaves_nothing_after_the_sweep(
 ) -> None:
     server = make_server("--lease-seconds", "2")
     db = make_sample_database(source_pg, customers=10, orders=10)
-    source_pg.sql(db, "CREATE TABLE blobs (id int, b bytea); INSERT INTO blobs SELECT g, "
-                      "decode(repeat(md5(g::text || random()::text), 64), 'hex') FROM generate_series(1, 60000) g")  # fmt: skip
+    source_pg.sql(  # ~60 MB that neither compresses nor dedupes: the dump takes a while
+        db,
+        "CREATE TABLE blobs AS SELECT g AS id, (SELECT decode(string_agg(md5(g::text || '.' || i::text), ''), 'hex') "
+        "FROM generate_series(1, 64) i) AS b FROM generate_series(1, 60000) g",
+    )
     with server.client() as client:
         p = Protected(server, client, source_pg, db).create()
         assert p.put()["status"] == "Succeeded"
         job_id = p.backup()
+        # let pg_dump run in short bursts until a pack is written, then hold it: the backup is
+        # certainly in the middle of writing when the server is killed
+        dump = _wait_for_pg_dump(server)
         deadline = time.monotonic() + 60
-        while not pack_files(server, p.env.vault_path):  # packs are being written
+        while not pack_files(server, p.env.vault_path):
             assert time.monotonic() < deadline, "the backup never wrote a pack"
+            os.kill(dump, signal.SIGCONT)
             time.sleep(0.05)
+            os.kill(dump, signal.SIGSTOP)
+            time.sleep(0.3)
+        assert p.job(job_id)["status"] == "InProgress"
     server.kill()
+    # the job's re-run (after the lease) cannot reach the database: it fails for good, and with it
+    # every trace of the point goes -- what the killed attempt wrote included
+    server.set_secret(p.uri, source_pg.ado(db, password="not-the-password"))
     server.start()
     with server.client() as client:
         p.client = p.env.client = client
+        job = p.wait_job(job_id)
+        assert (
+            job["status"] == "Failed"
+            and job["errorDetails"][0]["code"] == "UserErrorDatabaseAuthenticationFailed"
+        )
         assert p.points() == []  # nothing visible of the killed attempt
-        r = client.delete(f"{p.env.instance_path(p.name)}?api-version={API}")
-        assert r.status_code == 202, r.text
-        assert wait_operation(client, r.headers["Azure-AsyncOperation"], timeout=60)["status"] == "Succeeded"
-        job = p.wait_job(job_id)  # re-run after the lease: the instance is gone, the job fails
-        assert job["status"] == "Failed"
     server.stop()
     server.start()  # the first sweep after a start collects what the dead writer left
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while pack_files(server, p.env.vault_path) or _writing(server):
         assert time.monotonic() < deadline, (pack_files(server, p.env.vault_path), _writing(server))
         time.sleep(0.2)
     assert [f for f in vault_root(server).rglob("*.partial")] == []
-    with server.client() as client:  # and the next backup of a new instance works
+    server.set_secret(p.uri, source_pg.ado(db))
+    with server.client() as client:  # and the next backup works
         p.client = p.env.client = client
-        p.name = f"{p.name}-again"
-        assert p.put()["status"] == "Succeeded"
         assert p.wait_job(p.backup())["status"] == "Completed"
+        assert len(p.points()) == 1
+
+
+def _wait_for_pg_dump(server: Server, timeout: float = 60) -> int:
+    """The pid of the server's pg_dump child, stopped (SIGSTOP) as soon as it is seen."""
+    assert server.proc is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            pgid = int(stat[stat.rindex(")") + 2 :].split()[2])
+            if comm == "pg_dump" and pgid == server.proc.pid:
+                os.kill(int(entry.name), signal.SIGSTOP)
+                return int(entry.name)
+        time.sleep(0.01)
+    raise AssertionError("pg_dump never started")
 
 
 def _sql(server: Server, statement: str, params: dict[str, object] | None = None) -> list[tuple[object, ...]]:

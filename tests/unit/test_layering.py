@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dpvault"
 
 # Bottom to top: a unit may import units of its own layer (without a cycle) and of layers below.
 LAYERS: list[set[str]] = [
-    {"__init__", "types", "clock", "errors", "settings", "logging"},
+    {"__init__", "types", "clock", "errors", "settings", "logging", "allocator"},
     {"arm"},  # the ARM protocol
     {"store"},  # state persistence
     {"services", "identity", "secrets"},

@@ -22,7 +22,7 @@ from dpvault.model import backup_jobs, payloads
 from dpvault.model.instances.rules import decode_instance, vault_name_of, with_error
 from dpvault.model.instances.schema import UserFacingError
 from dpvault.protection.credentials import Credentials
-from dpvault.protection.verified import corrupted, verify_point
+from dpvault.protection.verified import check_point, corrupted
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.vault.points import PointDamagedError, RecoveryPoints
@@ -154,7 +154,7 @@ class Drills:
                 "None.",
             )
         expected = msgspec.json.decode(rp.details).get("fingerprint")
-        await verify_point(self.points, rp)
+        await check_point(self.points, rp)  # local_copy checks the bytes
         params = await self.credentials.params(
             source.datasourceAuthCredentials, instance.subscription, engine
         )

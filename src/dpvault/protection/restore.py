@@ -23,10 +23,12 @@ from dpvault.model.instances.rules import decode_instance
 from dpvault.model.instances.schema import BackupInstance, Datasource, SecretStoreBasedAuthCredentials
 from dpvault.protection.credentials import Credentials
 from dpvault.protection.restore_files import FileRestorer
-from dpvault.protection.verified import corrupted, verify_point
+from dpvault.protection.verified import corrupted, format_unsupported, key_unavailable, verify_point
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, Tx
 from dpvault.types import OperationStatus
+from dpvault.vault.format import UnsupportedFormatError
+from dpvault.vault.keys import KeyUnavailableError
 from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
 log = structlog.get_logger("dpvault.restore")
@@ -139,13 +141,17 @@ class RestoreJobs:
     async def to_datasource(
         self, engine: Engine, rp: RecoveryPointRow, params: Params, *, owner: str
     ) -> dict[str, str]:
-        """Verify the point, then restore a local copy of its archive into the target."""
-        await verify_point(self.points, rp)
+        """Restore a local copy of the point's archive into the target, the copy checked whole
+        against what was recorded before anything is written to the target."""
         try:
             async with self.points.local_copy(rp) as archive:
                 return await engine.restore(archive, params, owner=owner)
         except PointDamagedError:
             raise corrupted(rp.id) from None
+        except UnsupportedFormatError as exc:
+            raise format_unsupported(rp.id, exc) from None
+        except KeyUnavailableError as exc:
+            raise key_unavailable(rp.id, exc) from None
 
     # -- validateRestore ---------------------------------------------------------------------
 

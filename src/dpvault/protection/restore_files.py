@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from dpvault.datastores.local import fsync_dir
 from dpvault.errors import UserError
-from dpvault.protection.verified import corrupted, verify_point
+from dpvault.protection.verified import check_point, corrupted
 from dpvault.store import RecoveryPointRow
 from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
@@ -96,7 +96,7 @@ class FileRestorer:
         until the job's completion is committed (then ``release``): a re-run of the same job after a
         crash finishes its own work instead of reporting its own file as someone else's."""
         directory, prefix = self._place(target)
-        await verify_point(self.points, rp)
+        await check_point(self.points, rp)  # the bytes are checked as they are copied
         final = directory / f"{prefix}.dump"
         sidecar = directory / f"{prefix}.dump.sha256"
         tmp = directory / f".{prefix}.dump.{owner}.partial"

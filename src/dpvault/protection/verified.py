@@ -19,6 +19,27 @@ def corrupted(rp_id: str) -> UserError:
     )
 
 
+def format_unsupported(rp_id: str, exc: UnsupportedFormatError) -> UserError:
+    return UserError(
+        "UserErrorRecoveryPointFormatUnsupported",
+        f"Recovery point '{rp_id}' is stored in vault format {exc.found!r}, which this dpvault cannot read; "
+        "nothing was written to the target.",
+        "Restore with the dpvault version that wrote the point (or a newer one).",
+    )
+
+
+async def check_point(points: RecoveryPoints, rp: RecoveryPointRow) -> None:
+    """What a reader checks before it reads (and checks) the bytes: the manifest and the row agree."""
+    try:
+        await points.check_manifest(rp)
+    except PointDamagedError:
+        raise corrupted(rp.id) from None
+    except UnsupportedFormatError as exc:
+        raise format_unsupported(rp.id, exc) from None
+    except KeyUnavailableError as exc:
+        raise key_unavailable(rp.id, exc) from None
+
+
 def key_unavailable(rp_id: str, exc: Exception) -> UserError:
     return UserError(
         "UserErrorVaultKeyUnavailable",
@@ -37,9 +58,4 @@ async def verify_point(points: RecoveryPoints, rp: RecoveryPointRow) -> Manifest
     except KeyUnavailableError as exc:
         raise key_unavailable(rp.id, exc) from None
     except UnsupportedFormatError as exc:
-        raise UserError(
-            "UserErrorRecoveryPointFormatUnsupported",
-            f"Recovery point '{rp.id}' is stored in vault format {exc.found!r}, which this dpvault cannot read; "
-            "nothing was written to the target.",
-            "Restore with the dpvault version that wrote the point (or a newer one).",
-        ) from None
+        raise format_unsupported(rp.id, exc) from None

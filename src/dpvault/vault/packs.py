@@ -347,11 +347,21 @@ class PointReader:
                 data = await self.datastore.get_range(
                     vault_format.pack_key(self.vault_key, pack_id), first, last - first
                 )
-                for chunk_id, offset, length, raw in members:
-                    piece = memoryview(data)[offset - first : offset - first + length]
-                    out[chunk_id] = await loop.run_in_executor(
-                        _POOL, open_chunk, self.key, chunk_id, piece, raw
+                view = memoryview(data)
+                opened = await asyncio.gather(  # the chunks of one read open side by side, on two cores
+                    *(
+                        loop.run_in_executor(
+                            _POOL,
+                            open_chunk,
+                            self.key,
+                            chunk_id,
+                            view[offset - first : offset - first + length],
+                            raw,
+                        )
+                        for chunk_id, offset, length, raw in members
                     )
+                )
+                out.update(zip((m[0] for m in members), opened, strict=True))
         except ObjectNotFoundError as exc:
             if again:  # a garbage collection moved the chunks meanwhile: where are they now?
                 return await self._read_chunks(ids, again=False)

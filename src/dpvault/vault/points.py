@@ -288,14 +288,26 @@ class RecoveryPoints:
         except ChunkDamagedError as exc:
             raise PointDamagedError(rp.id, f"{entry.name}: {exc}") from None
 
+    async def check_manifest(self, rp: RecoveryPointRow) -> Manifest | PointManifest:
+        """The point's manifest, read (refusing a format this version cannot read) and matched with
+        its row -- what readers check before the bytes they then check as they go."""
+        manifest = await self.manifest(rp)
+        if (manifest.size, manifest.sha256) != (rp.size, rp.sha256):
+            raise PointDamagedError(rp.id, "corrupt: the manifest does not match the recovery point")
+        return manifest
+
     @contextlib.asynccontextmanager
     async def local_copy(self, rp: RecoveryPointRow) -> AsyncIterator[Path]:
-        """A seekable local file holding the point's (first) file, for ``pg_restore --jobs``:
-        format 1 on a local store is the object itself; otherwise it is rebuilt into ``tmp_dir``."""
+        """A seekable local file holding the point's (first) file, checked whole against what was
+        recorded before the context is entered (PointDamagedError otherwise), for ``pg_restore
+        --jobs``: format 1 is verified, then (on a local store) the object itself; format 2 is
+        rebuilt into ``tmp_dir``, every chunk and the whole file checked on the way: one pass."""
         if vault_format.format_of(rp.object_key) == 1:
+            await self.verify(rp)
             async with self.datastore.local_copy(rp.object_key) as path:
                 yield path
             return
+        await self.check_manifest(rp)
         base = self.tmp_dir or Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - a private name below
         await asyncio.to_thread(base.mkdir, parents=True, exist_ok=True, mode=0o700)
         path = base / f"restore-{uuid.uuid4().hex}.dump"
