@@ -19,6 +19,11 @@ class DpvaultError(Exception):
     """The base of dpvault's own errors."""
 
 
+class PermanentError(DpvaultError):
+    """A failure retrying cannot fix (a full disk, a name too long, a permission): the job that meets
+    it ends at once instead of being retried."""
+
+
 class ArmError(DpvaultError):
     """A failure with an HTTP status and an ARM CloudError body."""
 
@@ -50,14 +55,26 @@ class ArmError(DpvaultError):
 
 
 class UserError(DpvaultError):
-    """A failure caused by the user's setup (credentials, network, permissions), not by dpvault."""
+    """A failure the user is told about as Azure's UserFacingError: caused by their setup
+    (credentials, network, permissions) or, with ``user_error`` false, by the service's."""
 
-    def __init__(self, code: str, message: str, recommended_action: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        recommended_action: str,
+        *,
+        retryable: bool = False,
+        user_error: bool = True,
+    ) -> None:
+        """``user_error`` false: the failure is the service's (its storage, an internal error), not the
+        user's setup -- reported with ``isUserError: false``."""
         super().__init__(message)
         self.code = code
         self.message = message
         self.recommended_action = recommended_action
         self.retryable = retryable
+        self.user_error = user_error
 
     def user_facing(self) -> dict[str, Any]:
         """Azure's UserFacingError, as jobs and instances show it."""
@@ -66,7 +83,7 @@ class UserError(DpvaultError):
             "message": self.message,
             "recommendedAction": [self.recommended_action],
             "isRetryable": self.retryable,
-            "isUserError": True,
+            "isUserError": self.user_error,
         }
 
     def to_arm(self, status: int = 400) -> ArmError:

@@ -12,9 +12,10 @@ import contextlib
 from dpvault import allocator
 from dpvault.clock import Clock, ManualClock
 from dpvault.datastores import LocalDatastore
+from dpvault.datastores.base import DatastoreError
 from dpvault.engines.postgres import PostgresEngine, find_tools
 from dpvault.engines.registry import Engines
-from dpvault.jobs.worker import JobType, Worker
+from dpvault.jobs.worker import Claimed, JobType, Worker
 from dpvault.model import payloads
 from dpvault.protection.restore import RestoreJobs
 from dpvault.protection.restore_files import FileRestorer
@@ -37,7 +38,15 @@ def job_types(svc: Services, protection: Protection, restores: RestoreJobs) -> d
     """Every kind of job, by the kind its payload names: how it runs, gives up, and decodes."""
     instances = InstanceJobs(svc, protection)
     vaults = VaultJobs(svc)
+
+    async def purge(job: Claimed[payloads.PurgeVaults]) -> None:
+        try:
+            await protection.points.delete_vaults(job.payload.vaults)
+        except DatastoreError as exc:  # a refusing store is fixed by its operator: keep trying
+            raise RuntimeError(f"the vault store refused a delete: {exc}") from None
+
     kinds = [
+        (payloads.PurgeVaults, JobType(purge)),
         (payloads.ProvisionVault, JobType(vaults.provision, vaults.give_up)),
         (
             payloads.ConfigureInstance,

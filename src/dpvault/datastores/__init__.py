@@ -12,8 +12,24 @@ Which keys exist and what they mean is the vault format's business (``dpvault.va
 datastore's; the only caller of ``Datastore.delete`` is ``dpvault.vault.points``.
 """
 
-from dpvault.datastores.base import Datastore, ObjectInfo, ObjectNotFoundError, Written
+from dpvault.datastores.base import (
+    Datastore,
+    DatastoreError,
+    DatastoreFullError,
+    ObjectInfo,
+    ObjectNotFoundError,
+    Written,
+)
 from dpvault.datastores.local import LocalDatastore
 from dpvault.datastores.memory import MemoryDatastore
 
-__all__ = ["Datastore", "LocalDatastore", "MemoryDatastore", "ObjectInfo", "ObjectNotFoundError", "Written"]
+__all__ = [
+    "Datastore",
+    "DatastoreError",
+    "DatastoreFullError",
+    "LocalDatastore",
+    "MemoryDatastore",
+    "ObjectInfo",
+    "ObjectNotFoundError",
+    "Written",
+]

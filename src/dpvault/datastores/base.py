@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dpvault.errors import DpvaultError, PermanentError
+
 CHUNK = 1 << 20  # what implementations read and write at a time: memory stays flat with object size
 _KEY = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
 _WRITER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -19,6 +21,18 @@ _WRITER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 class ObjectNotFoundError(LookupError):
     """No object under the key."""
+
+
+class DatastoreError(DpvaultError):
+    """The datastore failed (not the data): its message names the store, never a secret."""
+
+
+class DatastoreFullError(DatastoreError, PermanentError):
+    """The datastore ran out of space (or quota): nothing more can be written until it is freed."""
+
+
+class DatastoreRefusedError(DatastoreError, PermanentError):
+    """The datastore refuses writes (read-only, permissions, I/O errors): retrying will not help."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import time
@@ -20,6 +21,9 @@ from typing import BinaryIO
 
 from dpvault.datastores.base import (
     CHUNK,
+    DatastoreError,
+    DatastoreFullError,
+    DatastoreRefusedError,
     ObjectInfo,
     ObjectNotFoundError,
     Written,
@@ -29,6 +33,8 @@ from dpvault.datastores.base import (
 )
 
 STAGING = ".staging"
+# OS errors that are the store's, not the data's: the put fails as DatastoreError
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
 
 
 def fsync_dir(path: Path) -> None:
@@ -60,7 +66,10 @@ class LocalDatastore:
     async def put(self, key: str, source: AsyncIterable[bytes], *, writer: str = "dpvault") -> Written:
         target = self._path(key)
         staging = self._staging / f"{check_writer(writer)}.{uuid.uuid4().hex}.partial"
-        file = await asyncio.to_thread(_open_exclusive, staging)
+        try:
+            file = await asyncio.to_thread(_open_exclusive, staging)
+        except OSError as exc:
+            raise self._failure(exc) from None
         digest = hashlib.sha256()
         size = 0
         beat = asyncio.create_task(self._beat(staging))
@@ -70,13 +79,23 @@ class LocalDatastore:
                     await asyncio.to_thread(_append, file, digest, chunk)
                     size += len(chunk)
             await asyncio.to_thread(_publish, file, staging, target)
-        except BaseException:
+        except BaseException as exc:
             beat.cancel()
             await asyncio.shield(asyncio.to_thread(_discard, file, staging))
+            if isinstance(exc, OSError) and exc.errno in _STORE_ERRNOS:
+                raise self._failure(exc) from None
             raise
         finally:
             beat.cancel()
         return Written(key, size, digest.hexdigest())
+
+    def _failure(self, exc: OSError) -> DatastoreError:
+        """An OS error of the store itself, as the port's error (the staging file is gone already)."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DatastoreFullError(f"the vault store {self.root} is full ({os.strerror(exc.errno)})")
+        return DatastoreRefusedError(
+            f"the vault store {self.root} cannot be written: {os.strerror(exc.errno or 0)}"
+        )
 
     async def _beat(self, staging: Path) -> None:
         while True:

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import structlog
 
+from dpvault.errors import PermanentError
 from dpvault.services import Services
 from dpvault.store import JobRow
 
@@ -207,7 +208,7 @@ class Worker:
                     error=reason,
                     trace=traceback.format_exc(limit=5),
                 )
-                if job.attempts >= job.max_attempts:
+                if job.attempts >= job.max_attempts or isinstance(exc, PermanentError):
                     await self._give_up(job, job_type, claimed, reason)
                 else:
                     await self._retry(job, reason)

@@ -28,6 +28,13 @@ class ProvisionVault(Payload):
     operation: str
 
 
+class PurgeVaults(Payload):
+    """Delete what is stored for vaults that are gone (their resource group was deleted)."""
+
+    kind: ClassVar[str] = "vault.purge"
+    vaults: list[str]
+
+
 class ConfigureInstance(Payload):
     kind: ClassVar[str] = "instance.configure"
     operation: str
@@ -86,6 +93,10 @@ class ValidateRestore(Payload):
     target: dict[str, Any]
 
 
-async def enqueue(tx: Tx, payload: Payload, *, now: float, dedupe_key: str | None = None) -> bool:
+async def enqueue(
+    tx: Tx, payload: Payload, *, now: float, dedupe_key: str | None = None, max_attempts: int = 5
+) -> bool:
     """Queue ``payload`` in the caller's transaction; False when ``dedupe_key`` was queued already."""
-    return await tx.enqueue(payload.kind, msgspec.json.encode(payload), now=now, dedupe_key=dedupe_key)
+    return await tx.enqueue(
+        payload.kind, msgspec.json.encode(payload), now=now, dedupe_key=dedupe_key, max_attempts=max_attempts
+    )

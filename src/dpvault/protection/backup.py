@@ -25,9 +25,10 @@ import msgspec
 import structlog
 
 from dpvault.clock import from_timestamp
+from dpvault.datastores.base import DatastoreError, DatastoreFullError
 from dpvault.engines.base import Engine
 from dpvault.engines.registry import Engines
-from dpvault.errors import UserError
+from dpvault.errors import PermanentError, UserError
 from dpvault.jobs.worker import Claimed
 from dpvault.model import backup_jobs, payloads
 from dpvault.model.instances.rules import decode_instance, subscription_of, vault_name_of
@@ -47,6 +48,24 @@ from dpvault.vault.packs import PackWriter, Written
 from dpvault.vault.points import RecoveryPoints, VaultBusyError
 
 log = structlog.get_logger("dpvault.protection")
+
+
+def _store_failure(exc: DatastoreError) -> UserError:
+    """The vault store failed the backup for a reason retrying cannot fix: the service's fault."""
+    if isinstance(exc, DatastoreFullError):
+        return UserError(
+            "UserErrorVaultStoreFull",
+            f"The backup could not be stored: {exc}. Nothing of this backup was kept.",
+            "Free space in the vault store named above (or raise its quota, or move it with serve --vault-store), "
+            "then run the backup again.",
+            user_error=False,
+        )
+    return UserError(
+        "UserErrorVaultStoreUnavailable",
+        f"The backup could not be stored: {exc}. Nothing of this backup was kept.",
+        "Check that dpvault may write the vault store named above (serve --vault-store), then run the backup again.",
+        user_error=False,
+    )
 
 
 def _unsupported(datasource_type: str | None) -> UserError:
@@ -164,6 +183,11 @@ class Backups:
                 return
             except UserError as exc:
                 await self._fail(p.job, exc)
+                return
+            except DatastoreError as exc:
+                if not isinstance(exc, PermanentError):
+                    raise  # an outage of the store: the queue retries the job
+                await self._fail(p.job, _store_failure(exc))
                 return
             recorded = await self._record(
                 claimed, instance, engine, rp_id, object_key, manifest, checked, prints, drill, written
@@ -285,7 +309,12 @@ class Backups:
         await self.points.abandon_job(claimed.payload.job, claimed.payload.instance)
         await self._fail(
             claimed.payload.job,
-            UserError("InternalError", f"The backup could not be completed: {reason}", "Retry the backup."),
+            UserError(
+                "InternalError",
+                f"The backup could not be completed: {reason}",
+                "Retry the backup.",
+                user_error=False,
+            ),
         )
 
 

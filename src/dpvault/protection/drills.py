@@ -181,5 +181,7 @@ class Drills:
         )
 
     async def give_up(self, claimed: Claimed[payloads.RestoreDrill], reason: str) -> None:
-        error = UserError("InternalError", f"The job could not be completed: {reason}", "Retry.")
+        error = UserError(
+            "InternalError", f"The job could not be completed: {reason}", "Retry.", user_error=False
+        )
         await self._finish(claimed.payload.job, backup_jobs.FAILED, error=error.user_facing())

@@ -200,7 +200,9 @@ class RestoreJobs:
         await engine.check_target(params)
 
     async def give_up(self, claimed: Claimed[Any], reason: str) -> None:
-        error = UserError("InternalError", f"The job could not be completed: {reason}", "Retry.")
+        error = UserError(
+            "InternalError", f"The job could not be completed: {reason}", "Retry.", user_error=False
+        )
         operation = getattr(claimed.payload, "operation", None)
         if operation:
             await self.svc.store.transact(lambda tx: operations.finish(

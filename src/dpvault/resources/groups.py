@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import structlog
 
 from dpvault import errors
 from dpvault.arm import apiversions, ids
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
+from dpvault.model import payloads
 from dpvault.model.keys import group_key
 from dpvault.model.schema import Base
 from dpvault.resources.common import check_tags
@@ -22,6 +24,12 @@ from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.types import Kind
 from dpvault.vault.points import RecoveryPoints
+
+log = structlog.get_logger("dpvault.groups")
+
+# The purge job keeps trying for about an hour (the worker's backoff tops out at 30 s): a store that
+# refuses deletes is usually fixed by its operator, not in seconds.
+PURGE_ATTEMPTS = 120
 
 
 class ResourceGroupInput(Base):
@@ -160,12 +168,22 @@ class ResourceGroupRoutes:
             await self.points.retire(tx, points)
             await tx.forget_vaults(vaults)
             await tx.delete_resources(rg_key=key)
+            if vaults:  # backup data goes with the group: a durable job sees to it, whatever happens next
+                purge = payloads.PurgeVaults(vaults=vaults)
+                await payloads.enqueue(tx, purge, now=self.svc.real_now(), max_attempts=PURGE_ATTEMPTS)
             return True, vaults
 
         existed, vaults = await self.svc.store.transact(write)
         if vaults:
-            # Backup data goes with the group (ARM deletes what a group contains): objects, then rows.
-            await self.points.delete_vaults(vaults)
+            # Objects, then rows, right away when the store lets us; if it does not, or this process
+            # dies, the job finishes it (and the sweep, should the job run out of attempts).
+            try:
+                await self.points.delete_vaults(vaults)
+            except Exception as exc:
+                log.warning(
+                    "backup data of a deleted resource group left to its job", error=type(exc).__name__
+                )
+            self.svc.wake_worker()
         return Reply.empty(200 if existed else 204)
 
     async def list(self, call: Call) -> Reply:

@@ -710,6 +710,17 @@ class Tx:
         for table in (vault_chunks, vault_packs, vault_maintenance, vault_keys):
             await self._conn.execute(delete(table).where(table.c.vault_key.in_(keys)))
 
+    async def vaults_gone(self) -> list[str]:
+        """Vaults whose resource is gone but whose data is still recorded (a purge did not finish)."""
+        stored = (
+            select(recovery_points.c.vault_key)
+            .union(select(vault_packs.c.vault_key), select(vault_keys.c.vault_key))
+            .subquery()
+        )
+        existing = select(resources.c.key).where(resources.c.kind == "backupVaults")
+        stmt = select(stored.c.vault_key).where(stored.c.vault_key.not_in(existing))
+        return [r[0] for r in (await self._conn.execute(stmt)).all()]
+
     async def vaults_with_packs(self) -> list[str]:
         stmt = select(vault_packs.c.vault_key).distinct()
         return [r[0] for r in (await self._conn.execute(stmt)).all()]

@@ -243,11 +243,18 @@ class PackWriter:
         pack, self._pack = self._pack, _Pack()
         if not pack.entries:
             return
-        while self._flushing:  # one pack in flight while the next fills
-            await asyncio.wait(self._flushing, return_when=asyncio.FIRST_COMPLETED)
+        await self._settle()  # one pack in flight while the next fills
         task = asyncio.create_task(self._write_pack(pack))
         self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+
+    async def _settle(self) -> None:
+        """Wait for the pack in flight; its failure (a full store, ...) is this writer's failure: a
+        point must never be recorded without every pack it needs."""
+        while self._flushing:
+            done, _ = await asyncio.wait(self._flushing)
+            for task in done:
+                self._flushing.discard(task)
+                task.result()
 
     async def _write_pack(self, pack: _Pack) -> None:
         trailer = self.key.seal(msgspec.json.encode(pack.entries), b"dpvault-pack-trailer")
@@ -280,10 +287,7 @@ class PackWriter:
         transaction), before the caller writes the manifest."""
         await self._collect()
         await self._flush()
-        while self._flushing:
-            done, _ = await asyncio.wait(self._flushing)
-            for task in done:
-                task.result()
+        await self._settle()
         return self.written
 
     async def abort(self) -> None:
@@ -298,6 +302,7 @@ class PackWriter:
                 await task
             except BaseException:  # noqa: S110 - aborting: the first error is the one that matters
                 pass
+        self._flushing.clear()
 
 
 class PointReader:

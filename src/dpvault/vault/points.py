@@ -329,6 +329,7 @@ class RecoveryPoints:
         removed = await self.datastore.sweep_incomplete(older_than=self.grace)
         if not incomplete_only:
             removed += await self._sweep_intents()
+            removed += await self._sweep_deleting()
             removed += await self._sweep_unreferenced()
             for collected in await self.collect_garbage():
                 removed += collected.packs_deleted + collected.packs_repacked + collected.orphans_deleted
@@ -360,6 +361,19 @@ class RecoveryPoints:
         for rp in ended:
             await self.abandon(rp.id, rp.object_key)
         return len(ended)
+
+    async def _sweep_deleting(self) -> int:
+        """Finish deletions that did not (a crash, a store that refused): points marked ``deleting``,
+        and the data of vaults that are gone. Repeating a deletion someone else is doing is harmless."""
+        async with self.store.read() as tx:
+            deleting = await tx.recovery_points_in_state(DELETING)
+            gone = await tx.vaults_gone()
+        points = [rp for rp in deleting if rp.vault_key not in gone]
+        if points:
+            await self.purge(points)
+        if gone:
+            await self.delete_vaults(gone)
+        return len(points) + len(gone)
 
     async def _sweep_unreferenced(self) -> int:
         """Objects of format 1 and format-2 manifests no row refers to (packs are the collector's)."""
