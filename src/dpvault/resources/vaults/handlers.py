@@ -59,15 +59,19 @@ def _merge(base: msgspec.Struct | None, patch: msgspec.Struct | None) -> msgspec
     return msgspec.structs.replace(base, **changes)
 
 
-def _has_storage(raw: object) -> bool:
-    """Whether a vault body's properties name storageSettings (any casing, not null)."""
+def _has_storage(raw: object, undelete: bool) -> bool:
+    """Whether a vault body's properties name storageSettings (any casing, not null). An undelete
+    may send no properties at all (PowerShell sends location and identity): they are the deleted
+    vault's."""
     if not isinstance(raw, dict):
         return True  # convert() reports the shape
-    props = next((v for k, v in raw.items() if k.lower() == "properties"), None)
+    name = next((k for k in raw if k.lower() == "properties" and raw[k] is not None), None)
+    if name is None and undelete:
+        raw["properties"], name = {}, "properties"
+    props = raw.get(name) if name else None
     if not isinstance(props, dict):
         return True
-    if "properties" not in raw:
-        raw["properties"] = raw.pop(next(k for k in raw if k.lower() == "properties"))
+    raw["properties"] = raw.pop(name)
     return any(k.lower() == "storagesettings" and v is not None for k, v in props.items())
 
 
@@ -80,7 +84,7 @@ class VaultRoutes:
         sub, rg, name = _names(call)
         raw = decode_json(await call.json_body() or b"")
         deleted_id = call.headers.get(records.HEADER) if since(version, records.DEPLOYED_IN) else None
-        storage_given = _has_storage(raw)
+        storage_given = _has_storage(raw, bool(deleted_id))
         if not storage_given and (deleted_id or since(version, "2026-06-01")):
             # not required from 2026-06-01 on (and an undelete keeps the deleted vault's)
             raw["properties"]["storageSettings"] = [
@@ -145,10 +149,14 @@ class VaultRoutes:
                 body.identity, previous.identity if previous else None, self.svc.settings.tenant_id
             )
             requested = body.properties
-            if undeleting is not None and not storage_given and previous is not None:
-                requested = msgspec.structs.replace(
-                    requested, storageSettings=previous.properties.storageSettings
-                )
+            tags = body.tags
+            if undeleting is not None and previous is not None:  # what the PUT leaves out comes back
+                if not storage_given:
+                    requested = msgspec.structs.replace(
+                        requested, storageSettings=previous.properties.storageSettings
+                    )
+                requested = _merge(previous.properties, requested)  # type: ignore[assignment]
+                tags = body.tags if body.tags is not None else previous.tags
             props, critical = rules.security_change(previous.properties if previous else None, requested)
             if row is not None:
                 for operation in critical:
@@ -176,7 +184,7 @@ class VaultRoutes:
                 name=name,
                 type=VAULT_TYPE,
                 location=previous.location if previous else body.location,
-                tags=body.tags,
+                tags=tags,
                 identity=identity,
                 systemData=system_data(call, self.svc.now(), previous.systemData if previous else None),
                 properties=props,
