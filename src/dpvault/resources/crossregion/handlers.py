@@ -25,7 +25,7 @@ from dpvault.model.restores.schema import (
     FetchSecondaryRPsRequestParameters,
 )
 from dpvault.model.vaults.rules import decode_vault
-from dpvault.resources.common import check_provider_call
+from dpvault.resources.common import check_provider_since
 from dpvault.services import Services
 
 CODE = "UserErrorCrossRegionRestoreNotEnabled"
@@ -79,7 +79,7 @@ class CrossRegionRoutes:
         raise errors.bad_request(message, code=CODE, target=target)
 
     async def _body(self, call: Call, tp: Any, name: str) -> Any:
-        check_provider_call(self.svc, call, f"locations/{name}")
+        check_provider_since(self.svc, call, f"locations/{name}", "2023-11-01")
         ids.check_resource_group(call.params["resourceGroupName"])
         return decode(await call.json_body() or b"", tp)
 

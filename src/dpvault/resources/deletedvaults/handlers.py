@@ -7,7 +7,7 @@ import msgspec
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply, encode
 from dpvault.model.versions import vault_view
-from dpvault.resources.common import check_provider_call
+from dpvault.resources.common import check_provider_since
 from dpvault.resources.deletedvaults.records import deleted_vault_id, location_scope, not_found
 from dpvault.services import Services
 from dpvault.types import Kind
@@ -20,7 +20,7 @@ class DeletedVaultRoutes:
         self.svc = svc
 
     async def list(self, call: Call) -> Reply:
-        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_since(self.svc, call, RESOURCE_TYPE, "2025-09-01")
         sub = call.params["subscriptionId"]
         after, size = paging.window(call, self.svc.settings.page_size)
         async with self.svc.store.read() as tx:
@@ -36,7 +36,7 @@ class DeletedVaultRoutes:
         return Reply.json(200, paging.body(call, items, str(rows[-1].pk) if more else None))
 
     async def get(self, call: Call) -> Reply:
-        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_since(self.svc, call, RESOURCE_TYPE, "2025-09-01")
         sub, name = call.params["subscriptionId"], call.params["deletedVaultName"]
         async with self.svc.store.read() as tx:
             row = await tx.resource(ids.key(deleted_vault_id(sub, call.params["location"], name)))

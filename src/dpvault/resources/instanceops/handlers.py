@@ -32,7 +32,7 @@ from dpvault.model.instances.schema import (
 from dpvault.model.policies.schedule import ScheduleError, parse_datetime
 from dpvault.model.vaults.rules import vault_location
 from dpvault.model.versions import instance_view
-from dpvault.resources.common import check_provider_call, fingerprint
+from dpvault.resources.common import check_provider_call, check_provider_since, fingerprint
 from dpvault.resources.instances.lookups import require_instance, resolve_policy
 from dpvault.resources.operations import accepted
 from dpvault.resources.vaults.lookups import require_vault
@@ -114,7 +114,7 @@ class InstanceOperationRoutes:
         )
 
     async def validate_for_modify_backup(self, call: Call) -> Reply:
-        version = check_provider_call(self.svc, call, "backupVaults/backupInstances/validateForModifyBackup")
+        version = check_provider_since(self.svc, call, "backupVaults/backupInstances/validateForModifyBackup", "2025-01-01")
         request = decode(await call.json_body() or b"", ValidateForModifyBackupRequest)
         rules.check_shape(request.backupInstance, base="backupInstance")
 
@@ -173,7 +173,7 @@ class InstanceOperationRoutes:
     async def list_for_resource(self, call: Call) -> Reply:
         """The backup instances whose datasource is the resource in the path (any vault of the
         caller's tenant; an instance of another tenant is never shown)."""
-        version = check_provider_call(self.svc, call, "backupInstances")
+        version = check_provider_since(self.svc, call, "backupInstances", "2024-04-01")
         assert call.principal is not None
         resource_id = "/" + call.path.strip("/").rsplit("/providers/", 1)[0].strip("/")
         wanted = ids.key(resource_id)
