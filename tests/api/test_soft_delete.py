@@ -146,6 +146,9 @@ def test_delete_keeps_instance_and_points_undelete_resumes_backups(
     try:
         v.protect("bi1")
         point = v.backup("bi1")
+        for api, state in ((OLD, None), ("2023-11-01", "Completed")):  # recoveryPointState came in 2023-11-01
+            rp = client.get(v.q(f"{v.path}/backupInstances/bi1/recoveryPoints/{point}", api)).json()
+            assert rp["properties"].get("recoveryPointState") == state, rp
         op = v.delete("bi1")
         assert op["status"] == "Succeeded", op
         assert client.get(v.q(f"{v.path}/backupInstances/bi1")).status_code == 404

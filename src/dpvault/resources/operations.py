@@ -124,7 +124,8 @@ class OperationRoutes:
             }
             return Reply.empty(202, headers)
         if op.status != OperationStatus.SUCCEEDED:
-            raise stored_error(op) or errors.ArmError(400, "OperationFailed", "Failed.")
+            failure = stored_error(op) or errors.ArmError(400, "OperationFailed", "Failed.")
+            return Reply.json(failure.status, {"error": arm_error(failure)})
         if op.result is not None:
             return Reply.json(200, op.result)
         if op.kind == OperationKind.DELETE:
