@@ -30,7 +30,9 @@ def check_provider_since(svc: Services, call: Call, resource_type: str, first: s
     NoRegisteredProviderFound listing the versions that have it, as ARM answers for a resource type
     or action a version does not know."""
     supported = tuple(v for v in svc.settings.api_versions if v[:10] >= first)
-    return apiversions.check_provider(call.api_version, supported, resource_type, svc.settings.default_location)
+    return apiversions.check_provider(
+        call.api_version, supported, resource_type, svc.settings.default_location
+    )
 
 
 def check_tags(tags: dict[str, str] | None, path: str = "tags") -> dict[str, str] | None:

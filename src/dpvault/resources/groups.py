@@ -160,6 +160,8 @@ class ResourceGroupRoutes:
             await self.points.retire(tx, points)
             await tx.forget_vaults(vaults)
             await tx.delete_resources(rg_key=key)
+            # soft-deleted instances and vaults of the group go with it (their rows just did)
+            await tx.delete_soft_deletions_of_vaults_under(key + "/")
             return True, vaults, points
 
         existed, vaults, points = await self.svc.store.transact(write)

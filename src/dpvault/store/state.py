@@ -685,6 +685,13 @@ class Tx:
     async def next_soft_purge(self) -> float | None:
         return (await self._conn.execute(select(func.min(soft_deletions.c.purge_at)))).scalar()
 
+    async def delete_soft_deletions_of_vaults_under(self, prefix: str) -> None:
+        """Soft-deletion rows of vaults (and their instances) whose key starts with ``prefix`` (a
+        resource group's key and ``/``): they go with the group."""
+        await self._conn.execute(
+            delete(soft_deletions).where(soft_deletions.c.vault_key.startswith(prefix, autoescape=True))
+        )
+
     async def move_recovery_points(
         self, from_instance: str, to_instance: str, *, states: Sequence[str] = ("available",)
     ) -> int:

@@ -114,7 +114,9 @@ class InstanceOperationRoutes:
         )
 
     async def validate_for_modify_backup(self, call: Call) -> Reply:
-        version = check_provider_since(self.svc, call, "backupVaults/backupInstances/validateForModifyBackup", "2025-01-01")
+        version = check_provider_since(
+            self.svc, call, "backupVaults/backupInstances/validateForModifyBackup", "2025-01-01"
+        )
         request = decode(await call.json_body() or b"", ValidateForModifyBackupRequest)
         rules.check_shape(request.backupInstance, base="backupInstance")
 
