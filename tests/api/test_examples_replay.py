@@ -159,6 +159,110 @@ def op_id(response: httpx.Response) -> str:
     return unquote(response.headers["Azure-AsyncOperation"].split("/operationStatus/")[1].split("?")[0])
 
 
+# -- no properties beyond the 2023-01-01 spec (what oav validate-traffic reports) ------------------
+
+SPEC_2023 = json.loads((EXAMPLES.parent / "dataprotection-2023-01-01.json").read_text())
+_DEFS = SPEC_2023["definitions"]
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """A schema with its local $ref followed; None for an external one (common-types systemData:
+    any keys)."""
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/definitions/"):
+            return None
+        schema = _DEFS[ref.rsplit("/", 1)[1]]
+    return schema
+
+
+def _parents(name: str) -> list[str]:
+    refs = [a["$ref"].rsplit("/", 1)[1] for a in _DEFS[name].get("allOf", []) if "$ref" in a]
+    return refs + [p for r in refs for p in _parents(r)]
+
+
+def _subtype(schema: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+    """The polymorphic subtype ``value``'s discriminator names (the base when none matches)."""
+    field = schema.get("discriminator")
+    if not field or not isinstance(value.get(field), str):
+        return schema
+    base = next((n for n, d in _DEFS.items() if d is schema), None)
+    for name, d in _DEFS.items():
+        if base in _parents(name) and d.get("x-ms-discriminator-value", name) == value[field]:
+            return d
+    return schema
+
+
+def _properties(schema: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(properties, additionalProperties) of a schema and its allOf parents."""
+    props: dict[str, Any] = {}
+    extra = schema.get("additionalProperties")
+    for part in schema.get("allOf", []):
+        parent = _resolve(part)
+        if parent is not None:
+            more, parent_extra = _properties(parent)
+            props.update(more)
+            extra = extra or parent_extra
+    props.update(schema.get("properties", {}))
+    return props, extra
+
+
+def additional_properties(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
+    """Paths in ``value`` the spec schema does not allow (properties nobody declared)."""
+    resolved = _resolve(schema)
+    if resolved is None:
+        return []
+    if isinstance(value, list):
+        items = resolved.get("items")
+        return (
+            [m for i, v in enumerate(value) for m in additional_properties(v, items, f"{path}[{i}]")]
+            if items
+            else []
+        )
+    if not isinstance(value, dict):
+        return []
+    resolved = _subtype(resolved, value)
+    props, extra = _properties(resolved)
+    if not props and not resolved.get("allOf"):
+        if isinstance(extra, dict):
+            return [m for k, v in value.items() for m in additional_properties(v, extra, f"{path}.{k}")]
+        return []  # a free-form object
+    out = []
+    for key, item in value.items():
+        if key in props:
+            out += additional_properties(item, props[key], f"{path}.{key}")
+        elif isinstance(extra, dict):
+            out += additional_properties(item, extra, f"{path}.{key}")
+        elif extra is not True:
+            out.append(f"{path}.{key}")
+    return out
+
+
+def _responses_by_example() -> dict[str, dict[str, Any]]:
+    """example file -> its operation's responses (status -> response) in the 2023-01-01 spec."""
+    out = {}
+    for methods in SPEC_2023["paths"].values():
+        for op in methods.values():
+            if not isinstance(op, dict):
+                continue
+            for example in op.get("x-ms-examples", {}).values():
+                out[example["$ref"].removeprefix("./examples/")] = op["responses"]
+    return out
+
+
+RESPONSES_2023 = _responses_by_example()
+OPERATION_RESOURCE = {"$ref": "#/definitions/OperationResource"}
+CLOUD_ERROR = {"$ref": "#/definitions/CloudError"}
+
+
+def spec_clean(r: httpx.Response, schema: dict[str, Any] | None) -> None:
+    """A 2023-01-01 answer has no property the spec does not declare."""
+    if schema is None or not r.content:
+        return
+    extra = additional_properties(r.json(), schema)
+    assert not extra, f"properties the 2023-01-01 spec does not allow: {extra}\n{r.text}"
+
+
 Match = Callable[[dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
 
 
@@ -217,6 +321,8 @@ class Replay:
         if "Azure-AsyncOperation" in r.headers:
             op = wait_operation(self.c, r.headers["Azure-AsyncOperation"])
             assert op["status"] == "Succeeded", op
+            if self.api == "2023-01-01":
+                assert not additional_properties(op, OPERATION_RESOURCE), op
 
     def make_vault(self, path: str | None = None, body: dict[str, Any] | None = None) -> httpx.Response:
         r = self.send("PUT", path or self.vault_path(), body or vault_body())
@@ -328,6 +434,9 @@ class Replay:
             has_body = "body" in self.ex["responses"].get(status, {})
             expected = self.response(status if has_body else "200")
         actual = r.json()
+        responses = RESPONSES_2023.get(self.name) if self.api == "2023-01-01" else None
+        if responses is not None:  # the traffic of a 2023-01-01 example stays clean under its spec
+            spec_clean(r, (responses.get(str(r.status_code)) or responses["default"]).get("schema"))
         if isinstance(expected, dict) and isinstance(expected.get("value"), list):
             missing = missing_keys({k: v for k, v in expected.items() if k != "value"}, actual)
             for item in expected["value"]:
@@ -1365,3 +1474,30 @@ def test_example_replays(
         replay.cleanup(strict=False)  # best effort: the scenario's own failure is the one to report
         raise
     replay.cleanup()
+
+
+def test_the_spec_check_sees_additional_properties() -> None:
+    """The check itself: what oav flagged before issue 13 (UserFacingError fields in an operation's
+    ``error``), a later version's field in a 2023-01-01 vault, an unknown discriminated property."""
+    failed = {
+        "id": "x", "name": "x", "status": "Failed",
+        "error": {"code": "C", "message": "m", "recommendedAction": ["r"], "isRetryable": False, "isUserError": True,
+                  "details": [], "additionalInfo": [{"type": "UserFacingError", "info": {"anything": 1}}]},
+    }  # fmt: skip
+    assert additional_properties(failed, OPERATION_RESOURCE) == [
+        "$.error.recommendedAction", "$.error.isRetryable", "$.error.isUserError",
+    ]  # fmt: skip
+    vault = load("VaultCRUD/GetBackupVault.json")["responses"]["200"]["body"]
+    schema = RESPONSES_2023["VaultCRUD/GetBackupVault.json"]["200"]["schema"]
+    assert additional_properties(vault, schema) == []
+    vault["properties"]["secureScore"] = "Maximum"
+    vault["systemData"] = {"createdBy": "someone", "anything": True}  # common-types: not checked
+    assert additional_properties(vault, schema) == ["$.properties.secureScore"]
+    instance = load("BackupInstanceOperations/GetBackupInstance.json")["responses"]["200"]["body"]
+    schema = RESPONSES_2023["BackupInstanceOperations/GetBackupInstance.json"]["200"]["schema"]
+    instance["properties"]["datasourceAuthCredentials"] = {
+        "objectType": "SecretStoreBasedAuthCredentials", "secretStoreResource": {"secretStoreType": "AzureKeyVault", "x": 1},
+    }  # fmt: skip
+    assert additional_properties(instance, schema) == [
+        "$.properties.datasourceAuthCredentials.secretStoreResource.x"
+    ]
