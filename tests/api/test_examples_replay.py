@@ -1116,6 +1116,7 @@ def list_proxies(x: Replay) -> None:
 def mua_refused(r: httpx.Response) -> None:
     assert r.status_code == 403, r.text
     assert r.json()["error"]["code"] == "LinkedAuthorizationFailed", r.text
+    spec_clean(r, CLOUD_ERROR)
 
 
 def delete_proxy(x: Replay) -> None:
@@ -1229,6 +1230,7 @@ def rehydrate(x: Replay) -> None:
         "UserErrorRecoveryPointNotInArchiveStore",
         "recoveryPointId",
     ), r.text
+    spec_clean(r, CLOUD_ERROR)
 
 
 def export_jobs(x: Replay) -> dict[str, Any]:
