@@ -282,6 +282,8 @@ def test_vault_with_soft_deleted_instances_cannot_be_deleted(
             r.json()["error"]["code"] == "BackupVaultNotEmpty"
             and "soft-deleted" in r.json()["error"]["message"]
         )
+        r = client.delete(v.q(f"{v.path}/backupPolicies/daily"))  # the deleted instance comes back to it
+        assert r.status_code == 409 and r.json()["error"]["code"] == "PolicyInUse", r.text
         # the name is free: a new instance bi3 starts empty, and cannot be soft-deleted beside the old one
         v.protect("bi3")
         assert v.points("bi3") == []
