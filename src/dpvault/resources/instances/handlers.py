@@ -200,7 +200,6 @@ class InstanceRoutes:
         version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, vault = _vault_names(call)
         name = _instance_name(call)
-
         approval = Approval(self.svc, call)
 
         async def write(tx: Tx) -> tuple[str, operations.Scope] | None:
@@ -223,9 +222,8 @@ class InstanceRoutes:
                     code="AnotherOperationInProgress",
                 )
             current = rules.decode_instance(row.body)
-            days = await soft_delete.check_delete(
-                tx, approval, vault_row, row, current
-            )  # issue 13: MUA, soft delete
+            # issue 13: the resource guard's approval, and whether the vault soft-deletes
+            days = await soft_delete.check_delete(tx, approval, vault_row, row, current)
             resource = rules.with_state(
                 current, provisioning=ProvisioningState.DELETING.value,
                 protection=ProtectionState.SOFT_DELETING if days is not None else None,
