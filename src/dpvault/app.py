@@ -25,17 +25,26 @@ from dpvault.identity.builtin import BuiltinIssuer
 from dpvault.identity.clients import ClientRegistry
 from dpvault.identity.tenants import Tenants
 from dpvault.identity.verifier import AUDIENCES, Verifier
+from dpvault.model.guards.rules import REQUEST_COLLECTIONS
 from dpvault.protection.service import Protection
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.clock import ClockRoutes
+from dpvault.resources.crossregion.handlers import CrossRegionRoutes
+from dpvault.resources.deletedinstances.handlers import DeletedInstanceRoutes
+from dpvault.resources.deletedvaults.handlers import DeletedVaultRoutes
+from dpvault.resources.features.handlers import FeatureRoutes
 from dpvault.resources.groups import ResourceGroupRoutes
+from dpvault.resources.guardproxies.handlers import GuardProxyRoutes
+from dpvault.resources.instanceops.handlers import InstanceOperationRoutes
 from dpvault.resources.instances.actions import TRANSITIONS, ActionRoutes
 from dpvault.resources.instances.handlers import InstanceRoutes
+from dpvault.resources.jobs.export import ExportRoutes
 from dpvault.resources.jobs.handlers import JobRoutes
 from dpvault.resources.operations import OperationRoutes
 from dpvault.resources.policies.handlers import PolicyRoutes
 from dpvault.resources.provider import ProviderRoutes
 from dpvault.resources.recoverypoints.handlers import RecoveryPointRoutes
+from dpvault.resources.resourceguards.handlers import ResourceGuardRoutes
 from dpvault.resources.restores.handlers import RestoreRoutes
 from dpvault.resources.vaults.handlers import VaultRoutes
 from dpvault.runtime import Runtime
@@ -51,6 +60,7 @@ _RG = _S + "/resourceGroups/{resourceGroupName}"
 _DP = "/providers/Microsoft.DataProtection"
 _V = _RG + _DP + "/backupVaults/{vaultName}"
 _BI = _V + "/backupInstances/{backupInstanceName}"
+_G = _RG + _DP + "/resourceGuards/{resourceGuardsName}"
 
 
 def build_identity_routes(r: Router, builtin: BuiltinIssuer | None, tenants: Tenants) -> None:
@@ -84,6 +94,14 @@ def build_router(svc: Services, protection: Protection, timekeeper: Timekeeper |
     clock = ClockRoutes(svc, timekeeper)
     restores = RestoreRoutes(svc, protection)
     actions = ActionRoutes(svc, protection)
+    guards = ResourceGuardRoutes(svc)
+    proxies = GuardProxyRoutes(svc)
+    deleted = DeletedInstanceRoutes(svc, protection)
+    deleted_vaults = DeletedVaultRoutes(svc)
+    instance_ops = InstanceOperationRoutes(svc)
+    crr = CrossRegionRoutes(svc)
+    features = FeatureRoutes(svc, protection)
+    exports = ExportRoutes(svc)
     r = Router()
     # Microsoft.Resources stubs
     r.add(_S + "/resourcegroups", {"GET": groups.list})
@@ -95,6 +113,25 @@ def build_router(svc: Services, protection: Protection, timekeeper: Timekeeper |
     r.add(_RG + _DP + "/backupVaults", {"GET": vaults.list_in_group})
     r.add(_V, {"PUT": vaults.put, "GET": vaults.get, "PATCH": vaults.patch, "DELETE": vaults.delete})
     r.add(_RG + _DP + "/locations/{location}/checkNameAvailability", {"POST": vaults.check_name})
+    r.add(_S + _DP + "/locations/{location}/deletedVaults", {"GET": deleted_vaults.list})
+    r.add(_S + _DP + "/locations/{location}/deletedVaults/{deletedVaultName}", {"GET": deleted_vaults.get})
+    r.add(_S + _DP + "/locations/{location}/checkFeatureSupport", {"POST": features.check})
+    # resource guards and a vault's link to one (multi-user authorization)
+    r.add(_S + _DP + "/resourceGuards", {"GET": guards.list_in_subscription})
+    r.add(_RG + _DP + "/resourceGuards", {"GET": guards.list_in_group})
+    r.add(_G, {"PUT": guards.put, "GET": guards.get, "PATCH": guards.patch, "DELETE": guards.delete})
+    for collection in REQUEST_COLLECTIONS:
+        r.add(_G + f"/{collection}", {"GET": guards.requests(collection, single=False)})
+        r.add(_G + f"/{collection}/{{requestName}}", {"GET": guards.requests(collection, single=True)})
+    r.add(_V + "/backupResourceGuardProxies", {"GET": proxies.list})
+    r.add(
+        _V + "/backupResourceGuardProxies/{resourceGuardProxyName}",
+        {"PUT": proxies.put, "GET": proxies.get, "DELETE": proxies.delete},
+    )
+    r.add(
+        _V + "/backupResourceGuardProxies/{resourceGuardProxyName}/unlockDelete",
+        {"POST": proxies.unlock_delete},
+    )
     # policies
     r.add(_V + "/backupPolicies", {"GET": policies.list})
     r.add(
@@ -113,9 +150,33 @@ def build_router(svc: Services, protection: Protection, timekeeper: Timekeeper |
     r.add(_BI + "/sync", {"POST": actions.sync})
     r.add(_BI + "/recoveryPoints", {"GET": points.list})
     r.add(_BI + "/recoveryPoints/{recoveryPointId}", {"GET": points.get})
+    r.add(_BI + "/findRestorableTimeRanges", {"POST": instance_ops.find_restorable_time_ranges})
+    r.add(_BI + "/validateForModifyBackup", {"POST": instance_ops.validate_for_modify_backup})
+    r.add(_BI + "/rehydrate", {"POST": instance_ops.rehydrate})
+    # soft-deleted instances
+    r.add(_V + "/deletedBackupInstances", {"GET": deleted.list})
+    r.add(_V + "/deletedBackupInstances/{backupInstanceName}", {"GET": deleted.get})
+    r.add(_V + "/deletedBackupInstances/{backupInstanceName}/undelete", {"POST": deleted.undelete})
+    r.add(
+        _V + "/deletedBackupInstances/{backupInstanceName}/recoveryPoints", {"GET": deleted.recovery_points}
+    )
+    r.add(
+        _V + "/deletedBackupInstances/{backupInstanceName}/recoveryPoints/{recoveryPointId}",
+        {"GET": deleted.recovery_point},
+    )
+    # cross-region restore (refused: one region)
+    loc = _RG + _DP + "/locations/{location}"
+    r.add(loc + "/crossRegionRestore", {"POST": crr.trigger})
+    r.add(loc + "/validateCrossRegionRestore", {"POST": crr.validate})
+    r.add(loc + "/fetchSecondaryRecoveryPoints", {"POST": crr.secondary_points})
+    r.add(loc + "/fetchCrossRegionRestoreJob", {"POST": crr.job})
+    r.add(loc + "/fetchCrossRegionRestoreJobs", {"POST": crr.jobs})
     # backup jobs
     r.add(_V + "/backupJobs", {"GET": jobs.list})
     r.add(_V + "/backupJobs/{jobId}", {"GET": jobs.get})
+    r.add(_V + "/exportBackupJobs", {"POST": exports.export})
+    r.add(_V + "/backupJobs/operations/{operationId}", {"GET": exports.result})
+    r.add(_V + "/backupJobs/operations/{operationId}/jobs.csv", {"GET": exports.report})
     # dpvault's own: the controllable clock
     r.add("/dpvault/clock", {"GET": clock.get})
     r.add("/dpvault/clock/advance", {"POST": clock.advance})
@@ -127,6 +188,14 @@ def build_router(svc: Services, protection: Protection, timekeeper: Timekeeper |
     r.add(_S + _DP + "/locations/{location}/operationResults/{operationId}", {"GET": ops.result})
     r.add(_V + "/operationResults/{operationId}", {"GET": ops.result})
     r.add(_BI + "/operationResults/{operationId}", {"GET": ops.result})
+    # Location URLs of the examples (not in the spec), served too
+    r.add(_RG + _DP + "/operationResults/{operationId}", {"GET": ops.result})
+    r.add(
+        _RG + _DP + "/backupInstances/{backupInstanceName}/operationResults/{operationId}",
+        {"GET": ops.result},
+    )
+    # the backup instances protecting a resource (an extension resource under any ARM id)
+    r.add(_S + "/{*resourceId}" + _DP + "/backupInstances", {"GET": instance_ops.list_for_resource})
     return r
 
 
@@ -172,6 +241,7 @@ class DpvaultApp:
         )
         self.tenants = Tenants(svc)
         svc.authorize = self.tenants.authorize
+        svc.verify_token = self.verifier.verify
         builtin = None
         if settings.builtin_issuer:
             builtin = BuiltinIssuer(signing_key, ClientRegistry(svc.store), AUDIENCES + own)
@@ -294,7 +364,8 @@ class DpvaultApp:
                 headers.append((b"content-length", b"0"))
             body = b""
         else:
-            headers.append((b"content-type", b"application/json; charset=utf-8"))
+            if "Content-Type" not in reply.headers:  # JSON unless the handler said otherwise (a CSV)
+                headers.append((b"content-type", b"application/json; charset=utf-8"))
             headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if call.method == "HEAD" else body})

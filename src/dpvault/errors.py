@@ -35,6 +35,7 @@ class ArmError(DpvaultError):
         *,
         target: str | None = None,
         details: list[dict[str, Any]] | None = None,
+        additional_info: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -43,6 +44,9 @@ class ArmError(DpvaultError):
         self.message = message
         self.target = target
         self.details = details
+        # ARM's ErrorAdditionalInfo items ({"type": ..., "info": {...}}): where a UserFacingError goes,
+        # since the Error schema allows no other properties (issue 13, oav validate-traffic).
+        self.additional_info = additional_info
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
@@ -51,6 +55,8 @@ class ArmError(DpvaultError):
             error["target"] = self.target
         if self.details:
             error["details"] = self.details
+        if self.additional_info:
+            error["additionalInfo"] = self.additional_info
         return {"error": error}
 
 
@@ -87,8 +93,17 @@ class UserError(DpvaultError):
         }
 
     def to_arm(self, status: int = 400) -> ArmError:
-        """The CloudError of the operation that asked for the work: the UserFacingError in details."""
-        return ArmError(status, self.code, self.message, details=[self.user_facing()])
+        """The CloudError of the operation that asked for the work: the UserFacingError in
+        ``additionalInfo`` (type ``UserFacingError``); ARM's Error has no room for it elsewhere."""
+        return ArmError(
+            status,
+            self.code,
+            self.message,
+            additional_info=[{"type": USER_FACING_ERROR, "info": self.user_facing()}],
+        )
+
+
+USER_FACING_ERROR = "UserFacingError"
 
 
 def internal_error(message: str) -> ArmError:

@@ -26,6 +26,9 @@ class Services:
     # Refuses a principal a subscription of another tenant (set by the app once tenants exist); for
     # routes whose subscription is in the body rather than the path.
     authorize: Callable[[Principal, str], Awaitable[None]] | None = None
+    # Validates a bearer token ("Bearer …") like the Authorization header's (set by the app): for
+    # the tokens of other tenants that approve critical operations (x-ms-authorization-auxiliary).
+    verify_token: Callable[[str], Awaitable[Principal]] | None = None
 
     def now(self) -> float:
         """Business time (the manual clock when one is configured)."""

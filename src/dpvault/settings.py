@@ -10,15 +10,30 @@ from typing import Any
 
 SETTINGS_ENV = "DPVAULT_SETTINGS_JSON"
 
+# Every Microsoft.DataProtection version of the spec's readme from 2023-01-01 on (stable and
+# preview, up to 2026-08-31-preview), and 2026-07-01 (azure-mgmt-dataprotection 2.3.0b1's default).
+# Older versions (2021-2022) describe an earlier API and are not accepted. What each version adds to
+# responses is ``model/versions.py``.
 DEFAULT_API_VERSIONS: tuple[str, ...] = (
     "2023-01-01",
+    "2023-04-01-preview",
     "2023-05-01",
+    "2023-06-01-preview",
+    "2023-08-01-preview",
     "2023-11-01",
+    "2023-12-01",
+    "2024-02-01-preview",
+    "2024-03-01",
     "2024-04-01",
+    "2025-01-01",
+    "2025-02-01",
     "2025-07-01",
     "2025-09-01",
     "2026-03-01",
+    "2026-04-01-preview",
     "2026-06-01",
+    "2026-07-01",
+    "2026-08-31-preview",
 )
 
 

@@ -11,8 +11,14 @@ VAULT_TYPE = "Microsoft.DataProtection/backupVaults"
 POLICY_TYPE = "Microsoft.DataProtection/backupVaults/backupPolicies"
 INSTANCE_TYPE = "Microsoft.DataProtection/backupVaults/backupInstances"
 RESOURCE_GROUP_TYPE = "Microsoft.Resources/resourceGroups"
+DELETED_INSTANCE_TYPE = "Microsoft.DataProtection/backupVaults/deletedBackupInstances"
+# The examples' type (the path segment is deletedVaults; a real deleted vault's name is a GUID).
+DELETED_VAULT_TYPE = "Microsoft.DataProtection/deletedBackupVaults"
+RESOURCE_GUARD_TYPE = "Microsoft.DataProtection/resourceGuards"
+# sic: "vaults", as every example and the real service spell it, though the path is under backupVaults
+GUARD_PROXY_TYPE = "Microsoft.DataProtection/vaults/backupResourceGuardProxies"
 
-# The only api-version whose shapes dpvault serves; newer accepted versions answer in it.
+# The api-version whose shapes stored bodies have; newer versions add fields (model/versions.py).
 SPEC_API_VERSION = "2023-01-01"
 
 
@@ -23,6 +29,12 @@ class Kind(StrEnum):
     VAULT = "backupVaults"
     POLICY = "backupPolicies"
     INSTANCE = "backupInstances"
+    DELETED_INSTANCE = "deletedBackupInstances"
+    DELETED_VAULT = "deletedVaults"
+    RESOURCE_GUARD = "resourceGuards"
+    GUARD_PROXY = "backupResourceGuardProxies"
+    # not an ARM resource: an open unlockDelete window of a guarded vault (child of the vault)
+    UNLOCK = "dpvault.unlockDelete"
 
 
 class OperationStatus(StrEnum):
@@ -44,6 +56,7 @@ class OperationKind(StrEnum):
     DELETE = "delete"
     VALIDATE = "validate"
     BACKUP = "backup"
+    EXPORT = "export"  # exportBackupJobs: the result is the report's URLs
 
 
 class ProvisioningState(StrEnum):
@@ -61,6 +74,8 @@ class ProtectionState(StrEnum):
     CONFIGURED = "ProtectionConfigured"
     UPDATING = "UpdatingProtection"
     STOPPED = "ProtectionStopped"
+    SOFT_DELETING = "SoftDeleting"
+    SOFT_DELETED = "SoftDeleted"
 
 
 # Datasource types that name the same thing: the examples normalise to "OssDB", clients send the ARM type.

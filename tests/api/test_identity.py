@@ -776,7 +776,9 @@ class TestMetadata:
         assert doc["name"] and doc["resourceManager"] == root and doc["microsoftGraphResourceId"] == root
         auth = doc["authentication"]
         assert (
-            auth["loginEndpoint"] == root and auth["tenant"] == "common" and auth["identityProvider"] == "AAD"
+            auth["loginEndpoint"] == server.base
+            and auth["tenant"] == "common"
+            and auth["identityProvider"] == "AAD"
         )
         assert "https://management.azure.com/" in auth["audiences"] and root in auth["audiences"]
         assert doc["suffixes"]["storage"] and doc["suffixes"]["keyvaultDns"]
@@ -788,7 +790,7 @@ class TestMetadata:
         assert isinstance(doc, list) and len(doc) == 1
         assert (
             doc[0]["resourceManager"] == server.base + "/"
-            and doc[0]["authentication"]["loginEndpoint"] == server.base + "/"
+            and doc[0]["authentication"]["loginEndpoint"] == server.base
         )
 
     def test_2015_01_01_is_the_old_shape(self, server: Server) -> None:
@@ -798,7 +800,7 @@ class TestMetadata:
         assert isinstance(doc, dict) and "resourceManager" not in doc
         assert {"galleryEndpoint", "graphEndpoint", "portalEndpoint", "authentication"} <= set(doc)
         assert doc["galleryEndpoint"] == doc["graphEndpoint"] == doc["portalEndpoint"] == root
-        assert doc["authentication"]["loginEndpoint"] == root and doc["authentication"]["audiences"]
+        assert doc["authentication"]["loginEndpoint"] == server.base and doc["authentication"]["audiences"]
 
     def test_host_used_is_reflected(self, server: Server) -> None:
         r = httpx.get(f"https://localhost:{server.port}/metadata/endpoints?api-version=2022-09-01",

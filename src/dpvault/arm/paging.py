@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -51,11 +51,15 @@ def window(call: Call, default_size: int) -> tuple[int, int]:
     return after, size
 
 
-def reply_rows(call: Call, rows: Sequence[Any], size: int) -> bytes:
-    """The list body for rows read with ``limit=size + 1`` (the extra row says another page follows)."""
+def reply_rows(
+    call: Call, rows: Sequence[Any], size: int, view: Callable[[bytes], bytes] | None = None
+) -> bytes:
+    """The list body for rows read with ``limit=size + 1`` (the extra row says another page follows);
+    ``view`` turns a stored body into what the request's api-version shows."""
     more = len(rows) > size
     rows = rows[:size]
-    return body(call, [r.body for r in rows], str(rows[-1].pk) if more else None)
+    items = [r.body for r in rows] if view is None else [view(r.body) for r in rows]
+    return body(call, items, str(rows[-1].pk) if more else None)
 
 
 def body(call: Call, items: Sequence[bytes], next_cursor: str | None) -> bytes:

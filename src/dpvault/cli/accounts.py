@@ -22,20 +22,64 @@ app.add_typer(subscriptions_app, name="subscriptions")
 def clients_add(
     name: Annotated[str, typer.Argument(help="A name for the client (shown in systemData and jobs).")],
     tenant: Annotated[str, typer.Option(help="The tenant its tokens are for (tid).")] = Settings.tenant_id,
+    subscription: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subscription",
+            help="A subscription to register for the client's tenant (repeat), so that `az login` "
+            "with this client finds it without `dpvault subscriptions add`.",
+        ),
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Register a client; prints its id and secret (the secret is shown only this once)."""
     import time
 
+    from dpvault import errors
+    from dpvault.arm import ids
     from dpvault.identity.clients import ClientRegistry
 
-    client, secret = with_store(
-        data_dir, database_url, lambda store: ClientRegistry(store).add(name, tenant, now=time.time())
-    )
+    subscriptions = [s.lower() for s in subscription or []]
+    for sub in subscriptions:
+        try:
+            ids.check_subscription(sub)
+        except errors.ArmError as exc:
+            raise typer.BadParameter(exc.message, param_hint="--subscription") from None
+
+    async def work(store):  # type: ignore[no-untyped-def]
+        # Subscriptions first: one owned by another tenant refuses the whole command, no client made.
+        async def claim(tx):  # type: ignore[no-untyped-def]
+            rows = [await tx.claim_subscription(sub, tenant, now=time.time()) for sub in subscriptions]
+            taken = [r for r in rows if r["tenant"].lower() != tenant.lower()]
+            if taken:
+                raise _TakenError(taken[0])
+            return rows
+
+        rows = await store.transact(claim)
+        client, secret = await ClientRegistry(store).add(name, tenant, now=time.time())
+        return client, secret, rows
+
+    try:
+        client, secret, rows = with_store(data_dir, database_url, work)
+    except _TakenError as exc:
+        err.print(
+            f"subscription {exc.row['id']} already belongs to tenant {exc.row['tenant']}", highlight=False
+        )
+        raise typer.Exit(1) from None
     typer.echo(f"client_id={client.client_id}")
     typer.echo(f"client_secret={secret}")
     typer.echo(f"tenant_id={client.tenant}")
+    for row in rows:
+        typer.echo(f"subscription_id={row['id']}")
+
+
+class _TakenError(Exception):
+    """A subscription given to ``clients add`` belongs to another tenant."""
+
+    def __init__(self, row: dict) -> None:  # type: ignore[type-arg]
+        super().__init__(row["id"])
+        self.row = row
 
 
 @clients_app.command("list")

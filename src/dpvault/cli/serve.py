@@ -46,7 +46,7 @@ def serve(
         list[str] | None,
         typer.Option(
             "--api-version",
-            help="Accepted api-version (repeat); default: 2023-01-01 and newer stable versions.",
+            help="Accepted api-version (repeat); default: 2023-01-01 and every newer stable and preview version up to 2026-08-31-preview.",
         ),
     ] = None,
     location: Annotated[str, typer.Option(help="Azure location reported for the service.")] = "westus",

@@ -16,12 +16,13 @@ from dpvault.arm.http import Call, Reply
 
 def cloud(base: str) -> dict[str, Any]:
     root = base.rstrip("/") + "/"
+    login = base.rstrip("/")  # no trailing slash: MSAL and az join it with "/{tenant}"
     return {
         "name": "dpvault",
         "portal": root,
         "resourceManager": root,
         "authentication": {
-            "loginEndpoint": root,
+            "loginEndpoint": login,
             "audiences": [root, "https://management.azure.com/", "https://management.core.windows.net/"],
             "tenant": "common",
             "identityProvider": "AAD",

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from dpvault.errors import ArmError
+from dpvault.errors import USER_FACING_ERROR, ArmError
 from dpvault.model.keys import group_key, vault_key
 from dpvault.store import OperationRow, Tx
 from dpvault.types import OperationKind, OperationStatus
@@ -120,14 +120,37 @@ def _encode_error(error: ArmError) -> bytes:
 
 
 def stored_error(op: OperationRow) -> ArmError | None:
-    """The error a failed operation ended with (None unless it failed)."""
+    """The error a failed operation ended with (None unless it failed). Records written before
+    issue 13 kept a UserFacingError in ``details``; it is moved to ``additionalInfo`` here."""
     if op.error is None:
         return None
     raw = msgspec.json.decode(op.error)
+    details, info = [], list(raw.get("additionalInfo") or [])
+    for item in raw.get("details") or []:
+        if isinstance(item, dict) and item.keys() - _ERROR_KEYS:
+            info.append({"type": USER_FACING_ERROR, "info": item})
+        else:
+            details.append(item)
     return ArmError(
         int(raw.get("httpStatus", 400)),
         raw.get("code", "OperationFailed"),
         raw.get("message", ""),
         target=raw.get("target"),
-        details=raw.get("details"),
+        details=details,
+        additional_info=info,
     )
+
+
+# What ARM's Error object may hold (common-types ErrorDetail; additionalProperties are not allowed).
+_ERROR_KEYS = frozenset({"code", "message", "target", "details", "additionalInfo"})
+
+
+def arm_error(error: ArmError) -> dict[str, Any]:
+    """``error`` as ARM's Error object in an operation-status body: code, message, target (when
+    known), details and additionalInfo (always lists), nothing else."""
+    out: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.target is not None:
+        out["target"] = error.target
+    out["details"] = list(error.details or [])
+    out["additionalInfo"] = list(error.additional_info or [])
+    return out

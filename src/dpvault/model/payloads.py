@@ -45,6 +45,9 @@ class ConfigureInstance(Payload):
 class DeleteInstance(Payload):
     kind: ClassVar[str] = "instance.delete"
     operation: str
+    # The vault's soft-delete retention in days when the delete was asked for: the instance and its
+    # recovery points are kept that long (SoftDeleted). None: deleted for good, as before issue 13.
+    softDeleteDays: float | None = None
 
 
 class ValidateForBackup(Payload):

@@ -93,9 +93,10 @@ class Scheduler:
         return enqueued, len(items) == BATCH
 
     async def next_event(self) -> float | None:
-        """When the scheduler or retention next has something to do (business time)."""
+        """When the scheduler, retention or the soft-delete purge next has something to do (business time)."""
         async with self.svc.store.read() as tx:
-            times = [t for t in (await tx.next_due_time(), await tx.next_expiry()) if t is not None]
+            found = (await tx.next_due_time(), await tx.next_expiry(), await tx.next_soft_purge())
+        times = [t for t in found if t is not None]
         return min(times) if times else None
 
     async def run(self) -> None:
@@ -105,6 +106,7 @@ class Scheduler:
             try:
                 await self.tick()
                 await self.retention.tick()
+                await self.protection.soft_deletes.tick()
                 if self.svc.real_now() - last_sweep > SWEEP_EVERY:
                     last_sweep = self.svc.real_now()
                     await self.protection.points.sweep()

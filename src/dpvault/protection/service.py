@@ -11,6 +11,7 @@ from dpvault.protection.backup import Backups
 from dpvault.protection.credentials import Credentials
 from dpvault.protection.drills import Drills
 from dpvault.protection.planning import Planner
+from dpvault.protection.softdelete import SoftDeletes
 from dpvault.secrets import SecretResolver
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
@@ -38,6 +39,7 @@ class Protection:
         self.planner = Planner()
         self.drills = Drills(svc, engines, self.credentials, points)
         self.backups = Backups(svc, engines, self.credentials, points, self.drills)
+        self.soft_deletes = SoftDeletes(svc, points)
 
     def engine_for(self, bi: BackupInstance) -> Engine | None:
         return self.engines.for_type(bi.dataSourceInfo.datasourceType)

@@ -31,6 +31,7 @@ class AdvanceResult:
     backups: int
     expired: int
     complete: bool = True
+    purged: int = 0  # soft-deleted instances and vaults purged after their retention days
 
 
 class Timekeeper:
@@ -86,6 +87,7 @@ class Timekeeper:
         result.backups += await self.scheduler.tick()
         await self._settle(deadline)
         result.expired += await self.scheduler.retention.tick()
+        result.purged += await self.scheduler.protection.soft_deletes.tick()
         await self._settle(deadline)
 
     async def advance(self, target: float, budget: float = BUDGET) -> AdvanceResult:

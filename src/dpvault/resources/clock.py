@@ -87,6 +87,7 @@ class ClockRoutes:
                 "now": from_timestamp(result.now),
                 "backups": result.backups,
                 "expired": result.expired,
+                "purged": result.purged,  # soft-deleted instances and vaults whose retention ended
                 # false: the request's time budget ran out at "now"; advance again to go on.
                 "complete": result.complete,
             },

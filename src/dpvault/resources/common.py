@@ -25,6 +25,16 @@ def check_provider_call(svc: Services, call: Call, resource_type: str) -> str:
     )
 
 
+def check_provider_since(svc: Services, call: Call, resource_type: str, first: str) -> str:
+    """The api-version check of a route later versions added: older accepted versions get
+    NoRegisteredProviderFound listing the versions that have it, as ARM answers for a resource type
+    or action a version does not know."""
+    supported = tuple(v for v in svc.settings.api_versions if v[:10] >= first)
+    return apiversions.check_provider(
+        call.api_version, supported, resource_type, svc.settings.default_location
+    )
+
+
 def check_tags(tags: dict[str, str] | None, path: str = "tags") -> dict[str, str] | None:
     if tags is None:
         return None

@@ -171,6 +171,8 @@ class ResourceGroupRoutes:
             if vaults:  # backup data goes with the group: a durable job sees to it, whatever happens next
                 purge = payloads.PurgeVaults(vaults=vaults)
                 await payloads.enqueue(tx, purge, now=self.svc.real_now(), max_attempts=PURGE_ATTEMPTS)
+            # soft-deleted instances and vaults of the group go with it (their rows just did)
+            await tx.delete_soft_deletions_of_vaults_under(key + "/")
             return True, vaults
 
         existed, vaults = await self.svc.store.transact(write)

@@ -14,12 +14,13 @@ from dpvault import errors
 from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply
 from dpvault.clock import from_timestamp
+from dpvault.model import versions
 from dpvault.model.keys import group_key, vault_key
-from dpvault.model.operations import Scope, stored_error
+from dpvault.model.operations import Scope, arm_error, stored_error
 from dpvault.resources.common import check_provider_call
 from dpvault.services import Services
 from dpvault.store import OperationRow
-from dpvault.types import OperationKind, OperationStatus
+from dpvault.types import Kind, OperationKind, OperationStatus
 
 _OPERATION_ID = re.compile(r"^[A-Za-z0-9_=+/-]{1,200}$")
 
@@ -70,7 +71,7 @@ def status_body(op: OperationRow, status_path: str) -> dict[str, Any]:
         body["endTime"] = from_timestamp(op.end_time)
     error = stored_error(op)
     if error is not None:
-        body["error"] = error.body()["error"]
+        body["error"] = arm_error(error)
     if op.status == OperationStatus.SUCCEEDED and op.result is not None:
         result = msgspec.json.decode(op.result)
         if isinstance(result, dict) and result.get("objectType") == "OperationJobExtendedInfo":
@@ -112,6 +113,7 @@ class OperationRoutes:
 
     async def result(self, call: Call) -> Reply:
         """202 while running (with Location back here); then what the synchronous call would have returned."""
+        version = call.api_version or ""
         op = await self._load(call)
         if not op.terminal:
             headers = {
@@ -122,7 +124,8 @@ class OperationRoutes:
             }
             return Reply.empty(202, headers)
         if op.status != OperationStatus.SUCCEEDED:
-            raise stored_error(op) or errors.ArmError(400, "OperationFailed", "Failed.")
+            failure = stored_error(op) or errors.ArmError(400, "OperationFailed", "Failed.")
+            return Reply.json(failure.status, {"error": arm_error(failure)})
         if op.result is not None:
             return Reply.json(200, op.result)
         if op.kind == OperationKind.DELETE:
@@ -131,7 +134,16 @@ class OperationRoutes:
             row = await tx.resource(op.resource_key)
         if row is None:
             return Reply.empty(204)
-        return Reply.json(200, row.body)
+        if row.kind == Kind.VAULT.value:
+            return Reply.json(200, versions.vault_body(row.body, version))
+        return Reply.json(200, versions.instance_body(row.body, version))
+
+
+def lifecycle_result(api_version: str) -> dict[str, Any]:
+    """What a finished lifecycle action (stop, suspend, resume, sync, undelete) leaves as its result:
+    ``{}`` at 2023-01-01 (as before issue 13), the spec's OperationJobExtendedInfo from 2023-05-01 on
+    (what the real service answers; no job is recorded for these)."""
+    return {"objectType": "OperationJobExtendedInfo"} if versions.since(api_version, "2023-05-01") else {}
 
 
 def accepted(call: Call, scope: Scope, op_id: str, api_version: str, retry_after: int) -> Reply:

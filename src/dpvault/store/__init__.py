@@ -12,6 +12,7 @@ from dpvault.store.rows import (
     ProtectedItemRow,
     RecoveryPointRow,
     ResourceRow,
+    SoftDeletionRow,
 )
 from dpvault.store.state import Store, Tx
 
@@ -22,6 +23,7 @@ __all__ = [
     "ProtectedItemRow",
     "RecoveryPointRow",
     "ResourceRow",
+    "SoftDeletionRow",
     "Store",
     "Tx",
 ]

@@ -117,3 +117,15 @@ class BackupJobRow(_Row, frozen=True):
     @property
     def terminal(self) -> bool:
         return self.status not in ("InProgress", "Started")
+
+
+class SoftDeletionRow(_Row, frozen=True):
+    key: str
+    kind: str
+    original_key: str
+    vault_key: str
+    subscription: str
+    deleted_at: float
+    purge_at: float
+    activity_id: str
+    original: bytes

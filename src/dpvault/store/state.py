@@ -31,6 +31,7 @@ from dpvault.store.rows import (
     ProtectedItemRow,
     RecoveryPointRow,
     ResourceRow,
+    SoftDeletionRow,
     _Row,
 )
 from dpvault.store.tables import (
@@ -43,6 +44,7 @@ from dpvault.store.tables import (
     recovery_points,
     resources,
     secrets,
+    soft_deletions,
     subscriptions,
     vault_chunks,
     vault_keys,
@@ -885,6 +887,50 @@ class Tx:
             await self._conn.execute(insert(clock_state).values(id=1, now=now))
         else:
             await self._conn.execute(update(clock_state).where(clock_state.c.id == 1).values(now=now))
+
+    # -- soft deletions (issue 13) -----------------------------------------------------------
+
+    async def insert_soft_deletion(self, **values: Any) -> None:
+        await self._conn.execute(insert(soft_deletions).values(**values))
+
+    async def soft_deletion(self, key: str) -> SoftDeletionRow | None:
+        stmt = select(soft_deletions).where(soft_deletions.c.key == key)
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return SoftDeletionRow.from_mapping(row) if row else None
+
+    async def delete_soft_deletion(self, key: str) -> None:
+        await self._conn.execute(delete(soft_deletions).where(soft_deletions.c.key == key))
+
+    async def due_soft_deletions(self, *, now: float, limit: int) -> list[SoftDeletionRow]:
+        stmt = (
+            select(soft_deletions)
+            .where(soft_deletions.c.purge_at <= now)
+            .order_by(soft_deletions.c.purge_at)
+            .limit(limit)
+        )
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return [SoftDeletionRow.from_mapping(r) for r in rows]
+
+    async def next_soft_purge(self) -> float | None:
+        return (await self._conn.execute(select(func.min(soft_deletions.c.purge_at)))).scalar()
+
+    async def delete_soft_deletions_of_vaults_under(self, prefix: str) -> None:
+        """Soft-deletion rows of vaults (and their instances) whose key starts with ``prefix`` (a
+        resource group's key and ``/``): they go with the group."""
+        await self._conn.execute(
+            delete(soft_deletions).where(soft_deletions.c.vault_key.startswith(prefix, autoescape=True))
+        )
+
+    async def move_recovery_points(
+        self, from_instance: str, to_instance: str, *, states: Sequence[str] = ("available",)
+    ) -> int:
+        """Re-key points' rows to another instance key (objects keep their keys)."""
+        stmt = (
+            update(recovery_points)
+            .where(recovery_points.c.instance_key == from_instance, recovery_points.c.state.in_(states))
+            .values(instance_key=to_instance)
+        )
+        return int((await self._conn.execute(stmt)).rowcount or 0)
 
 
 def _expirable() -> tuple[Any, ...]:

@@ -244,3 +244,25 @@ vault_maintenance = Table(
     # When points of the vault were last deleted (its garbage has not been collected since); or None.
     Column("dirty_since", Float, nullable=True),
 )
+
+# -- soft delete (migration 0008) -------------------------------------------------------------
+
+# What was soft-deleted and when it is purged for good: backup instances (``kind`` backupInstances;
+# ``key`` the deleted instance's resource key, ``original_key`` the live key it came from) and vaults
+# (``kind`` backupVaults; ``key`` the deleted vault's key under its location). ``original`` holds
+# what undelete brings back (the live body; for a vault also its policies).
+soft_deletions = Table(
+    "soft_deletions",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("original_key", Text, nullable=False),
+    Column("vault_key", Text, nullable=False),
+    Column("subscription", String(64), nullable=False),
+    Column("deleted_at", Float, nullable=False),
+    Column("purge_at", Float, nullable=False),
+    Column("activity_id", String(36), nullable=False),
+    Column("original", LargeBinary, nullable=False),
+)
+Index("ix_soft_deletions_purge", soft_deletions.c.purge_at)
+Index("ix_soft_deletions_original", soft_deletions.c.original_key)

@@ -389,6 +389,18 @@ class RecoveryPoints:
         await self._delete_keys(stale)
         return len(stale)
 
+    # -- soft delete (issue 13; added by the soft-delete work, kept apart from the rest) --------
+
+    async def hold(self, tx: Tx, instance_key: str, held_key: str) -> int:
+        """A soft-deleted instance's points move (rows only) under the key its deleted record has,
+        in the caller's transaction, so an instance created again under the name starts empty.
+        Returns how many. Their retention is paused by the caller (a stopped schedule row)."""
+        return await tx.move_recovery_points(instance_key, held_key)
+
+    async def release(self, tx: Tx, held_key: str, instance_key: str) -> int:
+        """Undelete: the held points come back to the instance, in the caller's transaction."""
+        return await tx.move_recovery_points(held_key, instance_key)
+
 
 def _owned_by_points(key: str) -> bool:
     """Objects that belong to one point (format 1 archives and manifests, format 2 manifests); not

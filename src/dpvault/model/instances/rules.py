@@ -10,6 +10,7 @@ from dpvault.arm import ids
 from dpvault.model.instances.schema import (
     BackupInstance,
     BackupInstanceResource,
+    DeletionInfo,
     ProtectionStatusDetails,
     SecretStoreBasedAuthCredentials,
     UserFacingError,
@@ -17,7 +18,7 @@ from dpvault.model.instances.schema import (
 from dpvault.model.keys import policy_key
 from dpvault.model.policies.schema import BaseBackupPolicyResource
 from dpvault.store import ResourceRow
-from dpvault.types import ProtectionState
+from dpvault.types import DELETED_INSTANCE_TYPE, ProtectionState
 
 _decoder = msgspec.json.Decoder(BackupInstanceResource)
 
@@ -106,6 +107,7 @@ def stored_properties(
         protectionStatus=ProtectionStatusDetails(status=_status_for(protection)),
         currentProtectionState=protection.value,
         protectionErrorDetails=None,
+        resourceGuardOperationRequests=None,  # an approval, not a property: never stored
     )
 
 
@@ -151,3 +153,48 @@ def vault_name_of(instance_id: str) -> str:
     """The vault name, as last spelled, from an instance id .../backupVaults/{vault}/backupInstances/{name}."""
     parts = instance_id.split("/")
     return parts[-3] if len(parts) >= 3 else ""
+
+
+# -- soft delete (issue 13) -----------------------------------------------------------------------
+
+
+def deleted_instance_key(vault_key: str, name: str) -> str:
+    """The key of a soft-deleted instance's record (its points move there too)."""
+    return f"{vault_key}/deletedbackupinstances/{name.lower()}"
+
+
+def soft_deleted(
+    resource: BackupInstanceResource, deleted_id: str, info: DeletionInfo
+) -> BackupInstanceResource:
+    """The DeletedBackupInstanceResource of an instance: a proxy resource (no tags) whose properties
+    are the instance's, SoftDeleted, with its deletionInfo."""
+    props = msgspec.structs.replace(
+        resource.properties,
+        objectType="DeletedBackupInstance",
+        provisioningState="Succeeded",
+        protectionStatus=ProtectionStatusDetails(status=ProtectionState.SOFT_DELETED.value),
+        currentProtectionState=ProtectionState.SOFT_DELETED.value,
+        protectionErrorDetails=None,
+        deletionInfo=info,
+    )
+    return BackupInstanceResource(
+        id=deleted_id,
+        name=resource.name,
+        type=DELETED_INSTANCE_TYPE,
+        systemData=resource.systemData,
+        properties=props,
+    )
+
+
+def undeleted(resource: BackupInstanceResource) -> BackupInstanceResource:
+    """An instance back from soft delete: ProtectionStopped (no backups until resumeProtection)."""
+    props = msgspec.structs.replace(
+        resource.properties,
+        objectType="BackupInstance",
+        provisioningState="Succeeded",
+        protectionStatus=ProtectionStatusDetails(status=ProtectionState.STOPPED.value),
+        currentProtectionState=ProtectionState.STOPPED.value,
+        protectionErrorDetails=None,
+        deletionInfo=None,
+    )
+    return msgspec.structs.replace(resource, properties=props)

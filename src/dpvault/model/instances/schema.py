@@ -1,8 +1,9 @@
-"""BackupInstanceResource and its tree, as in the 2023-01-01 spec."""
+"""BackupInstanceResource and its tree: the 2023-01-01 spec, and the request properties later
+versions added (``model/versions.py`` decides which version shows which)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from msgspec import UNSET, UnsetType
 
@@ -17,6 +18,7 @@ class Datasource(Base):
     resourceName: str | None = None
     resourceType: str | None = None
     resourceUri: str | None = None
+    resourceProperties: dict[str, Any] | None = None  # 2023-05-01+ (DefaultResourceProperties)
 
 
 class DatasourceSet(Datasource):
@@ -42,13 +44,55 @@ class KubernetesClusterBackupDatasourceParameters(
     includedResourceTypes: list[str] | None = None
     excludedResourceTypes: list[str] | None = None
     labelSelectors: list[str] | None = None
+    backupHookReferences: list[dict[str, Any]] | None = None  # 2023-05-01+
+    includedVolumeTypes: list[str] | None = None  # 2025-07-01+
+
+
+# Datasource parameters of later versions, accepted and kept (dpvault backs up none of these types).
+class AdlsBlobBackupDatasourceParameters(
+    Base, tag_field="objectType", tag="AdlsBlobBackupDatasourceParameters"
+):
+    containersList: list[str]
+
+
+class BlobBackupDatasourceParametersForAutoProtection(
+    Base, tag_field="objectType", tag="BlobBackupDatasourceParametersForAutoProtection"
+):
+    autoProtectionSettings: dict[str, Any]
+
+
+class AdlsBlobBackupDatasourceParametersForAutoProtection(
+    Base, tag_field="objectType", tag="AdlsBlobBackupDatasourceParametersForAutoProtection"
+):
+    autoProtectionSettings: dict[str, Any]
+
+
+class GenericBackupDatasourceParameters(
+    Base, tag_field="objectType", tag="GenericBackupDatasourceParameters"
+):
+    resourceSelectors: list[str]
+
+
+class PostgreSqlFlexibleServerBackupDatasourceParameters(
+    Base, tag_field="objectType", tag="PostgreSqlFlexibleServerBackupDatasourceParameters"
+):
+    backupSolutionType: str | None = None
+
+
+BackupDatasourceParameters = (
+    BlobBackupDatasourceParameters
+    | KubernetesClusterBackupDatasourceParameters
+    | AdlsBlobBackupDatasourceParameters
+    | BlobBackupDatasourceParametersForAutoProtection
+    | AdlsBlobBackupDatasourceParametersForAutoProtection
+    | GenericBackupDatasourceParameters
+    | PostgreSqlFlexibleServerBackupDatasourceParameters
+)
 
 
 class PolicyParameters(Base):
     dataStoreParametersList: list[AzureOperationalStoreParameters] | None = None
-    backupDatasourceParametersList: (
-        list[BlobBackupDatasourceParameters | KubernetesClusterBackupDatasourceParameters] | None
-    ) = None
+    backupDatasourceParametersList: list[BackupDatasourceParameters] | None = None
 
 
 class PolicyInfo(Base):
@@ -99,6 +143,22 @@ CurrentProtectionState = Literal[
 ]
 
 
+class IdentityDetails(Base):
+    """2023-05-01+: which identity the service uses for the datasource (kept; dpvault uses secrets)."""
+
+    useSystemAssignedIdentity: bool | None = None
+    userAssignedIdentityArmUrl: str | None = None
+
+
+class DeletionInfo(Base):
+    """A soft-deleted instance's dates (read-only)."""
+
+    deletionTime: str | None = None
+    billingEndDate: str | None = None
+    scheduledPurgeTime: str | None = None
+    deleteActivityID: str | None = None
+
+
 class BackupInstance(Base):
     dataSourceInfo: Datasource
     policyInfo: PolicyInfo
@@ -107,11 +167,15 @@ class BackupInstance(Base):
     dataSourceSetInfo: DatasourceSet | None = None
     datasourceAuthCredentials: SecretStoreBasedAuthCredentials | None = None
     validationType: Literal["ShallowValidation", "DeepValidation"] | None = None
+    identityDetails: IdentityDetails | None = None  # 2023-05-01+
+    # 2024-04-01+: MUA approvals of a critical change (request-only; never stored)
+    resourceGuardOperationRequests: list[str] | None = None
     # Read-only: accepted (a GET body may be PUT back) but decided by the service.
     provisioningState: str | None = None
     protectionStatus: ProtectionStatusDetails | None = None
     currentProtectionState: CurrentProtectionState | None = None
     protectionErrorDetails: UserFacingError | None = None
+    deletionInfo: DeletionInfo | None = None  # only on a DeletedBackupInstance
 
 
 class BackupInstanceResource(Base, kw_only=True):
@@ -138,3 +202,25 @@ class AdHocBackupRuleOptions(Base):
 
 class TriggerBackupRequest(Base):
     backupRuleOptions: AdHocBackupRuleOptions
+
+
+class GuardedActionRequest(Base):
+    """The optional body of stopProtection and suspendBackups (2024-04-01+)."""
+
+    resourceGuardOperationRequests: list[str] | None = None
+
+
+class ValidateForModifyBackupRequest(Base):
+    backupInstance: BackupInstance
+
+
+class FindRestorableTimeRangesRequest(Base):
+    sourceDataStoreType: Literal["OperationalStore", "VaultStore", "ArchiveStore"]
+    startTime: str | None = None
+    endTime: str | None = None
+
+
+class RehydrationRequest(Base):
+    recoveryPointId: str
+    rehydrationRetentionDuration: str
+    rehydrationPriority: Literal["Invalid", "High", "Standard"] | None = None

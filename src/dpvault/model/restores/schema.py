@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dpvault.model.instances.schema import Datasource, DatasourceSet, SecretStoreBasedAuthCredentials
+from dpvault.model.instances.schema import (
+    Datasource,
+    DatasourceSet,
+    IdentityDetails,
+    SecretStoreBasedAuthCredentials,
+)
 from dpvault.model.schema import Base
 
 SourceDataStoreType = Literal["ArchiveStore", "SnapshotStore", "OperationalStore", "VaultStore"]
@@ -50,6 +55,8 @@ class AzureBackupRecoveryPointBasedRestoreRequest(
     sourceDataStoreType: SourceDataStoreType
     recoveryPointId: str
     sourceResourceId: str | None = None
+    resourceGuardOperationRequests: list[str] | None = None  # 2024-04-01+ (MUA)
+    identityDetails: IdentityDetails | None = None  # 2023-05-01+
 
 
 class AzureBackupRestoreWithRehydrationRequest(
@@ -61,6 +68,8 @@ class AzureBackupRestoreWithRehydrationRequest(
     rehydrationPriority: Literal["Invalid", "High", "Standard"]
     rehydrationRetentionDuration: str
     sourceResourceId: str | None = None
+    resourceGuardOperationRequests: list[str] | None = None  # 2024-04-01+ (MUA)
+    identityDetails: IdentityDetails | None = None  # 2023-05-01+
 
 
 class AzureBackupRecoveryTimeBasedRestoreRequest(
@@ -70,6 +79,8 @@ class AzureBackupRecoveryTimeBasedRestoreRequest(
     sourceDataStoreType: SourceDataStoreType
     recoveryPointTime: str
     sourceResourceId: str | None = None
+    resourceGuardOperationRequests: list[str] | None = None  # 2024-04-01+ (MUA)
+    identityDetails: IdentityDetails | None = None  # 2023-05-01+
 
 
 RestoreRequest = (
@@ -85,3 +96,31 @@ class ValidateRestoreRequestObject(Base):
 
 class SyncBackupInstanceRequest(Base):
     syncType: Literal["Default", "ForceResync"] | None = None
+
+
+class CrossRegionRestoreDetails(Base):
+    sourceRegion: str
+    sourceBackupInstanceId: str
+
+
+class CrossRegionRestoreRequestObject(Base):
+    """crossRegionRestore and validateCrossRegionRestore (2023-11-01+)."""
+
+    restoreRequestObject: RestoreRequest
+    crossRegionRestoreDetails: CrossRegionRestoreDetails
+
+
+class FetchSecondaryRPsRequestParameters(Base):
+    sourceRegion: str | None = None
+    sourceBackupInstanceId: str | None = None
+
+
+class CrossRegionRestoreJobRequest(Base):
+    sourceRegion: str
+    sourceBackupVaultId: str
+    jobId: str
+
+
+class CrossRegionRestoreJobsRequest(Base):
+    sourceRegion: str
+    sourceBackupVaultId: str

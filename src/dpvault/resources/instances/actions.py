@@ -5,10 +5,14 @@
 | stopProtection | ProtectionConfigured, BackupSchedulesSuspended | ProtectionStopped | off | off (points kept) |
 | suspendBackups | ProtectionConfigured | BackupSchedulesSuspended | off | on |
 | resumeBackups | BackupSchedulesSuspended | ProtectionConfigured | on (next occurrence) | on |
-| resumeProtection | ProtectionStopped | ProtectionConfigured | on (next occurrence) | on |
+| resumeProtection | ProtectionStopped, BackupSchedulesSuspended | ProtectionConfigured | on (next occurrence) | on |
 | sync | ProtectionConfigured, BackupSchedulesSuspended, ConfiguringProtectionFailed | re-validated (deep), policy re-read | as before | as before |
 
-Anything else is a 409 ``UserErrorInvalidProtectionState`` naming the current state.
+Anything else is a 409 ``UserErrorInvalidProtectionState`` naming the current state. Azure accepts
+resumeProtection after suspendBackups too (the az CLI's ``resume-protection`` does that), so
+dpvault does. In a vault linked to a resource guard, stopProtection and suspendBackups are critical
+operations: their optional body's ``resourceGuardOperationRequests`` carries the guard's approval.
+The final result is ``{}`` at 2023-01-01, ``{"objectType": "OperationJobExtendedInfo"}`` later.
 """
 
 from __future__ import annotations
@@ -22,14 +26,20 @@ from dpvault.arm import ids
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
 from dpvault.model import operations, payloads
+from dpvault.model.guards import rules as guard_rules
 from dpvault.model.instances import rules
-from dpvault.model.instances.schema import BackupInstanceResource, ProtectionStatusDetails
+from dpvault.model.instances.schema import (
+    BackupInstanceResource,
+    GuardedActionRequest,
+    ProtectionStatusDetails,
+)
 from dpvault.model.restores.schema import SyncBackupInstanceRequest
 from dpvault.model.vaults.rules import vault_location
 from dpvault.protection.service import Protection
 from dpvault.resources.common import check_provider_call, fingerprint
+from dpvault.resources.guardproxies.mua import Approval
 from dpvault.resources.instances.lookups import require_instance
-from dpvault.resources.operations import accepted
+from dpvault.resources.operations import accepted, lifecycle_result
 from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
 from dpvault.store import Tx
@@ -45,8 +55,10 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "stopProtection": ((CONFIGURED, SUSPENDED), STOPPED, "stopped"),
     "suspendBackups": ((CONFIGURED,), SUSPENDED, "suspended"),
     "resumeBackups": ((SUSPENDED,), CONFIGURED, "active"),
-    "resumeProtection": ((STOPPED,), CONFIGURED, "active"),
+    "resumeProtection": ((STOPPED, SUSPENDED), CONFIGURED, "active"),
 }
+# actions that are critical operations of a vault with a resource guard
+CRITICAL = {"stopProtection": guard_rules.STOP_PROTECTION, "suspendBackups": guard_rules.SUSPEND_BACKUPS}
 SYNC_FROM = (CONFIGURED, SUSPENDED, FAILED)
 
 
@@ -92,9 +104,18 @@ class ActionRoutes:
     async def transition(self, call: Call, action: str) -> Reply:
         version = check_provider_call(self.svc, call, f"backupVaults/backupInstances/{action}")
         allowed, new_state, item_state = TRANSITIONS[action]
+        requests = None
+        if action in CRITICAL:
+            body = await call.json_body(required=False)
+            requests = decode(body, GuardedActionRequest).resourceGuardOperationRequests if body else None
+        approval = Approval(self.svc, call)
 
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             row, resource, scope = await self._instance_in(tx, call, action, allowed)
+            if action in CRITICAL:
+                vault_row = await tx.resource(row.parent_key, lock="share")
+                assert vault_row is not None
+                await approval.require(tx, vault_row, CRITICAL[action], requests, f"'{action}'")
             status = CONFIGURED if new_state == CONFIGURED else STOPPED
             props = msgspec.structs.replace(
                 resource.properties,
@@ -118,8 +139,9 @@ class ActionRoutes:
                 resource_path=resource.id or "", api_version=version, request_hash=fingerprint(action),
             )  # fmt: skip
             await operations.finish(
-                tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED, result={}, op=op
-            )
+                tx, op.id, now=self.svc.now(), status=OperationStatus.SUCCEEDED,
+                result=lifecycle_result(version), op=op,
+            )  # fmt: skip
             return op.id, scope
 
         op_id, scope = await self.svc.store.transact(write)

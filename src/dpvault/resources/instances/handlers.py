@@ -12,6 +12,7 @@ from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
 from dpvault.model import backup_jobs, operations, payloads
+from dpvault.model.guards import rules as guard_rules
 from dpvault.model.instances import rules
 from dpvault.model.instances.schema import (
     BackupInstanceResource,
@@ -22,8 +23,11 @@ from dpvault.model.keys import instance_key, vault_key
 from dpvault.model.policies.rules import backup_rule, decode_policy, default_retention_tag
 from dpvault.model.policies.schema import AzureRetentionRule
 from dpvault.model.vaults.rules import vault_location
+from dpvault.model.versions import instance_body
 from dpvault.protection.service import Protection, not_backed_up
 from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
+from dpvault.resources.deletedinstances import soft_delete
+from dpvault.resources.guardproxies.mua import Approval
 from dpvault.resources.instances.lookups import instance_not_found, require_instance, resolve_policy
 from dpvault.resources.operations import accepted, instance_result_url, vault_status_url
 from dpvault.resources.vaults.lookups import require_vault
@@ -87,6 +91,7 @@ class InstanceRoutes:
         policy_key, _ = rules.policy_key_of(body.properties)
         vkey = vault_key(sub, rg, vault)
         key = instance_key(vkey, name)
+        approval = Approval(self.svc, call)
 
         async def write(tx: Tx) -> tuple[int, bytes, str, operations.Scope]:
             # vault, instance and policy in one statement
@@ -103,6 +108,11 @@ class InstanceRoutes:
                     if op.kind != OperationKind.DELETE and op.request_hash == request_hash:
                         return (201 if op.kind == OperationKind.CREATE else 200), row.body, op.id, scope
                     raise _busy(name, op.kind)
+            if row is not None:  # issue 13: an update of a guarded vault's instance is critical
+                await approval.require(
+                    tx, vault_row, guard_rules.MODIFY_INSTANCE,
+                    body.properties.resourceGuardOperationRequests, "Modifying a backup instance",
+                )  # fmt: skip
             requested_state = body.properties.provisioningState
             if row is not None and requested_state and requested_state.lower() != row.state.lower():
                 raise errors.bad_request(
@@ -157,7 +167,9 @@ class InstanceRoutes:
 
         status, encoded, op_id, scope = await self.svc.store.transact(write)
         self.svc.wake_worker()
-        return Reply.json(status, encoded, self._put_headers(call, scope, name, op_id, version))
+        return Reply.json(
+            status, instance_body(encoded, version), self._put_headers(call, scope, name, op_id, version)
+        )
 
     async def _find(self, tx: Tx, call: Call) -> tuple[ResourceRow, ResourceRow | None, str]:
         sub, rg, vault = _vault_names(call)
@@ -166,15 +178,15 @@ class InstanceRoutes:
         return vault_row, await tx.resource(instance_key(vault_row.key, name)), name
 
     async def get(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         async with self.svc.store.read() as tx:
             vault_row, row, name = await self._find(tx, call)
         if row is None:
             raise instance_not_found(name, vault_row.name, call.params["resourceGroupName"])
-        return Reply.json(200, row.body)
+        return Reply.json(200, instance_body(row.body, version))
 
     async def list(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, vault = _vault_names(call)
         after, size = paging.window(call, self.svc.settings.page_size)
         async with self.svc.store.read() as tx:
@@ -182,12 +194,13 @@ class InstanceRoutes:
             rows = await tx.resources_by(
                 Kind.INSTANCE.value, parent_key=vault_row.key, after_pk=after, limit=size + 1
             )
-        return Reply.json(200, paging.reply_rows(call, rows, size))
+        return Reply.json(200, paging.reply_rows(call, rows, size, lambda b: instance_body(b, version)))
 
     async def delete(self, call: Call) -> Reply:
         version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, vault = _vault_names(call)
         name = _instance_name(call)
+        approval = Approval(self.svc, call)
 
         async def write(tx: Tx) -> tuple[str, operations.Scope] | None:
             vault_row = await require_vault(tx, sub, rg, vault)
@@ -208,16 +221,21 @@ class InstanceRoutes:
                     "delete the recovery point it reads. Retry when the restore job has ended.",
                     code="AnotherOperationInProgress",
                 )
+            current = rules.decode_instance(row.body)
+            # issue 13: the resource guard's approval, and whether the vault soft-deletes
+            days = await soft_delete.check_delete(tx, approval, vault_row, row, current)
             resource = rules.with_state(
-                rules.decode_instance(row.body), provisioning=ProvisioningState.DELETING.value
-            )
+                current, provisioning=ProvisioningState.DELETING.value,
+                protection=ProtectionState.SOFT_DELETING if days is not None else None,
+            )  # fmt: skip
             op = await operations.start(
                 tx, now=self.svc.now(),
                 kind=OperationKind.DELETE, scope=scope, resource_key=row.key,
                 resource_path=resource.id or "", api_version=version,
                 request_hash=fingerprint("instance.delete"),
             )  # fmt: skip
-            await payloads.enqueue(tx, payloads.DeleteInstance(operation=op.id), now=self.svc.real_now())
+            delete = payloads.DeleteInstance(operation=op.id, softDeleteDays=days)
+            await payloads.enqueue(tx, delete, now=self.svc.real_now())
             await tx.update_resource(
                 row.key, body=msgspec.json.encode(resource), state=ProvisioningState.DELETING.value,
                 active_operation=op.id, updated_at=self.svc.now(),

@@ -8,21 +8,29 @@ validation, deleting backup data) happens outside transactions; each transaction
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import structlog
 
+from dpvault.clock import from_timestamp
 from dpvault.errors import UserError, internal_error
 from dpvault.jobs.worker import Claimed
 from dpvault.model import backup_jobs, operations, payloads
 from dpvault.model.instances import rules
-from dpvault.model.instances.schema import BackupInstance, BackupInstanceResource, UserFacingError
+from dpvault.model.instances.schema import (
+    BackupInstance,
+    BackupInstanceResource,
+    DeletionInfo,
+    UserFacingError,
+)
 from dpvault.protection.service import Protection, not_backed_up
+from dpvault.resources.operations import lifecycle_result
 from dpvault.services import Services
 from dpvault.store import OperationRow, ResourceRow, Tx
-from dpvault.types import OperationStatus, ProtectionState, ProvisioningState
+from dpvault.types import Kind, OperationStatus, ProtectionState, ProvisioningState
 
 log = structlog.get_logger("dpvault.instances")
 
@@ -183,8 +191,14 @@ class InstanceJobs:
     # -- delete ------------------------------------------------------------------------------
 
     async def delete(self, claimed: Claimed[payloads.DeleteInstance]) -> None:
-        """Stop the schedule, delete the recovery points (data, then index), then the instance."""
+        """Stop the schedule, delete the recovery points (data, then index), then the instance; or,
+        in a vault with soft delete, keep both as a deleted instance (``soft_delete``)."""
         op_id = claimed.payload.operation
+        if claimed.payload.softDeleteDays is not None:
+            await self.svc.store.transact(
+                lambda tx: soft_delete(tx, self.svc, self.protection, claimed.payload)
+            )
+            return
         points = self.protection.points
 
         async def begin(tx: Tx) -> list[Any] | None:
@@ -305,7 +319,12 @@ class InstanceJobs:
                 )
             else:
                 await operations.finish(
-                    tx, op_id, op=op, now=now, status=OperationStatus.SUCCEEDED, result={}
+                    tx,
+                    op_id,
+                    op=op,
+                    now=now,
+                    status=OperationStatus.SUCCEEDED,
+                    result=lifecycle_result(op.api_version),
                 )
 
         await self.svc.store.transact(write)
@@ -347,6 +366,52 @@ class InstanceJobs:
                                          error={"code": "InternalError", "message": message})  # fmt: skip
 
         await self.svc.store.transact(write)
+
+
+async def soft_delete(
+    tx: Tx, svc: Services, protection: Protection, payload: payloads.DeleteInstance
+) -> None:
+    """The instance becomes its deleted record (DeletedBackupInstance, SoftDeleted) in one
+    transaction: its recovery points kept under the record (retention paused, no backups), purged
+    after the vault's retention days (``protection/softdelete.py``) unless undeleted first."""
+    op = await tx.operation(payload.operation)
+    if op is None or op.terminal:
+        return
+    row = await tx.resource(op.resource_key)
+    now = svc.now()
+    if row is None or row.active_operation != op.id:
+        superseded = operations.superseded("The backup instance changed while it was being deleted.")
+        await operations.finish(tx, op.id, op=op, now=now, status=OperationStatus.FAILED, error=superseded)
+        return
+    resource = rules.decode_instance(row.body)
+    deleted_key = rules.deleted_instance_key(row.parent_key, row.name)
+    purge_at = now + (payload.softDeleteDays or 0) * 86400.0
+    activity = str(uuid.uuid4())
+    stamp = from_timestamp(now)
+    info = DeletionInfo(
+        deletionTime=stamp,
+        billingEndDate=stamp,
+        scheduledPurgeTime=from_timestamp(purge_at),
+        deleteActivityID=activity,
+    )
+    vault_id = (resource.id or "").rsplit("/backupInstances/", 1)[0]
+    record = rules.soft_deleted(resource, f"{vault_id}/deletedBackupInstances/{row.name}", info)
+    await tx.insert_resource(
+        key=deleted_key, kind=Kind.DELETED_INSTANCE.value, subscription=row.subscription, rg_key=row.rg_key,
+        parent_key=row.parent_key, name=row.name, body=msgspec.json.encode(record), state=ProvisioningState.SUCCEEDED.value,
+        active_operation=None, revision=1, created_at=now, updated_at=now,
+    )  # fmt: skip
+    await protection.soft_deletes.hold(
+        tx, instance_key=row.key, held_key=deleted_key, vault_key=row.parent_key,
+        policy_key=resource.properties.policyInfo.policyId.lower(),
+    )  # fmt: skip
+    await tx.insert_soft_deletion(
+        key=deleted_key, kind=Kind.INSTANCE.value, original_key=row.key, vault_key=row.parent_key,
+        subscription=row.subscription, deleted_at=now, purge_at=purge_at, activity_id=activity, original=row.body,
+    )  # fmt: skip
+    await tx.delete_resource(row.key)
+    await operations.finish(tx, op.id, op=op, now=now, status=OperationStatus.SUCCEEDED)
+    svc.wake_scheduler(purge_at)
 
 
 def _not_backed_up(instance: BackupInstanceResource) -> UserFacingError:

@@ -102,9 +102,11 @@ class PolicyRoutes:
             if row is None:
                 return False
             users = []
-            for inst in await tx.resources_by(Kind.INSTANCE.value, parent_key=vault_row.key):
-                if ids.key(_instance_decoder.decode(inst.body).properties.policyInfo.policyId) == key:
-                    users.append(inst.name)
+            # soft-deleted instances too: an undeleted instance comes back to its policy
+            for kind in (Kind.INSTANCE.value, Kind.DELETED_INSTANCE.value):
+                for inst in await tx.resources_by(kind, parent_key=vault_row.key):
+                    if ids.key(_instance_decoder.decode(inst.body).properties.policyInfo.policyId) == key:
+                        users.append(inst.name)
             if users:
                 raise errors.conflict(
                     f"Backup policy '{name}' is used by backup instance(s) {', '.join(users[:5])}; "

@@ -14,6 +14,7 @@ from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply, encode
 from dpvault.clock import from_timestamp
 from dpvault.model.policies.schedule import ScheduleError, parse_datetime
+from dpvault.model.versions import recovery_point_view
 from dpvault.resources.common import check_provider_call
 from dpvault.resources.instances.lookups import require_instance
 from dpvault.resources.vaults.lookups import require_vault
@@ -119,7 +120,7 @@ class RecoveryPointRoutes:
         return await require_instance(tx, vault_row, name, vault=vault, rg=rg)
 
     async def list(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         start, end = parse_filter(call.query.get("$filter"))
         after = _after(call)
         size = self.svc.settings.page_size
@@ -129,14 +130,14 @@ class RecoveryPointRoutes:
         instance_id = msgspec.json.decode(row.body)["id"]
         more = len(points) > size
         points = points[:size]
-        items = [encode(render(p, instance_id)) for p in points]
+        items = [encode(recovery_point_view(render(p, instance_id), version)) for p in points]
         last = points[-1] if points else None
         return Reply.json(
             200, paging.body(call, items, f"{last.time!r}|{last.id}" if more and last else None)
         )
 
     async def get(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         rp_id = call.params["recoveryPointId"]
         async with self.svc.store.read() as tx:
             row = await self._instance(tx, call)
@@ -147,7 +148,7 @@ class RecoveryPointRoutes:
                 f"/recoveryPoints/{ids.printable(rp_id)}",
                 call.params["resourceGroupName"],
             )
-        return Reply.json(200, render(rp, msgspec.json.decode(row.body)["id"]))
+        return Reply.json(200, recovery_point_view(render(rp, msgspec.json.decode(row.body)["id"]), version))
 
 
 def _after(call: Call) -> tuple[float, str] | None:

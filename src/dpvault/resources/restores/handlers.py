@@ -18,6 +18,7 @@ from dpvault.arm.schema import decode
 from dpvault.clock import from_timestamp
 from dpvault.errors import UserError
 from dpvault.model import backup_jobs, operations, payloads
+from dpvault.model.guards import rules as guard_rules
 from dpvault.model.instances import rules
 from dpvault.model.keys import instance_key
 from dpvault.model.policies.schedule import ScheduleError, parse_datetime
@@ -33,6 +34,7 @@ from dpvault.model.vaults.rules import vault_location
 from dpvault.protection.restore_files import check_prefix, target_directory
 from dpvault.protection.service import Protection
 from dpvault.resources.common import check_provider_call, fingerprint
+from dpvault.resources.guardproxies.mua import Approval
 from dpvault.resources.instances.lookups import require_instance
 from dpvault.resources.operations import accepted
 from dpvault.resources.vaults.lookups import require_vault
@@ -117,10 +119,16 @@ class RestoreRoutes:
         ):
             target["datasourceAuthCredentials"]["secretStoreResource"].pop("value", None)  # never stored
 
+        approval = Approval(self.svc, call)
+
         async def write(tx: Tx) -> tuple[str, operations.Scope]:
             vault_row = await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
             row = await require_instance(tx, vault_row, name, vault=vault, rg=rg)
+            if not validate:  # issue 13: a restore is a critical operation of a guarded vault
+                await approval.require(
+                    tx, vault_row, guard_rules.RESTORE, request.resourceGuardOperationRequests, "A restore"
+                )
             if row.state == ProvisioningState.DELETING:
                 raise errors.conflict(
                     f"Backup instance '{name}' is being deleted, with its recovery points.",

@@ -7,20 +7,22 @@ import msgspec
 from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
-from dpvault.arm.schema import decode
+from dpvault.arm.schema import convert, decode, decode_json
 from dpvault.errors import ArmError, internal_error
 from dpvault.jobs.worker import Claimed
 from dpvault.model import operations, payloads
 from dpvault.model.keys import group_key, vault_key
 from dpvault.model.vaults import rules
 from dpvault.model.vaults.schema import (
-    BackupVault,
     BackupVaultResource,
     CheckNameAvailabilityRequest,
     PatchResourceRequestInput,
 )
+from dpvault.model.versions import since, vault_body
 from dpvault.resources import groups
 from dpvault.resources.common import check_provider_call, check_tags, fingerprint, system_data
+from dpvault.resources.deletedvaults import records
+from dpvault.resources.guardproxies.mua import Approval
 from dpvault.resources.operations import vault_status_url
 from dpvault.resources.vaults.lookups import require_vault
 from dpvault.services import Services
@@ -58,6 +60,22 @@ def _merge(base: msgspec.Struct | None, patch: msgspec.Struct | None) -> msgspec
     return msgspec.structs.replace(base, **changes)
 
 
+def _has_storage(raw: object, undelete: bool) -> bool:
+    """Whether a vault body's properties name storageSettings (any casing, not null). An undelete
+    may send no properties at all (PowerShell sends location and identity): they are the deleted
+    vault's."""
+    if not isinstance(raw, dict):
+        return True  # convert() reports the shape
+    name = next((k for k in raw if k.lower() == "properties" and raw[k] is not None), None)
+    if name is None and undelete:
+        raw["properties"], name = {}, "properties"
+    props = raw.get(name) if name else None
+    if not isinstance(props, dict):
+        return True
+    raw["properties"] = raw.pop(name)
+    return any(k.lower() == "storagesettings" and v is not None for k, v in props.items())
+
+
 class VaultRoutes:
     def __init__(self, svc: Services, points: RecoveryPoints) -> None:
         self.svc = svc
@@ -66,7 +84,15 @@ class VaultRoutes:
     async def put(self, call: Call) -> Reply:
         version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, name = _names(call)
-        body = decode(await call.json_body() or b"", BackupVaultResource)
+        raw = decode_json(await call.json_body() or b"")
+        deleted_id = call.headers.get(records.HEADER) if since(version, records.DEPLOYED_IN) else None
+        storage_given = _has_storage(raw, bool(deleted_id))
+        if not storage_given and (deleted_id or since(version, "2026-06-01")):
+            # not required from 2026-06-01 on (and an undelete keeps the deleted vault's)
+            raw["properties"]["storageSettings"] = [
+                {"datastoreType": "VaultStore", "type": "LocallyRedundant"}
+            ]
+        body = convert(raw, BackupVaultResource)
         check_tags(body.tags)
         if not body.location.strip():
             raise errors.bad_request("The property 'location' must not be empty.", target="location")
@@ -75,6 +101,7 @@ class VaultRoutes:
         key = vault_key(sub, rg, name)
         request_hash = fingerprint("vault.put", body.location, body.tags, body.identity, body.properties)
         scope = operations.Scope(sub, rg, name, rules.normalize_location(body.location))
+        approval = Approval(self.svc, call)
 
         async def write(tx: Tx) -> tuple[int, bytes, str]:
             await groups.ensure(tx, self.svc, sub, rg, scope.location)
@@ -89,6 +116,22 @@ class VaultRoutes:
                         f"Another operation ({op.kind}) is in progress on backup vault '{name}'; retry when it ends.",
                         code="AnotherOperationInProgress",
                     )
+            undeleting = None
+            if deleted_id:  # undelete: the deleted vault comes back under its own name
+                if row is not None:
+                    raise errors.conflict(
+                        f"A backup vault named '{name}' exists; a deleted vault cannot be restored over it.",
+                        code="UserErrorBackupVaultExists",
+                    )
+                undeleting = await records.find(tx, sub, deleted_id, body.location)
+                original = undeleting[2]
+                if ids.key(original["vaultKey"]) != key:
+                    raise errors.bad_request(
+                        f"The deleted vault was '{original['vaultName']}' in its own resource group; restore it "
+                        "under that name.",
+                        target=records.HEADER,
+                    )
+                previous = rules.decode_vault(msgspec.json.encode(original["vault"]))
             if previous is not None:
                 if rules.normalize_location(previous.location) != scope.location:
                     raise errors.bad_request(
@@ -97,7 +140,7 @@ class VaultRoutes:
                         code="InvalidResourceLocation",
                         target="location",
                     )
-                if requested_state and requested_state.lower() != row.state.lower():
+                if row is not None and requested_state and requested_state.lower() != row.state.lower():
                     raise errors.bad_request(
                         "The property 'properties.provisioningState' is read-only.",
                         target="properties.provisioningState",
@@ -107,19 +150,43 @@ class VaultRoutes:
             identity = rules.identity_for(
                 body.identity, previous.identity if previous else None, self.svc.settings.tenant_id
             )
-            props: BackupVault = msgspec.structs.replace(
-                body.properties,
+            requested = body.properties
+            tags = body.tags
+            if undeleting is not None and previous is not None:  # what the PUT leaves out comes back
+                if not storage_given:
+                    requested = msgspec.structs.replace(
+                        requested, storageSettings=previous.properties.storageSettings
+                    )
+                requested = _merge(previous.properties, requested)  # type: ignore[assignment]
+                tags = body.tags if body.tags is not None else previous.tags
+            props, critical = rules.security_change(previous.properties if previous else None, requested)
+            if row is not None:
+                for operation in critical:
+                    await approval.require(
+                        tx,
+                        row,
+                        operation,
+                        requested.resourceGuardOperationRequests,
+                        "Changing the vault's security",
+                    )
+            props = msgspec.structs.replace(
+                props,
                 provisioningState=state.value,
                 resourceMoveState=previous.properties.resourceMoveState if previous else "Unknown",
-                isVaultProtectedByResourceGuard=False,
+                isVaultProtectedByResourceGuard=bool(
+                    row is not None and previous and previous.properties.isVaultProtectedByResourceGuard
+                ),
                 resourceMoveDetails=None,
+                resourceGuardOperationRequests=None,
+                secureScore=None,
+                bcdrSecurityLevel=None,
             )
             stored = BackupVaultResource(
                 id=ids.vault_id(sub, rg, name),
                 name=name,
                 type=VAULT_TYPE,
                 location=previous.location if previous else body.location,
-                tags=body.tags,
+                tags=tags,
                 identity=identity,
                 systemData=system_data(call, self.svc.now(), previous.systemData if previous else None),
                 properties=props,
@@ -144,6 +211,8 @@ class VaultRoutes:
                     key, name=name, body=encoded, state=state.value, active_operation=op.id,
                     revision=row.revision + 1, updated_at=now,
                 )  # fmt: skip
+            if undeleting is not None:
+                await records.restore(tx, self.svc, undeleting[0], undeleting[2])
             return (201 if creating else 200), encoded, op.id
 
         status, encoded, op_id = await self.svc.store.transact(write)
@@ -152,20 +221,21 @@ class VaultRoutes:
             "Azure-AsyncOperation": vault_status_url(call, scope, op_id, version),
             "Retry-After": str(self.svc.settings.retry_after),
         }
-        return Reply.json(status, encoded, headers)
+        return Reply.json(status, vault_body(encoded, version), headers)
 
     async def get(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, name = _names(call)
         async with self.svc.store.read() as tx:
             row = await require_vault(tx, sub, rg, name)
-        return Reply.json(200, row.body)
+        return Reply.json(200, vault_body(row.body, version))
 
     async def patch(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, name = _names(call)
         patch = decode(await call.json_body() or b"", PatchResourceRequestInput)
         check_tags(patch.tags)
+        approval = Approval(self.svc, call)
 
         async def write(tx: Tx) -> bytes:
             row = await require_vault(tx, sub, rg, name, lock=True)
@@ -176,6 +246,11 @@ class VaultRoutes:
                 )
             vault = rules.decode_vault(row.body)
             props = _merge(vault.properties, patch.properties)
+            requests = patch.properties.resourceGuardOperationRequests if patch.properties else None
+            props, critical = rules.security_change(vault.properties, props)  # type: ignore[arg-type]
+            for operation in critical:
+                await approval.require(tx, row, operation, requests, "Changing the vault's security")
+            props = msgspec.structs.replace(props, resourceGuardOperationRequests=None)
             updated = msgspec.structs.replace(
                 vault,
                 name=name,
@@ -191,9 +266,11 @@ class VaultRoutes:
             )
             return encoded
 
-        return Reply.json(200, await self.svc.store.transact(write))
+        return Reply.json(200, vault_body(await self.svc.store.transact(write), version))
 
     async def delete(self, call: Call) -> Reply:
+        """409 while the vault holds backup instances, soft-deleted ones included (as Azure); with soft
+        delete On or AlwaysOn the vault becomes a deleted vault (kept its retention days)."""
         check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub, rg, name = _names(call)
         key = vault_key(sub, rg, name)
@@ -215,6 +292,17 @@ class VaultRoutes:
                     f"Backup vault '{name}' holds {count} backup instance(s). Delete them before deleting the vault.",
                     code="BackupVaultNotEmpty",
                 )
+            deleted = await tx.count_resources(Kind.DELETED_INSTANCE.value, parent_key=key)
+            if deleted:
+                raise errors.conflict(
+                    f"Backup vault '{name}' holds {deleted} soft-deleted backup instance(s), kept until their "
+                    "retention ends. Undelete and delete them in a vault without soft delete, or wait for "
+                    "their purge, before deleting the vault.",
+                    code="BackupVaultNotEmpty",
+                )
+            days = rules.soft_delete_days(rules.decode_vault(row.body).properties)
+            if days is not None:
+                await records.soft_delete(tx, self.svc, row, msgspec.json.decode(row.body), days, sub, rg)
             await tx.delete_resources(parent_key=key)
             await tx.delete_resource(key)
             await tx.forget_vaults([key])
@@ -226,7 +314,7 @@ class VaultRoutes:
         return Reply.empty(200 if existed else 204)
 
     async def list_in_group(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         sub = call.params["subscriptionId"]
         rg = ids.check_resource_group(call.params["resourceGroupName"])
         after, size = paging.window(call, self.svc.settings.page_size)
@@ -235,10 +323,10 @@ class VaultRoutes:
             rows = await tx.resources_by(
                 Kind.VAULT.value, rg_key=group_key(sub, rg), after_pk=after, limit=size + 1
             )
-        return Reply.json(200, paging.reply_rows(call, rows, size))
+        return Reply.json(200, paging.reply_rows(call, rows, size, lambda b: vault_body(b, version)))
 
     async def list_in_subscription(self, call: Call) -> Reply:
-        check_provider_call(self.svc, call, RESOURCE_TYPE)
+        version = check_provider_call(self.svc, call, RESOURCE_TYPE)
         after, size = paging.window(call, self.svc.settings.page_size)
         async with self.svc.store.read() as tx:
             rows = await tx.resources_by(
@@ -247,7 +335,7 @@ class VaultRoutes:
                 after_pk=after,
                 limit=size + 1,
             )
-        return Reply.json(200, paging.reply_rows(call, rows, size))
+        return Reply.json(200, paging.reply_rows(call, rows, size, lambda b: vault_body(b, version)))
 
     async def check_name(self, call: Call) -> Reply:
         check_provider_call(self.svc, call, RESOURCE_TYPE)

@@ -1,0 +1,1 @@
+"""features: checkFeatureSupport's request, and which datasource types dpvault backs up."""

@@ -1,0 +1,1 @@
+"""checkFeatureSupport: which datasource types this server backs up."""
