@@ -14,6 +14,7 @@ from pathlib import Path
 from dpvault.datastores import LocalDatastore
 from dpvault.datastores.base import put_bytes
 from dpvault.store import Store
+from dpvault.vault import format as vault_format
 from dpvault.vault.keys import VaultKeys
 from dpvault.vault.points import RecoveryPoints
 
@@ -26,9 +27,20 @@ def _row(rp_id: str, key: str, state: str = "available") -> dict[str, object]:
     }  # fmt: skip
 
 
+async def _vault(store: Store) -> None:
+    """The vault resource the points belong to (the sweep purges data of vaults that are gone)."""
+    await store.transact(
+        lambda tx: tx.insert_resource(
+            key="v", kind="backupVaults", subscription="s", rg_key="rg", parent_key="rg", name="v", body=b"{}",
+            state="Succeeded", active_operation=None, revision=1, created_at=1.0, updated_at=1.0,
+        )
+    )  # fmt: skip
+
+
 def test_sweep_ignores_files_that_are_not_objects(tmp_path: Path) -> None:
     async def go() -> None:
         store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        await _vault(store)
         datastore = LocalDatastore(tmp_path / "vault")
         points = RecoveryPoints(
             store, datastore, grace=60, keys=VaultKeys(store, datastore, os.urandom(32), None)
@@ -61,6 +73,7 @@ def test_sweep_removes_what_a_backup_job_that_ended_was_writing(tmp_path: Path) 
 
     async def go() -> None:
         store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        await _vault(store)
         datastore = LocalDatastore(tmp_path / "vault")
         points = RecoveryPoints(
             store, datastore, grace=60, keys=VaultKeys(store, datastore, os.urandom(32), None)
@@ -90,6 +103,37 @@ def test_sweep_removes_what_a_backup_job_that_ended_was_writing(tmp_path: Path) 
         assert sorted([o.key async for o in datastore.list()]) == ["v/i/rp-live.dump"]
         async with store.read() as tx:
             assert [rp.id for rp in await tx.recovery_points_in_state("writing")] == ["rp-live"]
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_sweep_finishes_deletions_that_did_not_finish(tmp_path: Path) -> None:
+    """Points left ``deleting`` (a crash, a store that refused) and data of a vault that is gone (its
+    resource group's purge did not finish) are deleted by the sweep: objects, then rows."""
+
+    async def go() -> None:
+        store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        await _vault(store)
+        datastore = LocalDatastore(tmp_path / "vault")
+        points = RecoveryPoints(
+            store, datastore, grace=60, keys=VaultKeys(store, datastore, os.urandom(32), None)
+        )
+        await put_bytes(datastore, "v/i/stuck.dump", b"x")
+        await put_bytes(datastore, "v/i/kept.dump", b"k")
+        gone_dir = vault_format.vault_prefix("gone")
+        await put_bytes(datastore, f"{gone_dir}/i/old.dump", b"old")
+
+        async def rows(tx):  # type: ignore[no-untyped-def]
+            await tx.insert_recovery_point(**_row("stuck", "v/i/stuck.dump", "deleting"))
+            await tx.insert_recovery_point(**_row("kept", "v/i/kept.dump"))
+            await tx.insert_recovery_point(**{**_row("old", f"{gone_dir}/i/old.dump"), "vault_key": "gone"})
+
+        await store.transact(rows)
+        await points.sweep()
+        assert sorted([o.key async for o in datastore.list()]) == ["v/i/kept.dump"]
+        async with store.read() as tx:
+            assert [rp.id for rp in await tx.recovery_points_in_vaults(["v", "gone"])] == ["kept"]
         await store.close()
 
     asyncio.run(go())
