@@ -136,7 +136,9 @@ class Vault:
 
 
 def dumps(server: Server) -> int:
-    return sum(1 for _ in (server.data_dir / "vault").rglob("*.dump"))
+    """Recovery points' own objects in the vault store (format 2 manifests; format 1 archives)."""
+    root = server.data_dir / "vault"
+    return sum(1 for _ in root.rglob("*.manifest")) + sum(1 for _ in root.rglob("*.dump"))
 
 
 def test_delete_keeps_instance_and_points_undelete_resumes_backups(
