@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from dpvault.engines.base import Engine
 from dpvault.engines.registry import Engines
 from dpvault.errors import PermanentError, UserError
 from dpvault.jobs.worker import Claimed
-from dpvault.model import backup_jobs, payloads
+from dpvault.model import backup_jobs, immutability, payloads
 from dpvault.model.instances.rules import decode_instance, subscription_of, vault_name_of
 from dpvault.model.policies.rules import backup_rule, decode_policy
 from dpvault.model.policies.schedule import zone
@@ -166,8 +167,9 @@ class Backups:
                     bi.datasourceAuthCredentials, instance.subscription, engine
                 )
                 writer = self.points.writer(
-                    instance.parent_key, job=p.job, want=await self._kek_for(instance), now=self.svc.now()
-                )
+                    instance.parent_key, job=p.job, want=await self._kek_for(instance), now=self.svc.now(),
+                    retain_until=await self._lock_until(instance, bi.policyInfo.policyId),
+                )  # fmt: skip
                 async with engine.dump(params, fingerprint=drill, compress=False) as dump:
                     entry, checked = await _store_and_check(writer, engine, dump.chunks())
                     prints = dump.fingerprint
@@ -199,6 +201,17 @@ class Backups:
                         await asyncio.shield(writer.abort())
                     await asyncio.shield(self.points.abandon(rp_id, object_key))
         await self.points.sweep(incomplete_only=True)
+
+    async def _lock_until(self, instance: ResourceRow, policy_id: str) -> float | None:
+        """In an immutable vault, what a backup writes is locked for as long as the policy can keep
+        it (the datastore's object lock where it has one; garbage collection respects it always)."""
+        async with self.svc.store.read() as tx:
+            vault = await tx.resource(instance.parent_key)
+            policy_row = await tx.resource(policy_id.lower())
+        if not immutability.is_immutable(vault) or policy_row is None:
+            return None
+        longest = immutability.max_retention(decode_policy(policy_row.body).properties)
+        return time.time() + longest if longest is not None else None
 
     async def _kek_for(self, instance: ResourceRow) -> KekRef:
         """The KEK the instance's vault names: its customer-managed key (``encryptionSettings``,

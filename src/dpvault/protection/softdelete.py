@@ -10,15 +10,15 @@ retire (rows ``deleting``), delete the objects, forget the rows; each step may b
 crash. A soft-deleted vault holds no points (a vault with instances cannot be deleted), so its
 purge only removes the record.
 
-Immutability (issue 13 item 2, not here yet): an immutable vault must not lose a point before its
-expiry by any path, the purge included. The check belongs in ``_purge_instance`` (marked there):
-keep the unexpired points (or postpone ``purge_at`` to the latest expiry) instead of retiring them.
+In an immutable vault no point may go before its expiry, the purge included: a purge that finds
+unexpired points is postponed to the last expiry (for ever, for a point that never expires).
 """
 
 from __future__ import annotations
 
 import structlog
 
+from dpvault.model import immutability
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, SoftDeletionRow, Tx
 from dpvault.types import Kind
@@ -86,9 +86,15 @@ class SoftDeletes:
             current = await tx.soft_deletion(record.key)
             if current is None or current.purge_at > self.svc.now():
                 return False  # undeleted meanwhile
-            # Immutability goes here (see the module docstring): unexpired points of an immutable
-            # vault must not be retired.
             points[:] = await tx.recovery_points_of(record.key, states=("available", "deleting"))
+            if immutability.is_immutable(await tx.resource(record.vault_key, lock=False)):
+                kept = immutability.unexpired(points, self.svc.now())
+                if kept:  # an immutable vault's points outlive the soft delete: the purge waits for them
+                    until = immutability.keeps_until(kept)
+                    await tx.postpone_soft_deletion(
+                        record.key, purge_at=until if until is not None else float("inf")
+                    )
+                    return False
             await self.points.retire(tx, points)
             return True
 

@@ -16,7 +16,7 @@ from dpvault import errors
 from dpvault.arm import apiversions, ids
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
-from dpvault.model import payloads
+from dpvault.model import immutability, payloads
 from dpvault.model.keys import group_key
 from dpvault.model.schema import Base
 from dpvault.resources.common import check_tags
@@ -165,6 +165,14 @@ class ResourceGroupRoutes:
                     code="ResourceGroupDeletionBlocked",
                 )
             points = await tx.recovery_points_in_vaults(vaults)
+            for vault_row in await tx.resources_by(Kind.VAULT.value, rg_key=key):
+                kept = immutability.unexpired(
+                    [rp for rp in points if rp.vault_key == vault_row.key], self.svc.now()
+                )
+                if kept and immutability.is_immutable(vault_row):
+                    raise immutability.deletion_refused(
+                        f"Resource group '{rg}' (its backup vault '{vault_row.name}')", kept
+                    )
             await self.points.retire(tx, points)
             await tx.forget_vaults(vaults)
             await tx.delete_resources(rg_key=key)

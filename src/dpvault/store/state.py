@@ -898,6 +898,11 @@ class Tx:
         row = (await self._conn.execute(stmt)).mappings().first()
         return SoftDeletionRow.from_mapping(row) if row else None
 
+    async def postpone_soft_deletion(self, key: str, *, purge_at: float) -> None:
+        await self._conn.execute(
+            update(soft_deletions).where(soft_deletions.c.key == key).values(purge_at=purge_at)
+        )
+
     async def delete_soft_deletion(self, key: str) -> None:
         await self._conn.execute(delete(soft_deletions).where(soft_deletions.c.key == key))
 

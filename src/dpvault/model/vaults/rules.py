@@ -9,6 +9,7 @@ import msgspec
 from dpvault import errors
 from dpvault.arm import ids
 from dpvault.model.guards.rules import MODIFY_ENCRYPTION, REDUCE_IMMUTABILITY, REDUCE_SOFT_DELETE
+from dpvault.model.immutability import check_transition
 from dpvault.model.vaults.schema import (
     BackupVault,
     BackupVaultResource,
@@ -129,6 +130,7 @@ def security_change(previous: BackupVault | None, props: BackupVault) -> tuple[B
         critical.append(REDUCE_SOFT_DELETE)
     old_state = before.immutabilitySettings.state if before and before.immutabilitySettings else None
     new_state = immutability.state if immutability else None
+    check_transition(old_state, new_state, "properties.securitySettings.immutabilitySettings.state")
     if _IMMUTABILITY_RANK.get(new_state or "Disabled", 0) < _IMMUTABILITY_RANK.get(
         old_state or "Disabled", 0
     ):

@@ -11,7 +11,7 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
-from dpvault.model import backup_jobs, operations, payloads
+from dpvault.model import backup_jobs, immutability, operations, payloads
 from dpvault.model.guards import rules as guard_rules
 from dpvault.model.instances import rules
 from dpvault.model.instances.schema import (
@@ -224,6 +224,10 @@ class InstanceRoutes:
             current = rules.decode_instance(row.body)
             # issue 13: the resource guard's approval, and whether the vault soft-deletes
             days = await soft_delete.check_delete(tx, approval, vault_row, row, current)
+            if days is None and immutability.is_immutable(vault_row):  # a soft delete keeps the points
+                kept = immutability.unexpired(await tx.recovery_points_of(row.key), self.svc.now())
+                if kept:
+                    raise immutability.deletion_refused(f"Backup instance '{name}'", kept)
             resource = rules.with_state(
                 current, provisioning=ProvisioningState.DELETING.value,
                 protection=ProtectionState.SOFT_DELETING if days is not None else None,

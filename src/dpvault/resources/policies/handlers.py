@@ -8,6 +8,7 @@ from dpvault import errors
 from dpvault.arm import ids, paging
 from dpvault.arm.http import Call, Reply
 from dpvault.arm.schema import decode
+from dpvault.model import immutability
 from dpvault.model.instances.schema import BackupInstanceResource
 from dpvault.model.keys import policy_key
 from dpvault.model.policies import rules
@@ -39,6 +40,21 @@ def _not_found(name: str, vault: str, rg: str) -> errors.ArmError:
     )
 
 
+async def _users(tx: Tx, vault_key: str, key: str) -> list[str]:
+    """Names of the instances using the policy -- soft-deleted ones too: an undeleted instance comes
+    back to its policy."""
+    users = []
+    for kind in (Kind.INSTANCE.value, Kind.DELETED_INSTANCE.value):
+        for inst in await tx.resources_by(kind, parent_key=vault_key):
+            if ids.key(_instance_decoder.decode(inst.body).properties.policyInfo.policyId) == key:
+                users.append(inst.name)
+    return users
+
+
+async def _in_use(tx: Tx, vault_key: str, key: str) -> bool:
+    return bool(await _users(tx, vault_key, key))
+
+
 class PolicyRoutes:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
@@ -55,6 +71,12 @@ class PolicyRoutes:
             vault_row = await require_vault(tx, sub, rg, vault)
             row = await tx.resource(key)
             previous = decode_policy(row.body) if row else None
+            if (
+                previous is not None
+                and immutability.is_immutable(vault_row)
+                and await _in_use(tx, vault_row.key, key)
+            ):
+                immutability.check_retention_change(previous.properties, policy)
             stored = BaseBackupPolicyResource(
                 id=ids.child_id(sub, rg, vault, Kind.POLICY.value, name),
                 name=name,
@@ -101,12 +123,7 @@ class PolicyRoutes:
             row = await tx.resource(key)
             if row is None:
                 return False
-            users = []
-            # soft-deleted instances too: an undeleted instance comes back to its policy
-            for kind in (Kind.INSTANCE.value, Kind.DELETED_INSTANCE.value):
-                for inst in await tx.resources_by(kind, parent_key=vault_row.key):
-                    if ids.key(_instance_decoder.decode(inst.body).properties.policyInfo.policyId) == key:
-                        users.append(inst.name)
+            users = await _users(tx, vault_row.key, key)
             if users:
                 raise errors.conflict(
                     f"Backup policy '{name}' is used by backup instance(s) {', '.join(users[:5])}; "
