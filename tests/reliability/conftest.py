@@ -13,14 +13,22 @@ from pathlib import Path
 import pytest
 
 
-def _mount_tmpfs(path: Path, size: str) -> str | None:
+def _mount_tmpfs(path: Path, size: str, inodes: int | None = None) -> str | None:
     """Mount a tmpfs of ``size`` at ``path``; None, or why the machine does not allow it."""
     if os.geteuid() != 0:
         return "mounting a small file system needs root, and the tests do not run as root"
     if shutil.which("mount") is None:
         return "no mount(8) on this machine"
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={size},mode=0755" + (f",nr_inodes={inodes}" if inodes else ""),
+            "tmpfs",
+            str(path),
+        ],
         capture_output=True,
         text=True,
     )
@@ -30,14 +38,14 @@ def _mount_tmpfs(path: Path, size: str) -> str | None:
 
 
 @pytest.fixture
-def small_fs() -> Iterator[Callable[[str], Path]]:
-    """``small_fs("8m")``: a fresh tmpfs of that size, unmounted and removed after the test. Skips
-    the test, saying why, only where the machine forbids mounts."""
+def small_fs() -> Iterator[Callable[..., Path]]:
+    """``small_fs("8m", inodes=None)``: a fresh tmpfs of that size (and that many inodes), unmounted
+    and removed after the test. Skips the test, saying why, only where the machine forbids mounts."""
     mounted: list[Path] = []
 
-    def make(size: str) -> Path:
+    def make(size: str, *, inodes: int | None = None) -> Path:
         path = Path(tempfile.mkdtemp(prefix="dpvault-smallfs-"))
-        reason = _mount_tmpfs(path, size)
+        reason = _mount_tmpfs(path, size, inodes)
         if reason is not None:
             path.rmdir()
             pytest.skip(reason)

@@ -192,6 +192,16 @@ class RestoreJobs:
 
     async def give_up(self, claimed: Claimed[Any], reason: str) -> None:
         error = UserError("InternalError", f"The job could not be completed: {reason}", "Retry.")
+        target = getattr(claimed.payload, "target", None)
+        job_id = claimed.payload.job
+        if (
+            isinstance(claimed.payload, payloads.Restore)
+            and target
+            and target.get("objectType") == FILES
+            and job_id
+        ):
+            # whatever its attempts left (a crash's staging file, a dump without its checksum file)
+            await asyncio.to_thread(self.files.abandon, target, job_id)
         operation = getattr(claimed.payload, "operation", None)
         if operation:
             await self.svc.store.transact(lambda tx: operations.finish(
