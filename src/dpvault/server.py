@@ -95,7 +95,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_since = 0.0  # when the body's rate window began
         self._body_bytes = 0  # received in that window
-        self._body_last = 0.0  # when a body byte last arrived
+        self._body_seen = 0  # ... as of the last look
+        self._body_last = 0.0  # when body bytes were last seen arriving
         self._closing = False  # refused: input is dropped until the linger ends
 
     # -- connections ---------------------------------------------------------------------------
@@ -134,6 +135,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._closing:
             return
         self._unset_keepalive_if_required()
+        if not self._in_head:  # a body (or what follows it in the same read)
+            self._body_bytes += len(data)
+            if not self._feed(data):
+                return
+        elif self._head_bytes + len(data) <= self.limits.max_head_bytes:  # the usual case: one read
+            self._head_bytes += len(data)
+            if not self._feed(data):
+                return
+        elif not self._feed_capped(data):
+            return
+        if self._in_head:
+            if self._head_bytes and self._head_timer is None:  # a head has begun, not ended
+                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        elif self._body_timer is None:  # a body has begun, not ended
+            self._body_since = self._body_last = self.loop.time()
+            self._body_bytes = self._body_seen = 0
+            self._body_timer = self.loop.call_later(BODY_CHECK_EVERY, self._check_body)
+
+    def _feed_capped(self, data: bytes) -> bool:
+        """Feed ``data`` no further into a head than the cap allows; refuse a head past it."""
         limit = self.limits.max_head_bytes
         while data:
             if self._in_head:
@@ -145,18 +166,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                         "RequestHeaderFieldsTooLarge",
                         f"The request line and headers exceed the limit of {limit} bytes.",
                     )
-                    return
+                    return False
                 piece, data = data[:room], data[room:]
                 self._head_bytes += len(piece)
             else:
                 piece, data = data, b""
+                self._body_bytes += len(piece)
             if not self._feed(piece):
-                return
-        if self._in_head:
-            if self._head_bytes and self._head_timer is None:  # a head has begun, not ended
-                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
-        elif self._body_timer is None:
-            self._body_timer = self.loop.call_later(BODY_CHECK_EVERY, self._check_body)
+                return False
+        return True
 
     def _feed(self, piece: bytes) -> bool:
         """uvicorn's parsing of one piece; False once the connection is done with."""
@@ -185,10 +203,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- parser callbacks ----------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._url_bytes = 0
-        super().on_message_begin()
-
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
         if self._url_bytes > self.limits.max_url_bytes:
@@ -201,18 +215,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
+        self._head_bytes = self._url_bytes = 0
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        self._body_since = self._body_last = self.loop.time()
-        self._body_bytes = 0
         super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self._body_bytes += len(body)
-        self._body_last = self.loop.time()
-        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_head = True
@@ -244,6 +251,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         now = self.loop.time()
         limits = self.limits
+        if self._body_bytes != self._body_seen:  # bytes arrived since the last look
+            self._body_last = now
         if self.flow.read_paused:  # the app is not reading: the wait is not the client's
             self._body_since = self._body_last = now
             self._body_bytes = 0
@@ -266,6 +275,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 f"The request body arrived slower than {limits.min_body_rate} bytes per second.",
             )
             return
+        self._body_seen = self._body_bytes
         self._body_timer = self.loop.call_later(BODY_CHECK_EVERY, self._check_body)
 
     # -- refusing ------------------------------------------------------------------------------

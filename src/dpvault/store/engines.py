@@ -116,6 +116,12 @@ PG_LOCK_TIMEOUT_MS = 15_000
 PG_POOL_OVERFLOW = 16
 
 
+def _with_lock_timeout(options: str | tuple[str, ...] | None) -> str:
+    """libpq ``options`` with dpvault's lock_timeout added (connect_args replace the URL's own)."""
+    given = " ".join(options) if isinstance(options, tuple) else (options or "")
+    return f"{given} -c lock_timeout={PG_LOCK_TIMEOUT_MS}".strip()
+
+
 def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     """(reader, writer) for PostgreSQL: one pool serves both."""
     # Connections kept open per process: with fewer than the requests and jobs in flight
@@ -126,6 +132,6 @@ def make_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
         pool_size=PG_POOL_SIZE,
         max_overflow=PG_POOL_OVERFLOW,
         pool_pre_ping=False,
-        connect_args={"options": f"-c lock_timeout={PG_LOCK_TIMEOUT_MS}"},
+        connect_args={"options": _with_lock_timeout(make_url(url).query.get("options"))},
     )
     return engine, engine
