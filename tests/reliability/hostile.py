@@ -102,6 +102,13 @@ class Conn:
         self.closed = True
         self.closed_at = time.monotonic()
 
+    def head(self, timeout: float = 15.0) -> int | None:
+        """Wait (bounded) for a response's head; its status."""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.data and not self.poll() and time.monotonic() < deadline:
+            wait_readable([self.sock], 0.05)
+        return _answer(self.data, self.closed, 0).status
+
     def finish(self, timeout: float = 15.0) -> Answer:
         """Wait (bounded) for the response and the close."""
         deadline = time.monotonic() + timeout
