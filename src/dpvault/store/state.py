@@ -1024,7 +1024,9 @@ class Store:
     async def probe(self) -> bool:
         """Try a write that changes nothing (the schema version row rewritten as it is), to find out
         whether the database takes writes again; returns :attr:`healthy`. For a readiness check
-        while the store is not healthy (no client writes come then to clear it)."""
+        while the store is not healthy (no client writes come then to clear it). A small write: on
+        PostgreSQL it may fit into a page the table has while larger writes still fail (they mark
+        the store unhealthy again)."""
 
         async def rewrite(tx: Tx) -> None:
             await tx.touch_schema_version()
