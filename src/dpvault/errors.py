@@ -170,6 +170,24 @@ def conflict(message: str, *, code: str = "Conflict") -> ArmError:
     return ArmError(409, code, message)
 
 
+def busy(message: str) -> ArmError:
+    """The service could not get to the data in time (a lock held elsewhere); retrying may work."""
+    return ArmError(503, "ServerBusy", f"{message} Retry the request.", headers={"Retry-After": "1"})
+
+
+class StateStoreFullError(ArmError):
+    """The state database has no space left: the write was refused whole (nothing of it was
+    written); reads keep working. The service's condition, not the caller's fault."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            507,
+            "StateStoreFull",
+            "The service is out of storage: its state database has no space left, so this request "
+            "changed nothing. Reads keep working; retry once the operator has freed space.",
+        )
+
+
 def unauthenticated(code: str, message: str, description: str) -> ArmError:
     challenge = (
         'Bearer authorization_uri="https://login.microsoftonline.com/common", '

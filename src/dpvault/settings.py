@@ -37,6 +37,23 @@ DEFAULT_API_VERSIONS: tuple[str, ...] = (
 )
 
 
+# A request body may start slowly (the client's first window), then must keep up with min_body_rate.
+BODY_RATE_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one connection may take. Defaults suit ARM clients: their heads are a few KB."""
+
+    max_head_bytes: int = 64 * 1024  # request line and headers together -> 431
+    max_url_bytes: int = 16 * 1024  # -> 414
+    header_timeout: float = 10.0  # TLS handshake, then each request head -> 408 (idle: closed)
+    body_timeout: float = 10.0  # no byte of a body for this long -> 400
+    min_body_rate: int = 1024  # bytes/s, after BODY_RATE_GRACE seconds -> 408
+    keep_alive_timeout: float = 5.0  # idle between requests -> closed
+    max_connections: int = 1000  # open connections per process -> 503
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path

@@ -384,7 +384,7 @@ class TestMethodsAndRoutes:
                 "FOO",
                 marks=pytest.mark.xfail(
                     strict=True,
-                    reason="known limitation: uvicorn's httptools parser refuses method tokens it does not know (400 text/plain)",
+                    reason="known limitation: the httptools parser refuses method tokens it does not know (a 400 InvalidHttpRequest CloudError, not 405)",
                 ),
             ),
         ],

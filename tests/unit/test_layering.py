@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"jobs"},  # the durable queue and worker
     {"protection"},  # the core
     {"resources"},  # ARM handlers
-    {"runtime", "app", "cli", "__main__"},  # composition roots and the command
+    {"runtime", "app", "server", "cli", "__main__"},  # composition roots, the HTTP server, the command
 ]
 FORBIDDEN = {("protection", "resources")}
 

@@ -117,7 +117,11 @@ class Call:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                break
+                # The client went (or the server cut a stalled body off) before the body's end: a
+                # partial body must never be acted on, even if it happens to parse.
+                raise errors.bad_request(
+                    "The request body ended before its Content-Length.", code="IncompleteRequestBody"
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +12,7 @@ from typing import Annotated
 import typer
 
 from dpvault.cli.common import DEFAULT_DATA_DIR, DataDir, app, err
-from dpvault.settings import DEFAULT_API_VERSIONS, SETTINGS_ENV, Settings
+from dpvault.settings import BODY_RATE_GRACE, DEFAULT_API_VERSIONS, SETTINGS_ENV, HttpLimits, Settings
 
 
 @app.command()
@@ -123,6 +125,32 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log one line per request.")
     ] = True,
+    max_header_bytes: Annotated[
+        int, typer.Option(help="Request line and headers together, in bytes (more: 431).", min=1024)
+    ] = HttpLimits.max_head_bytes,
+    max_url_bytes: Annotated[
+        int, typer.Option(help="Request URL, in bytes (more: 414).", min=256)
+    ] = HttpLimits.max_url_bytes,
+    header_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds for the TLS handshake and for each request's headers (408).", min=0.1),
+    ] = HttpLimits.header_timeout,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may pause before the request fails (400).", min=0.1)
+    ] = HttpLimits.body_timeout,
+    min_body_rate: Annotated[
+        int,
+        typer.Option(
+            help=f"Bytes per second a request body must average after its first {BODY_RATE_GRACE:g} s (408).",
+            min=0,
+        ),
+    ] = HttpLimits.min_body_rate,
+    keep_alive_timeout: Annotated[
+        float, typer.Option(help="Seconds an idle connection stays open between requests.", min=0.1)
+    ] = HttpLimits.keep_alive_timeout,
+    max_connections: Annotated[
+        int, typer.Option(help="Open connections per API process (more: 503 TooManyConnections).", min=1)
+    ] = HttpLimits.max_connections,
 ) -> None:
     """Start the service."""
     import uvicorn
@@ -130,6 +158,7 @@ def serve(
     from dpvault import logging as dplogging
     from dpvault.app import create_app
     from dpvault.identity import tls
+    from dpvault.server import HANDSHAKE_ENV, LimitedHttpToolsProtocol
 
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
@@ -196,18 +225,55 @@ def serve(
         target: object = "dpvault.app:from_environment"
     else:
         target = create_app(settings)
+    limits = HttpLimits(
+        max_head_bytes=max_header_bytes,
+        max_url_bytes=max_url_bytes,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        min_body_rate=min_body_rate,
+        keep_alive_timeout=keep_alive_timeout,
+        max_connections=_connection_cap(max_connections),
+    )
+    os.environ[HANDSHAKE_ENV] = str(header_timeout)  # for the loop of each API process
     uvicorn.run(
         target,  # type: ignore[arg-type]
         factory=workers > 1,
         workers=workers if workers > 1 else None,
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
+        loop="dpvault.server:new_event_loop",
+        http=functools.partial(LimitedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
+        ws="none",
         lifespan="on",
         access_log=False,
         server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=keep_alive_timeout,  # type: ignore[arg-type]
         **ssl,  # type: ignore[arg-type]
     )
+
+
+# File descriptors an API process needs besides its connections: database, logs, pools, backups.
+_SPARE_FDS = 256
+
+
+def _connection_cap(wanted: int) -> int:
+    """Raise the soft open-files limit so ``wanted`` connections fit (Debian's default soft limit
+    is 1024); if the hard limit is lower, cap the connections at what fits and say so."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + _SPARE_FDS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        capped = max(1, soft - _SPARE_FDS)
+        err.print(
+            f"--max-connections {wanted} lowered to {capped}: the open-files limit is {soft}", highlight=False
+        )
+        return capped
+    return wanted

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import structlog
 
-from dpvault.errors import PermanentError
+from dpvault.errors import PermanentError, StateStoreFullError
 from dpvault.services import Services
 from dpvault.store import JobRow
 
@@ -78,6 +78,10 @@ class Worker:
         self._tasks.discard(task)
         self._busy -= jobs
         self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            # Recording the outcome failed (the state database full, say): the lease expires and
+            # the job runs again.
+            log.warning("job outcome not recorded; it runs again", error=repr(task.exception())[:200])
 
     async def run(self) -> None:
         lease = self.svc.settings.lease_seconds
@@ -96,6 +100,9 @@ class Worker:
                             self.owner, now=now, lease_until=now + lease, limit=free
                         )
                     )
+                except StateStoreFullError:  # said once by the store; no job can start meanwhile
+                    await asyncio.sleep(self._poll)
+                    continue
                 except Exception:
                     log.exception("claim failed")
                     await asyncio.sleep(self._poll)

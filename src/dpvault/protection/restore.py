@@ -203,6 +203,16 @@ class RestoreJobs:
         error = UserError(
             "InternalError", f"The job could not be completed: {reason}", "Retry.", user_error=False
         )
+        target = getattr(claimed.payload, "target", None)
+        job_id = claimed.payload.job
+        if (
+            isinstance(claimed.payload, payloads.Restore)
+            and target
+            and target.get("objectType") == FILES
+            and job_id
+        ):
+            # whatever its attempts left (a crash's staging file, a dump without its checksum file)
+            await asyncio.to_thread(self.files.abandon, target, job_id)
         operation = getattr(claimed.payload, "operation", None)
         if operation:
             await self.svc.store.transact(lambda tx: operations.finish(

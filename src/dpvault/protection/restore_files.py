@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -24,6 +25,90 @@ from dpvault.store import RecoveryPointRow
 from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+# The staging names carry the restore job's id (a UUID, 36 characters); the longest name a files
+# restore creates is the checksum file's staging name.
+_OWNER = "x" * 36
+# Where the file system does not say (pathconf): Linux's NAME_MAX and PATH_MAX.
+_NAME_MAX, _PATH_MAX = 255, 4096
+
+
+def _names(prefix: str, owner: str = _OWNER) -> tuple[str, str, str, str]:
+    """What a files restore creates in the target directory: the dump, its checksum file, and the
+    staging names of both."""
+    return (
+        f"{prefix}.dump",
+        f"{prefix}.dump.sha256",
+        f".{prefix}.dump.{owner}.partial",
+        f".{prefix}.dump.sha256.{owner}.partial",
+    )
+
+
+def _fs_limits(directory: Path) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX of the file system ``directory`` is (or will be) on, asked of its
+    nearest existing ancestor."""
+    probe = directory
+    while True:
+        try:
+            if probe.exists():
+                break
+        except OSError:  # a component too long to look up
+            pass
+        if probe.parent == probe:
+            return _NAME_MAX, _PATH_MAX
+        probe = probe.parent
+    limits = []
+    for name, default in (("PC_NAME_MAX", _NAME_MAX), ("PC_PATH_MAX", _PATH_MAX)):
+        try:
+            limits.append(int(os.pathconf(probe, name)) or default)
+        except (OSError, ValueError):
+            limits.append(default)
+    return limits[0], limits[1]
+
+
+def _too_long(url: str, why: str) -> UserError:
+    return UserError(
+        "UserErrorInvalidRestoreTarget",
+        f"'{url[:200]}' cannot be restored to: {why}.",
+        "Choose a shorter directory path.",
+    )
+
+
+def _check_path(url: str, path: Path) -> None:
+    """Each component within NAME_MAX, the whole within PATH_MAX (bytes, as the file system counts)."""
+    name_max, path_max = _fs_limits(path)
+    for part in path.parts[1:]:
+        size = len(os.fsencode(part))
+        if size > name_max:
+            raise _too_long(
+                url, f"a path component is {size} bytes, over the file system's limit of {name_max}"
+            )
+    size = len(os.fsencode(str(path)))
+    if size >= path_max:
+        raise _too_long(url, f"the path is {size} bytes, over the file system's limit of {path_max - 1}")
+
+
+def check_names(directory: Path, prefix: str) -> None:
+    """The files a restore creates fit the target's file system: each name within NAME_MAX and each
+    path within PATH_MAX. Checked before anything is written (validateRestore, restore, the job):
+    a name the file system refuses halfway would leave a dump without its checksum file."""
+    name_max, path_max = _fs_limits(directory)
+    longest = _names(prefix)[3]
+    size = len(os.fsencode(longest))
+    if size > name_max:
+        most = name_max - (size - len(os.fsencode(prefix)))
+        raise UserError(
+            "UserErrorInvalidFilePrefix",
+            f"The filePrefix is too long for the target's file system: the checksum file's staging name "
+            f"'.<filePrefix>.dump.sha256.<job id>.partial' would be {size} bytes, over its limit of "
+            f"{name_max}. Use at most {most} bytes.",
+            "Choose a shorter filePrefix.",
+        )
+    full = len(os.fsencode(str(directory / longest)))
+    if full >= path_max:
+        raise _too_long(
+            directory.as_uri(),
+            f"the restored files' paths would be {full} bytes, over the file system's limit of {path_max - 1}",
+        )
 
 
 def target_directory(url: str, roots: list[Path]) -> Path:
@@ -43,6 +128,7 @@ def target_directory(url: str, roots: list[Path]) -> Path:
             "Give an absolute file:/// URL.",
         )
     path = Path(os.path.normpath(raw))
+    _check_path(url, path)
     for root in roots:
         root = root.resolve()
         try:
@@ -50,6 +136,7 @@ def target_directory(url: str, roots: list[Path]) -> Path:
         except OSError:
             break
         if resolved == root or resolved.is_relative_to(root):
+            _check_path(url, resolved)  # symbolic links may have made it longer
             return resolved
     raise UserError(
         "UserErrorRestoreTargetNotAllowed",
@@ -77,7 +164,10 @@ class FileRestorer:
 
     def _place(self, target: dict[str, Any]) -> tuple[Path, str]:
         details = target["targetDetails"]
-        return target_directory(details["url"], self.roots), check_prefix(details["filePrefix"])
+        directory = target_directory(details["url"], self.roots)
+        prefix = check_prefix(details["filePrefix"])
+        check_names(directory, prefix)
+        return directory, prefix
 
     def check(self, target: dict[str, Any]) -> None:
         """What validateRestore checks of a files target: where it is, and that it is free."""
@@ -97,9 +187,7 @@ class FileRestorer:
         crash finishes its own work instead of reporting its own file as someone else's."""
         directory, prefix = self._place(target)
         await check_point(self.points, rp)  # the bytes are checked as they are copied
-        final = directory / f"{prefix}.dump"
-        sidecar = directory / f"{prefix}.dump.sha256"
-        tmp = directory / f".{prefix}.dump.{owner}.partial"
+        final, sidecar, tmp, side_tmp = (directory / name for name in _names(prefix, owner))
 
         def exists_error() -> UserError:
             return UserError("UserErrorTargetFileExists", f"'{final.name}' already exists in the target directory.",
@@ -136,7 +224,6 @@ class FileRestorer:
         def write_sidecar() -> str:
             # The sidecar the same way: a new file linked into place, never written through a name
             # (a symlink planted there must not redirect the write).
-            side_tmp = directory / f".{prefix}.dump.sha256.{owner}.partial"
             side_tmp.unlink(missing_ok=True)
             with open(side_tmp, "x") as f:
                 f.write(f"{rp.sha256}  {final.name}\n")
@@ -151,25 +238,60 @@ class FileRestorer:
             return str(final)
 
         dst = await asyncio.to_thread(begin)
-        if dst is not None:
-            digest = hashlib.sha256()
-            try:
-                async for chunk in self.points.read(rp):
-                    await asyncio.to_thread(_append, dst, digest, chunk)
-            except BaseException as exc:
-                dst.close()
-                tmp.unlink(missing_ok=True)
-                if isinstance(exc, PointDamagedError):
-                    raise corrupted(rp.id) from None
-                raise
-            await asyncio.to_thread(finish, dst, digest.hexdigest())
-        path = await asyncio.to_thread(write_sidecar)
+        try:
+            if dst is not None:
+                digest = hashlib.sha256()
+                try:
+                    async for chunk in self.points.read(rp):
+                        await asyncio.to_thread(_append, dst, digest, chunk)
+                except BaseException:
+                    dst.close()
+                    tmp.unlink(missing_ok=True)
+                    raise
+                await asyncio.to_thread(finish, dst, digest.hexdigest())
+            path = await asyncio.to_thread(write_sidecar)
+        except asyncio.CancelledError:
+            raise  # the server stopping, like a crash: the job's re-run finishes or redoes it
+        except Exception as exc:
+            # A failed attempt leaves nothing: no staging file, no dump without its checksum file.
+            await asyncio.to_thread(_undo, directory, prefix, owner)
+            if isinstance(exc, PointDamagedError):
+                raise corrupted(rp.id) from None
+            if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+                raise _too_long(directory.as_uri(), "the file system refused a name as too long") from exc
+            raise
         return {"RestoredFile": path, "SHA256": rp.sha256}
 
     def release(self, target: dict[str, Any], owner: str) -> None:
         """After the job's completion is committed: drop the staging link that marked the files ours."""
         directory, prefix = self._place(target)
-        (directory / f".{prefix}.dump.{owner}.partial").unlink(missing_ok=True)
+        (directory / _names(prefix, owner)[2]).unlink(missing_ok=True)
+
+    def abandon(self, target: dict[str, Any], owner: str) -> None:
+        """The job gave up (or its attempt failed): remove what it wrote, never anything else."""
+        try:
+            directory, prefix = self._place(target)
+        except UserError:
+            return  # a target it could never have written to
+        _undo(directory, prefix, owner)
+
+
+def _undo(directory: Path, prefix: str, owner: str) -> None:
+    """Take back what the restore job ``owner`` made in ``directory``: the dump while it is still
+    linked to the job's staging file (so it is the job's), the checksum file naming it, and both
+    staging files. Files of anyone else stay."""
+    final, sidecar, tmp, side_tmp = (directory / name for name in _names(prefix, owner))
+    try:
+        ours = os.path.samefile(tmp, final)
+    except OSError:
+        ours = False
+    if ours:
+        with contextlib.suppress(OSError):
+            if not sidecar.is_symlink() and sidecar.read_text().endswith(f"  {final.name}\n"):
+                sidecar.unlink()
+        final.unlink(missing_ok=True)
+    tmp.unlink(missing_ok=True)
+    side_tmp.unlink(missing_ok=True)
 
 
 def _append(file: BinaryIO, digest: Any, chunk: bytes) -> None:

@@ -8,6 +8,8 @@ a serialization failure). Everything a request changes (resource, operation, job
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -16,13 +18,14 @@ from typing import Any, TypeVar
 
 import psycopg
 import structlog
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dpvault import errors
 from dpvault.store import checkpoint, engines
 from dpvault.store.rows import (
     BackupJobRow,
@@ -159,13 +162,28 @@ class Tx:
         rows = (await self._conn.execute(stmt, {"k_": key})).rows_as(ResourceRow)
         return rows[0] if rows else None
 
-    async def resources(self, keys: Sequence[str]) -> dict[str, ResourceRow]:
-        """Up to three resources in one statement, by key; locked FOR SHARE in a PostgreSQL write
-        transaction (a parent's delete waits for them; writers of siblings do not)."""
+    async def resources(self, keys: Sequence[str], *, update: str | None = None) -> dict[str, ResourceRow]:
+        """Up to three resources, by key (``keys`` and ``update`` together); ``keys`` locked FOR SHARE
+        in a PostgreSQL write transaction (a parent's delete waits for them; writers of siblings do
+        not), ``update`` FOR UPDATE, after them. One statement on SQLite.
+
+        The row a transaction writes is locked FOR UPDATE from the start: taking it FOR SHARE first
+        and upgrading later deadlocks two writers of it, each waiting for the other's share lock to
+        go (issue 15: 500s and 37 s requests under concurrent PUTs of one instance)."""
+        if not self._lock_rows or update is None:
+            padded = [*keys, *([update] if update is not None else []), "", "", ""][:3]
+            stmt = _RESOURCES_3_SHARED if self._lock_rows else _RESOURCES_3
+            result = await self._conn.execute(stmt, {"a_": padded[0], "b_": padded[1], "c_": padded[2]})
+            return {r.key: r for r in result.rows_as(ResourceRow)}
         padded = [*keys, "", "", ""][:3]
-        stmt = _RESOURCES_3_SHARED if self._lock_rows else _RESOURCES_3
-        result = await self._conn.execute(stmt, {"a_": padded[0], "b_": padded[1], "c_": padded[2]})
-        return {r.key: r for r in result.rows_as(ResourceRow)}
+        result = await self._conn.execute(
+            _RESOURCES_3_SHARED, {"a_": padded[0], "b_": padded[1], "c_": padded[2]}
+        )
+        found = {r.key: r for r in result.rows_as(ResourceRow)}
+        row = await self.resource(update)
+        if row is not None:
+            found[row.key] = row
+        return found
 
     async def resources_many(self, keys: Sequence[str]) -> dict[str, ResourceRow]:
         """Resources by key in one statement, for a batch; locked FOR UPDATE (in key order) in a
@@ -234,8 +252,13 @@ class Tx:
 
     # -- operations --------------------------------------------------------------------------
 
-    async def operation(self, op_id: str) -> OperationRow | None:
-        stmt = _OPERATION_LOCKED if self._lock_rows else _OPERATION
+    async def operation(self, op_id: str, *, lock: bool = True) -> OperationRow | None:
+        """An operation by id; locked FOR UPDATE in a PostgreSQL write transaction unless ``lock`` is
+        False. A request holding a resource row FOR UPDATE reads the resource's active operation with
+        ``lock=False``: the jobs that end operations lock the operation and then the resource, so
+        locking it after the resource would close a cycle (a deadlock); unlocked, the request sees
+        the last committed state, and a job ending the operation meanwhile waits for the row."""
+        stmt = _OPERATION_LOCKED if self._lock_rows and lock else _OPERATION
         rows = (await self._conn.execute(stmt, {"k_": op_id})).rows_as(OperationRow)
         return rows[0] if rows else None
 
@@ -877,6 +900,10 @@ class Tx:
         stmt = select(subscriptions).where(subscriptions.c.tenant == tenant).order_by(subscriptions.c.id)
         return [dict(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
+    async def touch_schema_version(self) -> None:
+        """Rewrite the schema version row as it is: a write that changes nothing (``Store.probe``)."""
+        await self._conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+
     # -- manual clock ------------------------------------------------------------------------
 
     async def clock(self) -> float | None:
@@ -1135,6 +1162,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # Since when writes fail for lack of space (monotonic), None while they do not.
+        self._full_since: float | None = None
         self.postgres = not engines.is_sqlite(url)
         if self.postgres:
             self._reader, self._writer = engines.make_engines(url)
@@ -1208,39 +1237,96 @@ class Store:
     async def transact(self, fn: Callable[[Tx], Awaitable[T]], *, attempts: int = 5) -> T:
         """Run ``fn`` in a write transaction; retried on conflicts (up to ``attempts``) and, on
         SQLite, while another process holds the write lock (up to LOCKED_FOR seconds, waiting
-        asynchronously: SQLite's own busy wait would block the event loop)."""
+        asynchronously: SQLite's own busy wait would block the event loop).
+
+        What the database says is translated here, at the seam: conflicts that outlast the retries
+        are a 409, a lock held too long a 503, and a database out of space (SQLITE_FULL, PostgreSQL
+        ``disk_full``) a 507 :class:`~dpvault.errors.StateStoreFullError` (the transaction rolled back:
+        nothing of it was written) that also marks the store not :attr:`healthy`."""
         attempt = 0
         locked_until: float | None = None
         while True:
             try:
                 if self.postgres:
                     async with self._writer.begin() as conn:
-                        return await fn(Tx(await _PgFast.open(conn), writable=True, postgres=True))  # type: ignore[arg-type]
+                        result = await fn(Tx(await _PgFast.open(conn), writable=True, postgres=True))  # type: ignore[arg-type]
                 else:
                     # One writer at a time, waiting without blocking the loop.
                     async with self._write_lock:
                         sync_conn = self._writer_conn
-                        with sync_conn.begin():
-                            result = await fn(Tx(_InLoop(sync_conn), writable=True, postgres=False))
+                        try:
+                            with sync_conn.begin():
+                                result = await fn(Tx(_InLoop(sync_conn), writable=True, postgres=False))
+                        except BaseException:
+                            _end_sqlite_transaction(sync_conn)
+                            raise
                     if self._checkpointer is not None:
                         self._checkpointer.committed()
-                    return result
+                if self._full_since is not None:
+                    waited = round(time.monotonic() - self._full_since, 1)
+                    log.warning("state database writable again", full_for_s=waited)
+                    self._full_since = None
+                return result
             except (DBAPIError, sqlite3.Error) as exc:
+                if _out_of_space(exc):
+                    if self._full_since is None:
+                        self._full_since = time.monotonic()
+                        log.error("state database out of space; writes are refused", error=_reason(exc))
+                    raise errors.StateStoreFullError() from exc
                 if not self.postgres and _locked(exc):
                     now = time.monotonic()
                     locked_until = locked_until or now + LOCKED_FOR
                     if now > locked_until:
-                        raise
+                        raise errors.busy("The state database stayed locked by another process.") from exc
                     await asyncio.sleep(0.01)
                     continue
+                if _lock_timeout(exc):
+                    raise errors.busy("A row this request needs stayed locked by other work.") from exc
                 attempt += 1
-                if attempt >= attempts or not _retryable(exc):
+                if not _retryable(exc):
                     raise
-            await asyncio.sleep(0.005 * attempt)
+                if attempt >= attempts:
+                    if _conflict(exc):
+                        raise errors.conflict(
+                            "Concurrent requests changed the same resources; retry the request.",
+                            code="ConcurrentRequestConflict",
+                        ) from exc
+                    raise
+            # A little jitter, so writers that collided do not collide again in step.
+            await asyncio.sleep(0.005 * attempt * (0.5 + random.random()))  # noqa: S311 - not security
+
+    @property
+    def healthy(self) -> bool:
+        """False from a write that failed for lack of space until a write succeeds again (or
+        :meth:`probe` finds room): what a readiness check reports. Reads keep working meanwhile."""
+        return self._full_since is None
+
+    async def probe(self) -> bool:
+        """Try a write that changes nothing (the schema version row rewritten as it is), to find out
+        whether the database takes writes again; returns :attr:`healthy`. For a readiness check
+        while the store is not healthy (no client writes come then to clear it). A small write: on
+        PostgreSQL it may fit into a page the table has while larger writes still fail (they mark
+        the store unhealthy again)."""
+
+        async def rewrite(tx: Tx) -> None:
+            await tx.touch_schema_version()
+
+        with contextlib.suppress(errors.StateStoreFullError):
+            await self.transact(rewrite, attempts=1)
+        return self.healthy
 
 
 # How long a write waits for another process's SQLite write lock before failing.
 LOCKED_FOR = 10.0
+
+
+def _end_sqlite_transaction(conn: Any) -> None:
+    """After a failed SQLite transaction, make sure none is left open on the writer connection: a
+    COMMIT that fails (SQLITE_FULL) may leave it open, and the next BEGIN IMMEDIATE would fail."""
+    raw = conn.connection.driver_connection
+    if raw is not None and raw.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            raw.execute("ROLLBACK")
 
 
 def _locked(exc: Exception) -> bool:
@@ -1251,8 +1337,30 @@ def _locked(exc: Exception) -> bool:
     )
 
 
-def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
-        return True
-    text = str(getattr(exc, "orig", exc)).lower()
+def _driver_error(exc: Exception) -> Exception:
+    return getattr(exc, "orig", None) or exc
+
+
+def _out_of_space(exc: Exception) -> bool:
+    """SQLITE_FULL, or PostgreSQL's disk_full (53100: a table, index or temporary file could not grow)."""
+    orig = _driver_error(exc)
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(orig)
+    return getattr(orig, "sqlstate", None) == "53100"
+
+
+def _lock_timeout(exc: Exception) -> bool:
+    return getattr(_driver_error(exc), "sqlstate", None) == "55P03"  # lock_not_available
+
+
+def _reason(exc: Exception) -> str:
+    return str(_driver_error(exc)).splitlines()[0][:200]
+
+
+def _conflict(exc: Exception) -> bool:
+    text = str(_driver_error(exc)).lower()
     return any(s in text for s in ("could not serialize", "deadlock detected"))
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, IntegrityError | sqlite3.IntegrityError) or _conflict(exc)

@@ -94,16 +94,14 @@ class InstanceRoutes:
         approval = Approval(self.svc, call)
 
         async def write(tx: Tx) -> tuple[int, bytes, str, operations.Scope]:
-            # vault, instance and policy in one statement
-            rows = await tx.resources([vkey, key, policy_key])
+            # vault and policy FOR SHARE, then the instance FOR UPDATE (one statement on SQLite)
+            rows = await tx.resources([vkey, policy_key], update=key)
             vault_row = rows.get(vkey) or await require_vault(tx, sub, rg, vault)
             scope = operations.Scope(sub, rg, vault, vault_location(vault_row))
             row = rows.get(key)
-            if row is not None and tx.locks_rows:
-                row = await tx.resource(key)  # an update: hold the instance itself (FOR UPDATE)
             previous = rules.decode_instance(row.body) if row else None
             if row is not None and row.active_operation:
-                op = await tx.operation(row.active_operation)
+                op = await tx.operation(row.active_operation, lock=False)
                 if op is not None and not op.terminal:
                     if op.kind != OperationKind.DELETE and op.request_hash == request_hash:
                         return (201 if op.kind == OperationKind.CREATE else 200), row.body, op.id, scope
@@ -209,7 +207,7 @@ class InstanceRoutes:
             if row is None:
                 return None
             if row.active_operation:
-                op = await tx.operation(row.active_operation)
+                op = await tx.operation(row.active_operation, lock=False)
                 if op is not None and not op.terminal:
                     if op.kind == OperationKind.DELETE:
                         return op.id, scope  # a repeated DELETE gets the same URLs (ARM-22)

@@ -98,8 +98,8 @@ class InstanceJobs:
 
         async def write(tx: Tx) -> None:
             op_ids = [j.payload.operation for j in shallow]
-            # Instances before their operations, the order PUT and DELETE lock them in (PostgreSQL):
-            # the other order could deadlock with a PUT on one of them.
+            # Instances before their operations (PostgreSQL); PUT and DELETE lock the instance and
+            # read its operation unlocked (Tx.operation), so neither order deadlocks with them.
             ops = await tx.operations_many(op_ids, lock=False)
             instances = await tx.resources_many([op.resource_key for op in ops.values() if not op.terminal])
             if tx.locks_rows:

@@ -31,7 +31,7 @@ from dpvault.model.restores.schema import (
 )
 from dpvault.model.schema import Base
 from dpvault.model.vaults.rules import vault_location
-from dpvault.protection.restore_files import check_prefix, target_directory
+from dpvault.protection.restore_files import check_names, check_prefix, target_directory
 from dpvault.protection.service import Protection
 from dpvault.resources.common import check_provider_call, fingerprint
 from dpvault.resources.guardproxies.mua import Approval
@@ -72,8 +72,8 @@ class RestoreRoutes:
                        code="UserErrorRestoreTargetNotSupported")  # fmt: skip
         if isinstance(target, RestoreFilesTargetInfo):
             try:
-                target_directory(target.targetDetails.url, self.svc.settings.restore_dirs)
-                check_prefix(target.targetDetails.filePrefix)
+                directory = target_directory(target.targetDetails.url, self.svc.settings.restore_dirs)
+                check_names(directory, check_prefix(target.targetDetails.filePrefix))
             except UserError as exc:
                 raise _bad(exc.message, _at(base, "restoreTargetInfo.targetDetails"), code=exc.code) from None
 

@@ -108,7 +108,7 @@ class VaultRoutes:
             row = await tx.resource(key)
             previous = rules.decode_vault(row.body) if row else None
             if row is not None and row.active_operation:
-                op = await tx.operation(row.active_operation)
+                op = await tx.operation(row.active_operation, lock=False)  # the vault row is held
                 if op is not None and not op.terminal:
                     if op.request_hash == request_hash:
                         return (201 if op.kind == OperationKind.CREATE else 200), row.body, op.id
