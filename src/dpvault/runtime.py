@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from dpvault.alerts import Alerts
 from dpvault.clock import Clock, ManualClock
 from dpvault.datastores import LocalDatastore
 from dpvault.engines.postgres import PostgresEngine, find_tools
@@ -35,6 +36,7 @@ def job_types(svc: Services, protection: Protection, restores: RestoreJobs) -> d
     """Every kind of job, by the kind its payload names: how it runs, gives up, and decodes."""
     instances = InstanceJobs(svc, protection)
     vaults = VaultJobs(svc)
+    alerts = Alerts(svc)
     kinds = [
         (payloads.ProvisionVault, JobType(vaults.provision, vaults.give_up)),
         (
@@ -48,6 +50,8 @@ def job_types(svc: Services, protection: Protection, restores: RestoreJobs) -> d
         (payloads.RestoreDrill, JobType(protection.drills.run, protection.drills.give_up)),
         (payloads.Restore, JobType(restores.restore, restores.give_up)),
         (payloads.ValidateRestore, JobType(restores.validate, restores.give_up)),
+        (payloads.JobFailureAlert, JobType(alerts.job_failed)),
+        (payloads.AlertDelivery, JobType(alerts.deliver, alerts.give_up)),
     ]
     return {
         payload.kind: JobType(job.run, job.give_up, job.run_many, payload=payload) for payload, job in kinds

@@ -86,6 +86,21 @@ class ValidateRestore(Payload):
     target: dict[str, Any]
 
 
+class JobFailureAlert(Payload):
+    """A backup job failed in a vault whose job-failure alerts are on: tell the webhooks."""
+
+    kind: ClassVar[str] = "alerts.job_failed"
+    job: str
+
+
+class AlertDelivery(Payload):
+    """One alert (a common-alert-schema body, built once so every retry sends the same) to one webhook."""
+
+    kind: ClassVar[str] = "alerts.deliver"
+    url: str
+    alert: dict[str, Any]
+
+
 async def enqueue(tx: Tx, payload: Payload, *, now: float, dedupe_key: str | None = None) -> bool:
     """Queue ``payload`` in the caller's transaction; False when ``dedupe_key`` was queued already."""
     return await tx.enqueue(payload.kind, msgspec.json.encode(payload), now=now, dedupe_key=dedupe_key)
