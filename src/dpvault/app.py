@@ -20,6 +20,7 @@ from dpvault import logging as dplogging
 from dpvault.arm import ids
 from dpvault.arm.http import JSON, Call, Reply, base_url_for, encode
 from dpvault.arm.routing import Router, split_path
+from dpvault.dashboard.routes import DashboardRoutes
 from dpvault.identity import issuers, keys, metadata
 from dpvault.identity.builtin import BuiltinIssuer
 from dpvault.identity.clients import ClientRegistry
@@ -185,14 +186,16 @@ class DpvaultApp:
         assert self.runtime.protection is not None
         self.router = build_router(svc, self.runtime.protection, self.runtime.timekeeper)
         build_identity_routes(self.router, builtin, self.tenants)
-        # 4. the operator's routes: metrics and probes
+        # 4. the operator's routes: metrics, probes, the dashboard
         worker = self.runtime.worker
+        storage = Storage()  # vault format 1 does not deduplicate: no physical-bytes source yet
         metrics = Metrics(
-            svc, self.requests, storage=Storage(),
+            svc, self.requests, storage=storage,
             lease_expiries=lambda: worker.lease_expiries if worker is not None else None,
         )  # fmt: skip
         probes = Probes(svc.store, self.runtime.protection.points.datastore)
         ObservabilityRoutes(metrics, probes).add_to(self.router)
+        DashboardRoutes(svc, signing_key, storage=storage, secure=settings.tls).add_to(self.router)
 
     async def shutdown(self) -> None:
         await self.runtime.stop()
