@@ -136,9 +136,7 @@ def serve(
 ) -> None:
     """Start the service."""
     from dpvault import logging as dplogging
-    from dpvault.app import create_app
     from dpvault.cli import startup
-    from dpvault.identity import tls
 
     if (tls_cert is None) != (tls_key is None):
         startup.fail("--tls-cert and --tls-key go together", 2)
@@ -181,6 +179,8 @@ def serve(
     )
     # Migrate once here, so several API processes never race to migrate one database.
     startup.open_database(settings.resolved_database_url)
+    from dpvault.app import create_app  # after the checks: a mistake is reported before this import
+    from dpvault.identity import tls
     sock = startup.bind(host, port)
     port = sock.getsockname()[1]  # --port 0: the one the system chose
     settings = dataclasses.replace(settings, migrated=True, port=port)
