@@ -181,6 +181,7 @@ def serve(
     startup.open_database(settings.resolved_database_url)
     from dpvault.app import create_app  # after the checks: a mistake is reported before this import
     from dpvault.identity import tls
+
     sock = startup.bind(host, port)
     port = sock.getsockname()[1]  # --port 0: the one the system chose
     settings = dataclasses.replace(settings, migrated=True, port=port)
