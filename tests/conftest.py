@@ -26,7 +26,7 @@ BACKEND = os.environ.get("DPVAULT_TEST_DATABASE", "sqlite").lower()
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[PostgresServer]:
+def pg_cluster() -> Iterator[PostgresServer]:
     """This worker's one PostgreSQL cluster, started on first use."""
     # Not under pytest's tmp dir: that is private to root, and the server runs as ``postgres``.
     root = Path(tempfile.mkdtemp(prefix="dpvault-pg-"))
@@ -40,13 +40,13 @@ def cluster() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def postgres(request: pytest.FixtureRequest) -> PostgresServer | None:
     """Where dpvault keeps its state when the run targets PostgreSQL (a database per server)."""
-    return request.getfixturevalue("cluster") if BACKEND == "postgresql" else None
+    return request.getfixturevalue("pg_cluster") if BACKEND == "postgresql" else None
 
 
 @pytest.fixture(scope="session")
-def source_pg(cluster: PostgresServer) -> PostgresServer:
+def source_pg(pg_cluster: PostgresServer) -> PostgresServer:
     """A PostgreSQL server whose databases the tests protect (whatever backend holds dpvault's state)."""
-    return cluster
+    return pg_cluster
 
 
 @pytest.fixture(scope="session")

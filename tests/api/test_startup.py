@@ -161,7 +161,7 @@ def test_a_world_writable_data_dir_is_used_with_a_warning(
     assert re.search(
         r"dpvault: warning: the data dir .* is writable by everyone \(mode 0777\)", server.log()
     ), server.log()
-    assert stat.S_IMODE((data / "state.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "identity" / "signing-key.pem").stat().st_mode) == 0o600
 
 
 def test_files_an_older_version_made_readable_become_private(
@@ -241,6 +241,8 @@ class TestSecretsSet:
 class TestVerify:
     def test_an_unknown_vault_or_instance_exits_2(self, server: Server, env: Env) -> None:
         data = ["--data-dir", str(server.data_dir)]
+        if server.database_url:
+            data += ["--database-url", server.database_url]
         one_line_error(run("verify", "--vault", "nosuch", *data), 2, "no backup vault is named 'nosuch'")
         one_line_error(
             run("verify", "--vault", env.vault, "--instance", "nosuch", *data), 2, "no backup instance"
