@@ -24,8 +24,10 @@ ARGS = [
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module, not per session: Playwright's sync API keeps an event loop running in the
+    test thread while it is open, and tests of other modules call asyncio.run there."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), (
