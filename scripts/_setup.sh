@@ -16,19 +16,23 @@ find_python() {
 }
 
 ensure_venv() {
-  local extras="$1" py stamp
+  # $1: the extras to install ("" for none), $2: what they are for (said on the first run)
+  local extras="$1" why="${2:-}" py stamp spec="$ROOT"
+  [ -n "$extras" ] && spec="$ROOT[$extras]"
   py="$(find_python)"
   if [ ! -x "$VENV/bin/python" ]; then
+    echo "first run: creating $VENV with $py ..." >&2
     if ! "$py" -m venv "$VENV" 2>/dev/null; then
-      echo "installing python3-venv ..." >&2
+      echo "installing python3-venv (apt-get) ..." >&2
       as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null
       "$py" -m venv "$VENV"
     fi
     "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   fi
-  stamp="$VENV/.dpvault-installed-$extras"
+  stamp="$VENV/.dpvault-installed-${extras:-base}"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    "$VENV/bin/pip" install -q -e "$ROOT[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+    echo "installing dpvault${extras:+ with [$extras]}${why:+ ($why)} into $VENV from PyPI; the first time takes about a minute ..." >&2
+    "$VENV/bin/pip" install -q -e "$spec" 2>&1 | grep -v "^WARNING: Location" || true
     "$VENV/bin/python" -c "import dpvault" && touch "$stamp"
   fi
 }

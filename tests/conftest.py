@@ -1,7 +1,12 @@
-"""Fixtures: one PostgreSQL cluster (when the run targets PostgreSQL) and one dpvault server per session.
+"""Fixtures: one PostgreSQL cluster and one dpvault server per session.
 
 ``DPVAULT_TEST_DATABASE=postgresql`` runs the whole suite against PostgreSQL; the default is SQLite.
 Tests that need their own server (restart, settings) start one with ``make_server``.
+
+Under pytest-xdist (``./scripts/test`` runs ``-n``), a session is one worker process: each worker
+has its own PostgreSQL cluster -- dpvault's state databases and the databases the tests protect
+live in the same one -- and its own shared dpvault server. Tests name what they create uniquely
+(``Env`` uses random resource groups and vaults), so they do not depend on each other or on order.
 """
 
 from __future__ import annotations
@@ -21,10 +26,8 @@ BACKEND = os.environ.get("DPVAULT_TEST_DATABASE", "sqlite").lower()
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer | None]:
-    if BACKEND != "postgresql":
-        yield None
-        return
+def pg_cluster() -> Iterator[PostgresServer]:
+    """This worker's one PostgreSQL cluster, started on first use."""
     # Not under pytest's tmp dir: that is private to root, and the server runs as ``postgres``.
     root = Path(tempfile.mkdtemp(prefix="dpvault-pg-"))
     pg = PostgresServer(root)
@@ -35,14 +38,15 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
 
 
 @pytest.fixture(scope="session")
-def source_pg() -> Iterator[PostgresServer]:
+def postgres(request: pytest.FixtureRequest) -> PostgresServer | None:
+    """Where dpvault keeps its state when the run targets PostgreSQL (a database per server)."""
+    return request.getfixturevalue("pg_cluster") if BACKEND == "postgresql" else None
+
+
+@pytest.fixture(scope="session")
+def source_pg(pg_cluster: PostgresServer) -> PostgresServer:
     """A PostgreSQL server whose databases the tests protect (whatever backend holds dpvault's state)."""
-    root = Path(tempfile.mkdtemp(prefix="dpvault-src-"))
-    pg = PostgresServer(root)
-    pg.start()
-    yield pg
-    pg.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    return pg_cluster
 
 
 @pytest.fixture(scope="session")

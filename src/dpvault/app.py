@@ -18,14 +18,20 @@ import structlog
 from dpvault import errors
 from dpvault import logging as dplogging
 from dpvault.arm import ids
-from dpvault.arm.http import Call, Reply, base_url_for, encode
+from dpvault.arm.http import JSON, Call, Reply, base_url_for, encode
 from dpvault.arm.routing import Router, split_path
+from dpvault.dashboard.routes import DashboardRoutes
 from dpvault.identity import issuers, keys, metadata
 from dpvault.identity.builtin import BuiltinIssuer
 from dpvault.identity.clients import ClientRegistry
 from dpvault.identity.tenants import Tenants
 from dpvault.identity.verifier import AUDIENCES, Verifier
 from dpvault.model.guards.rules import REQUEST_COLLECTIONS
+from dpvault.observability.metrics import Metrics
+from dpvault.observability.probes import Probes
+from dpvault.observability.requests import RequestCounter
+from dpvault.observability.routes import ObservabilityRoutes
+from dpvault.observability.storage import Storage
 from dpvault.protection.service import Protection
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.clock import ClockRoutes
@@ -220,6 +226,7 @@ class DpvaultApp:
         if settings.tls:
             static["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         self._static_raw = [(k.lower().encode(), v.encode()) for k, v in static.items()]
+        self.requests = RequestCounter()  # for /metrics: counted on the hot path, read when scraped
 
     @property
     def services(self) -> Services | None:
@@ -249,6 +256,16 @@ class DpvaultApp:
         assert self.runtime.protection is not None
         self.router = build_router(svc, self.runtime.protection, self.runtime.timekeeper)
         build_identity_routes(self.router, builtin, self.tenants)
+        # 4. the operator's routes: metrics, probes, the dashboard
+        worker = self.runtime.worker
+        storage = Storage()  # vault format 1 does not deduplicate: no physical-bytes source yet
+        metrics = Metrics(
+            svc, self.requests, storage=storage,
+            lease_expiries=lambda: worker.lease_expiries if worker is not None else None,
+        )  # fmt: skip
+        probes = Probes(svc.store, self.runtime.protection.points.datastore)
+        ObservabilityRoutes(metrics, probes).add_to(self.router)
+        DashboardRoutes(svc, signing_key, storage=storage, secure=settings.tls).add_to(self.router)
 
     async def shutdown(self) -> None:
         await self.runtime.stop()
@@ -312,6 +329,7 @@ class DpvaultApp:
             )
             reply = Reply.json(500, internal.body())
         await self._send(call, reply, send)
+        self.requests.count(call.route, method, reply.status, time.perf_counter() - started)
         if self.settings.access_log:
             log.info(
                 "request", method=method, path=scope["path"], status=reply.status,
@@ -331,6 +349,7 @@ class DpvaultApp:
             parts = split_path(raw_path)
             call.path = "/" + "/".join(parts)
             route, handler, params = self.router.resolve(call.method, parts)
+            call.route = route.pattern
         except errors.ArmError:
             # Unknown paths and methods are answered only to authenticated callers.
             await self.verifier.verify(call.headers.get("authorization"))
@@ -364,13 +383,16 @@ class DpvaultApp:
                 headers.append((b"content-length", b"0"))
             body = b""
         else:
-            if "Content-Type" not in reply.headers:  # JSON unless the handler said otherwise (a CSV)
-                headers.append((b"content-type", b"application/json; charset=utf-8"))
+            if "Content-Type" not in reply.headers:  # JSON unless the handler said otherwise (a CSV, a page)
+                headers.append(
+                    (b"content-type", _JSON if reply.content_type is JSON else reply.content_type.encode())
+                )
             headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if call.method == "HEAD" else body})
 
 
+_JSON = JSON.encode()
 _READS = (b"x-ms-ratelimit-remaining-subscription-reads", b"11999")
 _WRITES = (b"x-ms-ratelimit-remaining-subscription-writes", b"1199")
 

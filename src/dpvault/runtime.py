@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 
 from dpvault import allocator
+from dpvault.alerts import Alerts
 from dpvault.clock import Clock, ManualClock
 from dpvault.datastores import LocalDatastore
 from dpvault.datastores.base import DatastoreError
@@ -45,6 +46,7 @@ def job_types(svc: Services, protection: Protection, restores: RestoreJobs) -> d
         except DatastoreError as exc:  # a refusing store is fixed by its operator: keep trying
             raise RuntimeError(f"the vault store refused a delete: {exc}") from None
 
+    alerts = Alerts(svc)
     kinds = [
         (payloads.PurgeVaults, JobType(purge)),
         (payloads.ProvisionVault, JobType(vaults.provision, vaults.give_up)),
@@ -59,6 +61,8 @@ def job_types(svc: Services, protection: Protection, restores: RestoreJobs) -> d
         (payloads.RestoreDrill, JobType(protection.drills.run, protection.drills.give_up)),
         (payloads.Restore, JobType(restores.restore, restores.give_up)),
         (payloads.ValidateRestore, JobType(restores.validate, restores.give_up)),
+        (payloads.JobFailureAlert, JobType(alerts.job_failed)),
+        (payloads.AlertDelivery, JobType(alerts.deliver, alerts.give_up)),
     ]
     return {
         payload.kind: JobType(job.run, job.give_up, job.run_many, payload=payload) for payload, job in kinds

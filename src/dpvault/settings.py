@@ -95,6 +95,8 @@ class Settings:
     identity_config: Path | None = None
     # One log line per request (serve --no-access-log turns it off).
     access_log: bool = True
+    # Webhooks every failed job is POSTed to (Azure Monitor's common alert schema; see alerts.py).
+    alert_webhooks: tuple[str, ...] = ()
     # The schema was migrated before the app started (serve does it once for all its processes).
     migrated: bool = False
 

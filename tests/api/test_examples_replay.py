@@ -5,7 +5,7 @@ example's URL needs (resource group, vault, policy, instance, with the example's
 sends the example's request with its api-version, checks the status is one dpvault documents, and checks
 that every key of the example's response body is present in dpvault's: the top-level keys, and every key
 under ``properties`` recursively (lists are zipped by index; list responses are matched item by name).
-Values are never compared, so the value deviations of dataprotection-api.md §9 (names from the URL,
+Values are never compared, so the value deviations (README.md, Differences from Azure: names from the URL,
 ``Succeeded`` not ``Provisioned``, no ``NotProtected`` protectionStatus, datasourceType echoed rather than
 ``OssDB``, canonical ``backupVaults`` casing) need no entry; only missing keys do (``KEY_DEVIATIONS``).
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import shutil
 import time
 import uuid
@@ -1453,6 +1454,14 @@ def _params() -> list[Any]:
         else:
             out.append(pytest.param(name, id=name))
     return out
+
+
+def test_skip_reasons_cite_files_that_exist() -> None:
+    """A reason that names a document names one in this repository."""
+    root = Path(__file__).resolve().parents[2]
+    for reason in {*SKIPPED.values(), *XFAIL.values()}:
+        for cited in re.findall(r"[\w./-]+\.(?:md|json|py|yaml)\b", reason):
+            assert (root / cited).exists() or list(root.glob(f"**/{cited}")), f"{reason!r} cites {cited}"
 
 
 def test_every_example_is_either_replayed_or_skipped_with_a_reason() -> None:

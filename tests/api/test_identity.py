@@ -548,10 +548,9 @@ def test_no_builtin_issuer_trusts_only_external_tokens(
     make_server: Callable[..., Server], issuer: Issuer
 ) -> None:
     """``--no-builtin-issuer``: no token endpoint, no discovery, and ``dpvault token`` tokens are refused."""
-    server = make_server("--no-builtin-issuer", "--trust-issuer", issuer.url, start=False)
-    local = Server.token(server)  # the CLI, before the server's token() is redirected
-    server.token = lambda *extra: issuer.token()  # type: ignore[method-assign]  # Server.start polls with it
-    server.start()
+    server = make_server("--no-builtin-issuer", "--trust-issuer", issuer.url)
+    local = Server.token(server)  # the CLI's, signed with the server's key, before token() is redirected
+    server.token = lambda *extra: issuer.token()  # type: ignore[method-assign]
     with http(server) as anonymous:
         for path in ("/common/v2.0/.well-known/openid-configuration", "/common/discovery/v2.0/keys"):
             cloud_error(anonymous.get(path), 401, "AuthenticationFailed")

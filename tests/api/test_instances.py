@@ -139,7 +139,7 @@ def test_validate_for_backup_is_an_lro_ending_in_operation_job_extended_info(
 ) -> None:
     database = f"db_{uuid.uuid4().hex[:8]}"
     source_pg.create_database(database)
-    uri = f"https://kv.vault.azure.net/secrets/{database}"
+    uri = f"https://kvtest.vault.azure.net/secrets/{database.replace('_', '-')}"
     server.set_secret(uri, source_pg.ado(database))
     body = {"backupInstance": instance_body(env.policy_id, database=database, secret_uri=uri)["properties"]}
     r = env.client.post(f"{env.vault_path}/validateForBackup?api-version={API}", json=body)

@@ -1,7 +1,7 @@
 """Backup Policies - Create Or Update, Get, Delete and List over HTTPS, and what makes a policy valid.
 
-Policy PUT is synchronous: 200 for create and for replace, no Azure-AsyncOperation (dataprotection-api.md
-§5). Responses add the read-only ``tagInfo.id`` = ``"<tagName>_"``. Invalid trees get 400 with the
+Policy PUT is synchronous: 200 for create and for replace, no Azure-AsyncOperation (the spec's
+BackupPolicies_CreateOrUpdate answers only 200). Responses add the read-only ``tagInfo.id`` = ``"<tagName>_"``. Invalid trees get 400 with the
 CloudError ``target`` set to the JSON path of the offending value: ``InvalidRequestContent`` when the JSON
 does not have the spec's shape (types, required properties, ``objectType`` and enum values) and
 ``InvalidBackupPolicy`` when it has the shape but breaks a rule (schedules, durations, tags, defaults).
@@ -809,7 +809,7 @@ def test_nulls_and_unknown_properties_are_ignored(shared: Env) -> None:
 
 
 # Enum-valued properties: their values match case-insensitively too. DataStoreInfoBase.objectType is a
-# plain string (dataprotection-api.md §4), so its value is left as sent.
+# plain string in the spec (no enum), so its value is left as sent.
 ENUM_KEYS = {
     "objectType",
     "dataStoreType",

@@ -90,7 +90,7 @@ class Protected:
                  secret: str | None = None) -> None:  # fmt: skip
         self.server, self.client, self.pg, self.database = server, client, pg, database
         self.env = Env(client)
-        self.uri = f"https://kv{uuid.uuid4().hex[:6]}.vault.azure.net/secrets/{database}"
+        self.uri = f"https://kv{uuid.uuid4().hex[:6]}.vault.azure.net/secrets/{database.replace('_', '-')}"
         self.name = f"bi-{database}"
         self.validation = validation
         self.secret = pg.ado(database) if secret is None else secret

@@ -377,3 +377,46 @@ def test_a_restore_and_a_delete_of_the_same_instance_exclude_each_other(
         for validate in (False, True):
             r = restore(deleting, restore_request(points[1], target), validate=validate)
             assert r.status_code == 409 and r.json()["error"]["code"] == "AnotherOperationInProgress", r.text
+
+
+def test_validate_restore_checks_the_rights_the_restore_needs(
+    server: Server, protected: Protected, source_pg: PostgresServer
+) -> None:
+    """validateRestore fails exactly where the restore would: a new target needs CREATEDB, an
+    existing empty one its ownership; granted, both validate and the restore then succeeds."""
+    p = protected
+    assert p.wait_job(p.backup())["status"] == "Completed"
+    (rp,) = p.points()
+    role = f"restorer_{uuid.uuid4().hex[:8]}"
+    source_pg.sql("postgres", f"CREATE ROLE {role} LOGIN PASSWORD 'restorer-pw'")
+    uri = f"https://kvrestore{uuid.uuid4().hex[:6]}.vault.azure.net/secrets/{role.replace('_', '-')}"
+    server.set_secret(uri, source_pg.ado("postgres", user=role, password="restorer-pw"))
+
+    def target(database: str) -> dict[str, Any]:
+        info = target_info(p, database)
+        info["datasourceAuthCredentials"]["secretStoreResource"]["uri"] = uri
+        return info
+
+    def validate(database: str) -> dict[str, Any]:
+        op, _ = finish(p, restore(p, restore_request(rp["name"], target(database)), validate=True))
+        return op
+
+    new = f"new_{uuid.uuid4().hex[:8]}"
+    op = validate(new)
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorCannotCreateDatabase", op
+    assert "CREATEDB" in op["error"]["message"] and not database_exists(source_pg, new)
+
+    existing = f"existing_{uuid.uuid4().hex[:8]}"
+    source_pg.create_database(existing)  # owned by postgres; the role may connect (PUBLIC) but not own
+    op = validate(existing)
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorMissingDBPermissions", op
+    assert "does not own" in op["error"]["message"]
+
+    source_pg.sql("postgres", f"ALTER DATABASE {existing} OWNER TO {role}")
+    assert validate(existing)["status"] == "Succeeded"
+    source_pg.sql("postgres", f"ALTER ROLE {role} CREATEDB")
+    assert validate(new)["status"] == "Succeeded"
+    op, result = finish(p, restore(p, restore_request(rp["name"], target(new))))
+    assert op["status"] == "Succeeded", op
+    assert p.wait_job(result.json()["jobId"])["status"] == "Completed"
+    assert table_state(source_pg, new) == table_state(source_pg, p.database)

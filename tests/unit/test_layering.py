@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"vault"},  # the vault format and recovery points' lifecycle
     {"jobs"},  # the durable queue and worker
     {"protection"},  # the core
-    {"resources"},  # ARM handlers
+    {"resources", "observability", "alerts", "dashboard"},  # ARM handlers; the operator's surfaces
     {"runtime", "app", "server", "cli", "__main__"},  # composition roots, the HTTP server, the command
 ]
 FORBIDDEN = {("protection", "resources")}

@@ -25,11 +25,16 @@ def encode(value: Any) -> bytes:
     return _json_encoder.encode(value)
 
 
+JSON = "application/json; charset=utf-8"
+
+
 @dataclass(slots=True)
 class Reply:
     status: int
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # ARM answers JSON; the operator's routes (/metrics, the dashboard) answer text and HTML.
+    content_type: str = JSON
 
     @classmethod
     def json(cls, status: int, value: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -66,6 +71,7 @@ class Call:
         "principal",
         "query_string",
         "request_id",
+        "route",
     )
 
     def __init__(
@@ -90,6 +96,7 @@ class Call:
         self.params: dict[str, str] = {}
         self.principal: Principal | None = None
         self.request_id = request_id
+        self.route: str | None = None  # the matched route's template (for metrics), once routed
 
     @property
     def query(self) -> dict[str, str]:

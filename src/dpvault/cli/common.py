@@ -16,7 +16,11 @@ from dpvault.settings import Settings
 T = TypeVar("T")
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="dpvault: an Azure-compatible Data Protection service."
+    add_completion=False,
+    no_args_is_help=True,
+    # Click's plain help: wrapped to the terminal (readable at 80 columns), flags without a metavar.
+    rich_markup_mode=None,
+    help="dpvault: an Azure-compatible Data Protection service.",
 )
 err = Console(stderr=True, soft_wrap=True)
 

@@ -46,17 +46,77 @@ def secrets_set(
     tenant: SecretTenant = Settings.tenant_id,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Store it even if the URI is not a Key Vault secret URI or the value no connection string.",
+        ),
+    ] = False,
 ) -> None:
     """Store a secret; the value (a connection string) is read from standard input. Only backup
     instances in subscriptions of ``--tenant`` can use it."""
     import sys
     import time
 
+    from dpvault.cli.startup import fail
+
     value = sys.stdin.read().rstrip("\r\n")
     if not value:
-        raise typer.BadParameter("no value on standard input")
+        fail("no value on standard input (pipe the connection string in)", 2)
+    if not force:
+        problem = _uri_problem(uri) or _value_problem(value)
+        if problem:
+            fail(f"{problem} (--force stores it anyway)", 2)
     _with_secrets(data_dir, database_url, lambda s: s.set(uri, value, tenant=tenant, now=time.time()))
     err.print(f"stored {uri} for tenant {tenant}", highlight=False)
+
+
+# Key Vault: https://<vault>.vault.azure.net/secrets/<name>[/<version>] (or a sovereign cloud's suffix);
+# vault names are 3-24 letters, digits and dashes; secret names 1-127 letters, digits and dashes.
+_KEY_VAULT_HOSTS = (
+    ".vault.azure.net",
+    ".vault.azure.cn",
+    ".vault.usgovcloudapi.net",
+    ".vault.microsoftazure.de",
+)
+
+
+def _uri_problem(uri: str) -> str | None:
+    import re
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri.strip())
+    host = (parts.hostname or "").lower()
+    segments = parts.path.strip("/").split("/")
+    ok = (
+        parts.scheme == "https"
+        and host.endswith(_KEY_VAULT_HOSTS)
+        and re.fullmatch(r"[a-z0-9-]{3,24}", host.split(".", 1)[0]) is not None
+        and len(segments) in (2, 3)
+        and segments[0].lower() == "secrets"
+        and re.fullmatch(r"[0-9A-Za-z-]{1,127}", segments[1]) is not None
+        and (len(segments) == 2 or re.fullmatch(r"[0-9a-fA-F]{32}", segments[2]) is not None)
+        and not parts.query
+        and not parts.fragment
+    )
+    if ok:
+        return None
+    return (
+        f"{uri!r} is not a Key Vault secret URI (https://<vault>.vault.azure.net/secrets/<name>, "
+        "names of letters, digits and dashes)"
+    )
+
+
+def _value_problem(value: str) -> str | None:
+    from dpvault.engines.postgres import connstr
+    from dpvault.errors import UserError
+
+    try:
+        connstr.parse(value)
+    except UserError as exc:
+        return f"the value is not a usable connection string: {exc.message}"
+    return None
 
 
 @secrets_app.command("list")

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,8 @@ import typer
 
 from dpvault.cli.common import DEFAULT_DATA_DIR, DataDir, app, err
 from dpvault.settings import BODY_RATE_GRACE, DEFAULT_API_VERSIONS, SETTINGS_ENV, HttpLimits, Settings
+
+SERVE_URL_FILE = "serve-url"  # the base URL serve last printed, for `dpvault dashboard-url`
 
 
 @app.command()
@@ -151,24 +154,29 @@ def serve(
     max_connections: Annotated[
         int, typer.Option(help="Open connections per API process (more: 503 TooManyConnections).", min=1)
     ] = HttpLimits.max_connections,
+    alert_webhook: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alert-webhook",
+            help="POST every failed job here, in Azure Monitor's common alert schema (repeat).",
+        ),
+    ] = None,
 ) -> None:
     """Start the service."""
-    import uvicorn
-
     from dpvault import logging as dplogging
-    from dpvault.app import create_app
-    from dpvault.identity import tls
-    from dpvault.server import HANDSHAKE_ENV, LimitedHttpToolsProtocol
+    from dpvault.cli import startup
 
     if (tls_cert is None) != (tls_key is None):
-        raise typer.BadParameter("--tls-cert and --tls-key go together")
+        startup.fail("--tls-cert and --tls-key go together", 2)
     if clock not in ("real", "manual"):
-        raise typer.BadParameter("--clock is real or manual")
+        startup.fail(f"--clock is real or manual, not {clock!r}", 2)
+    startup.check_port(port)
+    webhooks = startup.check_webhooks(alert_webhook)
     dplogging.configure(level=log_level, json=log_json)
     os.environ["DPVAULT_LOG_LEVEL"] = log_level
     os.environ["DPVAULT_LOG_JSON"] = "1" if log_json else "0"
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir = startup.prepare_data_dir(data_dir)
+    startup.check_pg_dump(pg_dump)
     settings = Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -195,7 +203,17 @@ def serve(
         trust_issuers=tuple(trust_issuer or ()),
         identity_config=identity_config.resolve() if identity_config else None,
         access_log=access_log,
+        alert_webhooks=webhooks,
     )
+    # Migrate once here, so several API processes never race to migrate one database.
+    startup.open_database(settings.resolved_database_url)
+    from dpvault.app import create_app  # after the checks: a mistake is reported before this import
+    from dpvault.identity import tls
+    from dpvault.server import HANDSHAKE_ENV, LimitedHttpToolsProtocol
+
+    sock = startup.bind(host, port)
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
+    settings = dataclasses.replace(settings, migrated=True, port=port)
     ssl: dict[str, str] = {}
     ca_line = ""
     if settings.tls:
@@ -208,17 +226,21 @@ def serve(
             ca_line = f"CA certificate: {files.ca}  (export REQUESTS_CA_BUNDLE={files.ca})"
     scheme = "https" if settings.tls else "http"
     shown_host = f"[{host}]" if ":" in host else host
-    err.print(
-        f"dpvault listening on {settings.public_url or f'{scheme}://{shown_host}:{port}'}", highlight=False
-    )
+    base = settings.public_url or f"{scheme}://{shown_host}:{port}"
+    (data_dir / SERVE_URL_FILE).write_text(base + "\n")  # for `dpvault dashboard-url`
+    dpvault = startup.command()
+    shown_dir = shlex.quote(str(data_dir))
+    err.print(f"dpvault listening on {base}", highlight=False, markup=False)
     if ca_line:
-        err.print(ca_line, highlight=False)
-    err.print(f"Bearer token:   dpvault token --data-dir {data_dir}", highlight=False)
-    # Migrate once here, so several API processes never race to migrate one database.
-    from dpvault.store.engines import migrate
-
-    migrate(settings.resolved_database_url)
-    settings = dataclasses.replace(settings, migrated=True)
+        err.print(ca_line, highlight=False, markup=False)
+    err.print(f"Bearer token:   {dpvault} token --data-dir {shown_dir}", highlight=False, markup=False)
+    err.print(
+        f"Dashboard:      {dashboard_url(base, data_dir, settings.tenant_id)}", highlight=False, markup=False
+    )
+    err.print(
+        f"                (one-time link; `{dpvault} dashboard-url --data-dir {shown_dir}` makes another)",
+        highlight=False, markup=False,
+    )  # fmt: skip
     if workers > 1:
         # uvicorn's process manager imports the app in each process: the settings travel in the environment.
         os.environ[SETTINGS_ENV] = settings.to_json()
@@ -235,10 +257,10 @@ def serve(
         max_connections=_connection_cap(max_connections),
     )
     os.environ[HANDSHAKE_ENV] = str(header_timeout)  # for the loop of each API process
-    uvicorn.run(
-        target,  # type: ignore[arg-type]
-        factory=workers > 1,
-        workers=workers if workers > 1 else None,
+    startup.serve_uvicorn(
+        target,
+        sock,
+        workers=workers,
         host=host,
         port=port,
         loop="dpvault.server:new_event_loop",
@@ -277,3 +299,39 @@ def _connection_cap(wanted: int) -> int:
         )
         return capped
     return wanted
+
+
+def dashboard_url(base: str, data_dir: Path, tenant: str) -> str:
+    """A dashboard sign-in URL with a new one-time code for ``tenant``."""
+    from dpvault.dashboard.signin import issue_code
+
+    return f"{base}/dashboard/login?code={issue_code(data_dir / 'identity', tenant)}"
+
+
+@app.command("dashboard-url")
+def dashboard_url_command(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    tenant: Annotated[
+        str, typer.Option(help="The tenant whose subscriptions the dashboard shows.")
+    ] = Settings.tenant_id,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", help="The server's base URL (default: the one serve last printed for this data dir)."
+        ),
+    ] = None,
+) -> None:
+    """Print a dashboard sign-in URL with a new one-time code (valid 24 hours, for one sign-in)."""
+    from dpvault.cli import startup
+
+    data_dir = data_dir.resolve()
+    if not (data_dir / "identity" / "signing-key.pem").is_file():
+        startup.fail(
+            f"{data_dir} is not the data directory of a dpvault server (no identity/signing-key.pem); "
+            "pass the --data-dir the server runs with",
+            2,
+        )
+    if url is None:
+        recorded = data_dir / SERVE_URL_FILE
+        url = recorded.read_text().strip() if recorded.is_file() else "https://127.0.0.1:8443"
+    typer.echo(dashboard_url(url.rstrip("/"), data_dir, tenant))

@@ -21,7 +21,16 @@ def token(
     lifetime: Annotated[int, typer.Option(help="Seconds until the token expires.")] = 24 * 3600,
 ) -> None:
     """Print a bearer token the server in DATA_DIR accepts."""
+    from dpvault.cli.startup import fail
     from dpvault.identity import keys, tokens
 
-    key = keys.load_or_create(data_dir.resolve() / "identity")
+    identity = data_dir.resolve() / "identity"
+    if not (identity / keys.KEY_FILE).is_file():
+        # Never a new key: a token signed by it would only be refused (a typo in --data-dir).
+        fail(
+            f"no signing key in {identity}: {data_dir} is not the data directory of a dpvault server "
+            "(`dpvault serve --data-dir DIR` creates one); pass the --data-dir the server runs with",
+            2,
+        )
+    key = keys.load_or_create(identity)
     typer.echo(tokens.issue(key, tenant=tenant, name=name, application=application, lifetime=lifetime))

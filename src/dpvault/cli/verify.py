@@ -31,6 +31,7 @@ def verify(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
     from rich.table import Table
 
+    from dpvault.cli.startup import fail
     from dpvault.datastores import LocalDatastore
     from dpvault.secrets.local import LocalSecretStore, load_key
     from dpvault.store import RecoveryPointRow, Store
@@ -50,9 +51,37 @@ def verify(
         parts = key.split("/")
         return collection in parts and parts[parts.index(collection) + 1] == name.lower()
 
+    async def unknown(store: Store) -> str | None:
+        """What --vault/--instance name that no vault or instance is called (None: all exist)."""
+        from dpvault.types import Kind
+
+        async with store.read() as tx:
+            vaults = [
+                r
+                for r in await tx.resources_by(Kind.VAULT)
+                if vault is None or named(r.key, "backupvaults", vault)
+            ]
+            if vault is not None and not vaults:
+                return f"no backup vault is named {vault!r}"
+            if instance is not None:
+                keys = {v.key for v in vaults}
+                found = [
+                    r
+                    for r in await tx.resources_by(Kind.INSTANCE)
+                    if r.parent_key in keys and named(r.key, "backupinstances", instance)
+                ]
+                if not found:
+                    return f"no backup instance is named {instance!r}" + (
+                        f" in vault {vault!r}" if vault else ""
+                    )
+        return None
+
     async def check() -> tuple[list[RecoveryPointRow], list[tuple[str, str, str]]]:
         store = await Store.open(settings.resolved_database_url)
         try:
+            problem = await unknown(store)
+            if problem is not None:
+                fail(problem, 2)
             async with store.read() as tx:
                 every = await tx.all_recovery_points()
             points = [

@@ -30,20 +30,28 @@ def worker(
     restore_drills: Annotated[bool, typer.Option("--restore-drills", help="As for serve.")] = False,
     restore_root: Annotated[list[Path] | None, typer.Option("--restore-root", help="As for serve.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_json: Annotated[bool, typer.Option("--log-json", help="As for serve.")] = False,
+    alert_webhook: Annotated[
+        list[str] | None, typer.Option("--alert-webhook", help="As for serve (repeat).")
+    ] = None,
 ) -> None:
     """Run background work only (jobs, schedules, retention) against a shared database."""
     import asyncio
     import signal
 
     from dpvault import logging as dplogging
+    from dpvault.cli import startup
     from dpvault.runtime import Runtime
 
-    dplogging.configure(level=log_level)
+    webhooks = startup.check_webhooks(alert_webhook)
+    startup.check_pg_dump(pg_dump)
+    dplogging.configure(level=log_level, json=log_json)
     settings = Settings(
-        data_dir=data_dir.resolve(), database_url=database_url, clock=clock, pg_dump=pg_dump,
+        data_dir=startup.prepare_data_dir(data_dir), database_url=database_url, clock=clock, pg_dump=pg_dump,
         vault_store=vault_store.resolve() if vault_store else None, lease_seconds=lease_seconds, key_vault=key_vault,
         provisioning_delay=provisioning_delay,
         restore_drills=restore_drills, restore_roots=tuple(p.resolve() for p in restore_root or ()),
+        alert_webhooks=webhooks,
     )  # fmt: skip
 
     async def run() -> None:

@@ -122,6 +122,13 @@ class Verifier:
             if "tid" not in claims and issuer.tenant:
                 claims["tid"] = issuer.tenant
             return claims
+        if local_iss and self._local is not None:
+            # dpvault's own issuer, but not this server's key: most likely `dpvault token` run with
+            # another --data-dir (a typo makes a new key), not an untrusted issuer.
+            raise _invalid(
+                f"it is signed by a key this server does not have (kid '{str(kid)[:64]}'); this server signs with "
+                f"kid '{self._local.kid}': make tokens with `dpvault token --data-dir` of the server's data directory"
+            )
         raise _denied(
             "InvalidAuthenticationTokenIssuer",
             "The access token is from an issuer this server does not trust.",

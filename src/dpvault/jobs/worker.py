@@ -70,6 +70,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy = 0  # jobs in flight, against ``concurrency``
         self._stopping = False
+        self.lease_expiries = 0  # jobs this worker found with an expired lease and requeued (metrics)
 
     def wake(self) -> None:
         self._wake.set()
@@ -161,7 +162,9 @@ class Worker:
         while True:
             with contextlib.suppress(Exception):
                 now = self.svc.real_now()
-                if await self.svc.store.transact(lambda tx, now=now: tx.requeue_expired(now=now)):
+                expired = await self.svc.store.transact(lambda tx, now=now: tx.requeue_expired(now=now))
+                if expired:
+                    self.lease_expiries += expired
                     self.wake()
                 if now - last_prune > PRUNE_EVERY:
                     last_prune = now

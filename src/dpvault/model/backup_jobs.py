@@ -8,13 +8,19 @@ is rendered as an ARM resource is ``resources/jobs/render.py``.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
 import msgspec
+import structlog
 
+from dpvault.model import payloads
 from dpvault.model.instances.schema import BackupInstance
-from dpvault.store import Tx
+from dpvault.model.vaults.rules import decode_vault
+from dpvault.store import BackupJobRow, Tx
+
+log = structlog.get_logger("dpvault.jobs")
 
 IN_PROGRESS = "InProgress"
 COMPLETED = "Completed"
@@ -102,7 +108,9 @@ async def finish(
     error: dict[str, Any] | None = None,
     details: dict[str, str] | None = None,
 ) -> None:
-    """Finish a job once; a finished job never changes again."""
+    """Finish a job once; a finished job never changes again. A failure queues the vault's
+    job-failure alert (unless the vault turned them off) in the same transaction, so an alert is
+    sent exactly when the failure is recorded."""
     row = await tx.backup_job(job_id)
     if row is None or row.terminal:
         return
@@ -116,3 +124,46 @@ async def finish(
         info["additionalDetails"] = {**info.get("additionalDetails", {}), **details}
         values["info"] = msgspec.json.encode(info)
     await tx.update_backup_job(job_id, **values)
+    if status == FAILED and await alerts_enabled(tx, row.vault_key):
+        # Queue time is wall time (the queue's), whatever a manual clock says.
+        alert = payloads.JobFailureAlert(job=row.id)
+        await payloads.enqueue(tx, alert, now=time.time(), dedupe_key=f"alert:{row.id}")
+    _log_finished(row, status, now=now, size=size, error=error, details=details)
+
+
+async def alerts_enabled(tx: Tx, vault_key: str) -> bool:
+    """``monitoringSettings.azureMonitorAlertSettings.alertsForAllJobFailures``: Enabled unless
+    the vault says Disabled (Azure's default)."""
+    vault = await tx.resource(vault_key, lock=False)
+    if vault is None:
+        return True
+    settings = decode_vault(vault.body).properties.monitoringSettings
+    alerts = settings.azureMonitorAlertSettings if settings else None
+    return not (alerts and (alerts.alertsForAllJobFailures or "").lower() == "disabled")
+
+
+def _log_finished(
+    row: BackupJobRow,
+    status: str,
+    *,
+    now: float,
+    size: int | None,
+    error: dict[str, Any] | None,
+    details: dict[str, str] | None,
+) -> None:
+    """One info line per finished job: what it was for, what it made, how long it took."""
+    fields: dict[str, Any] = {
+        "job": row.id, "operation": row.operation, "status": status,
+        "instance": (row.instance_key or "").rsplit("/", 1)[-1] or None, "vault": row.vault_key.rsplit("/", 1)[-1],
+        "duration_s": round(max(0.0, now - row.start_time), 3),
+    }  # fmt: skip
+    point = (details or {}).get("RecoveryPointId") or row.recovery_point_id
+    if point:
+        fields["recovery_point"] = point
+    if size is not None:
+        fields["bytes"] = size
+    if details and "DeletedRecoveryPoints" in details:
+        fields["deleted"] = int(details["DeletedRecoveryPoints"])
+    if error is not None:
+        fields["code"] = error.get("code")
+    log.info(f"{row.operation} {status.lower()}", **fields)

@@ -96,6 +96,21 @@ class ValidateRestore(Payload):
     target: dict[str, Any]
 
 
+class JobFailureAlert(Payload):
+    """A backup job failed in a vault whose job-failure alerts are on: tell the webhooks."""
+
+    kind: ClassVar[str] = "alerts.job_failed"
+    job: str
+
+
+class AlertDelivery(Payload):
+    """One alert (a common-alert-schema body, built once so every retry sends the same) to one webhook."""
+
+    kind: ClassVar[str] = "alerts.deliver"
+    url: str
+    alert: dict[str, Any]
+
+
 async def enqueue(
     tx: Tx, payload: Payload, *, now: float, dedupe_key: str | None = None, max_attempts: int = 5
 ) -> bool:

@@ -19,6 +19,14 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def redacted(url: str) -> str:
+    """The URL as it may be printed: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(a URL that cannot be parsed)"
+
+
 def sync_url(url: str) -> str:
     """The URL with dpvault's drivers: sqlite3, or psycopg (which SQLAlchemy drives sync and async)."""
     parsed = make_url(url)

@@ -73,8 +73,49 @@ async def _database(engine: PostgresEngine, params: Params) -> tuple[str, str | 
 
 
 async def check_target(engine: PostgresEngine, params: Params) -> None:
-    if (await _database(engine, params))[0] == "not-empty":
+    """What ``validateRestore`` checks, so a restore it passes does not then fail on rights: the
+    target is absent or empty; for an absent one the user may create databases (CREATEDB); into an
+    existing one it may connect and is its owner (or a superuser)."""
+    state, _ = await _database(engine, params)
+    if state == "not-empty":
         raise _exists_error(params["dbname"])
+    user = params.get("user", "")
+    if state == "absent":
+        conn = await engine.connect(params, "postgres")
+        async with conn:
+            row = await (
+                await conn.execute(
+                    "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+                )
+            ).fetchone()
+        if not (row and row[0]):
+            raise UserError(
+                "UserErrorCannotCreateDatabase",
+                f"The target database '{params['dbname']}' does not exist, and the restore user '{user}' may not "
+                "create databases (it lacks CREATEDB).",
+                "Create the database first and make the restore user its owner, or grant it CREATEDB "
+                f"(ALTER ROLE {user or '<user>'} CREATEDB).",
+            )
+        return
+    conn = await engine.connect(params, params["dbname"])  # CONNECT on it, or the connect error
+    async with conn:
+        row = await (
+            await conn.execute(
+                "SELECT r.rolsuper OR pg_has_role(d.datdba, 'USAGE') FROM pg_database d, pg_roles r "
+                "WHERE d.datname = current_database() AND r.rolname = current_user"
+            )
+        ).fetchone()
+    if not (row and row[0]):
+        # pg_restore creates schemas, tables, sequences and comments as the archive holds them:
+        # what a database's owner may do there, not what a grant of CREATE covers (COMMENT ON
+        # SCHEMA public, extensions, ...).
+        raise UserError(
+            "UserErrorMissingDBPermissions",
+            f"The restore user '{user}' does not own the target database '{params['dbname']}'; a restore into "
+            "an existing database needs its owner (or a superuser).",
+            f"Make the restore user the database's owner (ALTER DATABASE {params['dbname']} OWNER TO "
+            f"{user or '<user>'}), or restore into a new database.",
+        )
 
 
 async def to_database(

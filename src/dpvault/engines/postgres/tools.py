@@ -28,35 +28,57 @@ class Tools:
     major: int
 
 
+class ToolsError(RuntimeError):
+    """A configured pg_dump that cannot be used (the message says why)."""
+
+
 def _version_of(binary: str) -> tuple[str, int]:
     # The binary is the operator's configured or found pg_dump, not request input.
-    out = subprocess.run(  # noqa: S603
-        [binary, "--version"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout
+    try:
+        done = subprocess.run(  # noqa: S603
+            [binary, "--version"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ToolsError(f"{binary} does not run ({type(exc).__name__}: {exc})") from None
+    if done.returncode != 0:
+        # e.g. Debian's pg_wrapper (/usr/bin/pg_dump) with no postgresql-client-N installed
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise ToolsError(f"{binary} --version failed: {said[-1] if said else f'exit {done.returncode}'}")
+    out = done.stdout
     match = _VERSION.search(out.split(")")[-1]) or _VERSION.search(out)
     if match is None:
-        raise RuntimeError(f"cannot read the version of {binary}: {out!r}")
+        raise ToolsError(f"cannot read the version of {binary}: {out.strip()[:100]!r}")
     return match.group(0), int(match.group(1))
 
 
-def find_tools(pg_dump: str | None = None) -> Tools | None:
-    """pg_dump/pg_restore: the configured path, else the newest Debian install, else PATH."""
-    candidates: list[str] = []
+def _probe(candidate: str) -> Tools:
+    path = Path(candidate)
+    if not path.exists():
+        raise ToolsError("no such file")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise ToolsError("not an executable file")
+    restore = path.with_name("pg_restore")
+    if not restore.is_file():
+        raise ToolsError(f"no pg_restore beside it ({restore})")
+    version, major = _version_of(str(path))
+    return Tools(str(path), str(restore), version, major)
+
+
+def find_tools(pg_dump: str | None = None, *, search: Path = Path("/usr/lib/postgresql")) -> Tools | None:
+    """pg_dump/pg_restore: the configured path, which must work (ToolsError: never silently
+    another); else the newest Debian install under ``search`` that works, else the one on PATH.
+    Found ones that do not run (Debian's pg_wrapper with no client installed) are passed over."""
     if pg_dump:
-        candidates.append(pg_dump)
-    candidates += [
-        str(p / "pg_dump")
-        for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_major_of_dir, reverse=True)
-    ]
+        return _probe(pg_dump)
+    candidates = [str(p / "pg_dump") for p in sorted(search.glob("*/bin"), key=_major_of_dir, reverse=True)]
     found = shutil.which("pg_dump")
     if found:
         candidates.append(found)
     for candidate in candidates:
-        path = Path(candidate)
-        restore = path.with_name("pg_restore")
-        if path.is_file() and os.access(path, os.X_OK) and restore.is_file():
-            version, major = _version_of(str(path))
-            return Tools(str(path), str(restore), version, major)
+        try:
+            return _probe(candidate)
+        except ToolsError:
+            continue
     return None
 
 

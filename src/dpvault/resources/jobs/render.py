@@ -21,10 +21,18 @@ _TASKS = {
 
 
 def _duration(seconds: float) -> str:
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    """ISO 8601, as the spec says and the service answers: ``PT2M11.9724387S``, ``PT0.29S``
+    (ticks of 100 ns, trailing zeros dropped; the 2021 examples' ``00:02:11.97`` is .NET's TimeSpan)."""
+    ticks = max(0, round(seconds * 10_000_000))
+    hours, ticks = divmod(ticks, 3600 * 10_000_000)
+    minutes, ticks = divmod(ticks, 60 * 10_000_000)
+    whole, fraction = divmod(ticks, 10_000_000)
+    out = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    if fraction:
+        out += f"{whole}.{fraction:07d}".rstrip("0") + "S"
+    elif whole or out == "PT":
+        out += f"{whole}S"
+    return out
 
 
 def render(row: BackupJobRow, vault_id: str, now: float) -> dict[str, Any]:
