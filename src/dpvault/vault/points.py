@@ -337,15 +337,22 @@ class RecoveryPoints:
             log.info("vault sweep", removed=removed)
         return removed
 
-    async def collect_garbage(self, vault_keys: Sequence[str] | None = None) -> list[Collected]:
+    async def collect_garbage(
+        self, vault_keys: Sequence[str] | None = None, *, wait: float = 0.0
+    ) -> list[Collected]:
         """Collect the garbage of ``vault_keys`` (default: every vault whose points were deleted since
-        its last collection). A vault whose backup is writing is left for the next sweep."""
+        its last collection). A vault whose backup is writing, or that another collection holds, is
+        retried for up to ``wait`` seconds, then left for the next sweep."""
         if vault_keys is None:
             async with self.store.read() as tx:
                 vault_keys = await tx.dirty_vaults()
         done = []
         for vault_key in vault_keys:
-            result = await self.collector.collect(vault_key, delete=self.datastore.delete)
+            deadline = time.monotonic() + wait
+            while (result := await self.collector.collect(vault_key, delete=self.datastore.delete)) is None:
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.2)
             if result is not None:
                 done.append(result)
         return done

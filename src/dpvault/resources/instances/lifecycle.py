@@ -33,6 +33,7 @@ from dpvault.store import OperationRow, ResourceRow, Tx
 from dpvault.types import Kind, OperationStatus, ProtectionState, ProvisioningState
 
 log = structlog.get_logger("dpvault.instances")
+GC_WAIT = 30.0  # how long an instance delete waits for another collection of its vault to end
 
 
 @dataclass
@@ -215,19 +216,21 @@ class InstanceJobs:
             return
         await points.delete_data(found)
 
+        await self.svc.store.transact(lambda tx: points.forget(tx, found))
+        if found:  # the packs only these points used go before the operation ends (or at the next
+            # sweep, if a backup of the vault writes for longer than the wait)
+            await points.collect_garbage(sorted({rp.vault_key for rp in found}), wait=GC_WAIT)
+
         async def end(tx: Tx) -> None:
             op = await tx.operation(op_id)
             if op is None or op.terminal:
                 return
-            await points.forget(tx, found)
             row = await tx.resource(op.resource_key)
             if row is not None and row.active_operation == op_id:
                 await tx.delete_resource(row.key)
             await operations.finish(tx, op_id, op=op, now=self.svc.now(), status=OperationStatus.SUCCEEDED)
 
         await self.svc.store.transact(end)
-        if found:  # the packs only these points used go too (or at the next sweep, if a backup is writing)
-            await points.collect_garbage(sorted({rp.vault_key for rp in found}))
 
     # -- validateForBackup -------------------------------------------------------------------
 
