@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -56,12 +57,19 @@ def make_server(
     started: list[Server] = []
 
     def make(
-        *args: str, data_dir: Path | None = None, database_url: str | None = None, start: bool = True
+        *args: str,
+        data_dir: Path | None = None,
+        database_url: str | None = None,
+        start: bool = True,
+        environ: dict[str, str] | None = None,
     ) -> Server:
         if database_url is None and postgres is not None:
             database_url = postgres.create_database()
         server = Server(
-            data_dir or tmp_path_factory.mktemp("dpvault"), database_url=database_url, args=list(args)
+            data_dir or tmp_path_factory.mktemp("dpvault"),
+            database_url=database_url,
+            args=list(args),
+            environ=environ,
         )
         started.append(server)
         return server.start() if start else server
@@ -87,3 +95,45 @@ def client(server: Server) -> Iterator[httpx.Client]:
 @pytest.fixture
 def env(client: httpx.Client) -> Env:
     return Env(client).create()
+
+
+# -- object stores: Azurite (Azure Blob) and moto's S3 server, one of each per session, started lazily
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Any]:
+    from tests.objectstores import Azurite
+
+    with Azurite() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[Any]:
+    from tests.objectstores import MotoS3
+
+    with MotoS3() as server:
+        yield server
+
+
+@pytest.fixture
+def vault_store_args(request: pytest.FixtureRequest) -> Callable[..., tuple[list[str], dict[str, str]]]:
+    """``kind`` (local, azure or s3) -> the ``serve``/``worker`` arguments and environment of a
+    fresh vault store of that kind: a new container or bucket (with S3 Object Lock if asked)."""
+
+    def make(kind: str, *, object_lock: bool = False) -> tuple[list[str], dict[str, str]]:
+        from tests.objectstores import unique
+
+        if kind == "local":
+            return [], {}
+        if kind == "azure":
+            server = request.getfixturevalue("azurite")
+            container = server.make_container(unique("vault"))
+            return ["--vault-store", f"azure://{container}/dpvault"], server.environ()
+        if kind == "s3":
+            server = request.getfixturevalue("moto_s3")
+            bucket = server.make_bucket(unique("vault"), object_lock=object_lock)
+            return ["--vault-store", f"s3://{bucket}/dpvault"], server.environ()
+        raise ValueError(kind)
+
+    return make

@@ -118,11 +118,17 @@ class Server:
     """``dpvault serve`` as a child process on a free port, HTTPS with its generated CA."""
 
     def __init__(
-        self, data_dir: Path, *, database_url: str | None = None, args: list[str] | None = None
+        self,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        args: list[str] | None = None,
+        environ: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.args = args or []
+        self.environ = environ or {}  # added to the process environment (an object store's credentials)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -131,6 +137,13 @@ class Server:
     @property
     def base(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def vault_store(self) -> str:
+        """What ``--vault-store`` says (default: the data dir's vault directory)."""
+        if "--vault-store" in self.args:
+            return self.args[self.args.index("--vault-store") + 1]
+        return str(self.data_dir / "vault")
 
     @property
     def ca(self) -> str:
@@ -146,7 +159,13 @@ class Server:
         if self.database_url:
             cmd += ["--database-url", self.database_url]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **self.environ},
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -175,7 +194,7 @@ class Server:
             return self._token[1]
         out = subprocess.run(
             [sys.executable, "-m", "dpvault", "token", "--data-dir", str(self.data_dir), *extra],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env={**os.environ, **self.environ},
         )  # fmt: skip
         token = out.stdout.strip()
         if not extra:
@@ -198,7 +217,9 @@ class Server:
         ]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
-        subprocess.run(cmd, input=value, text=True, check=True, capture_output=True)
+        subprocess.run(
+            cmd, input=value, text=True, check=True, capture_output=True, env={**os.environ, **self.environ}
+        )
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.token()}"}

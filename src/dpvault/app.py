@@ -31,7 +31,7 @@ from dpvault.observability.metrics import Metrics
 from dpvault.observability.probes import Probes
 from dpvault.observability.requests import RequestCounter
 from dpvault.observability.routes import ObservabilityRoutes
-from dpvault.observability.storage import Storage
+from dpvault.observability.storage import Storage, StoredBytes
 from dpvault.protection.service import Protection
 from dpvault.protection.timekeeper import Timekeeper
 from dpvault.resources.clock import ClockRoutes
@@ -258,7 +258,7 @@ class DpvaultApp:
         build_identity_routes(self.router, builtin, self.tenants)
         # 4. the operator's routes: metrics, probes, the dashboard
         worker = self.runtime.worker
-        storage = Storage()  # vault format 1 does not deduplicate: no physical-bytes source yet
+        storage = Storage(StoredBytes(svc.store))
         metrics = Metrics(
             svc, self.requests, storage=storage,
             lease_expiries=lambda: worker.lease_expiries if worker is not None else None,

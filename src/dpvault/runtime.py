@@ -12,7 +12,7 @@ import contextlib
 from dpvault import allocator
 from dpvault.alerts import Alerts
 from dpvault.clock import Clock, ManualClock
-from dpvault.datastores import LocalDatastore
+from dpvault.datastores.urls import open_datastore
 from dpvault.datastores.base import DatastoreError
 from dpvault.engines.postgres import PostgresEngine, find_tools
 from dpvault.engines.registry import Engines
@@ -98,7 +98,9 @@ class Runtime:
         self.services = svc
         # 4. the protection core: the vault (datastore + recovery points), the engines, secrets
         lease = settings.lease_seconds
-        datastore = LocalDatastore(settings.vault_store_dir, heartbeat=max(0.5, lease / 3))
+        datastore = open_datastore(
+            settings.vault_store_url, data_dir=settings.data_dir, heartbeat=max(0.5, lease / 3)
+        )
         local_secrets = LocalSecretStore(store, load_key(settings.identity_dir))
         keys = VaultKeys(store, datastore, load_local_kek(settings.identity_dir), local_secrets)
         points = RecoveryPoints(

@@ -81,8 +81,9 @@ class Settings:
     # "real" or "manual" (POST /dpvault/clock/advance moves it).
     clock: str = "real"
     pg_dump: str | None = None
-    # Where backup bytes live (the vault datastore); default <data-dir>/vault.
-    vault_store: Path | None = None
+    # Where backup bytes live (the vault datastore): a directory, file:///abs/path, azure://container[/prefix]
+    # or s3://bucket[/prefix] (dpvault.datastores.urls); default <data-dir>/vault.
+    vault_store: str | None = None
     key_vault: bool = False
     # Restore drills after every backup of every instance (else opt in with the tag dpvault-restore-drill).
     restore_drills: bool = False
@@ -138,8 +139,8 @@ class Settings:
         return self.data_dir / "identity"
 
     @property
-    def vault_store_dir(self) -> Path:
-        return self.vault_store or self.data_dir / "vault"
+    def vault_store_url(self) -> str:
+        return self.vault_store or str(self.data_dir / "vault")
 
     @property
     def restore_dirs(self) -> list[Path]:

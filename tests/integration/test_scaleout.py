@@ -1,22 +1,28 @@
 """Scale-out on PostgreSQL: two API processes and two `dpvault worker`s share one database.
 
 Every operation runs exactly once (each job claimed once, attempts == 1), nothing is lost, and a
-worker killed mid-job has its job re-claimed after the lease and completed by the other."""
+worker killed mid-job has its job re-claimed after the lease and completed by the other. Backups
+from two workers dedupe against each other in one vault, on a shared directory and on an object
+store with a data dir per machine (no NFS)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
 from dpvault.store.engines import sync_url
@@ -25,11 +31,20 @@ from tests.support import API, Env, PostgresServer, Server, instance_body, wait_
 INSTANCES = 1000
 
 
-def start_worker(data_dir: Path, database_url: str, *extra: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    data_dir: Path, database_url: str, *extra: str, environ: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "ab")
     cmd = [sys.executable, "-m", "dpvault", "worker", "--data-dir", str(data_dir), "--database-url", database_url,
            "--lease-seconds", "3", *extra]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(environ or {})},
+    )
 
 
 def jobs(database_url: str) -> list[dict[str, Any]]:
@@ -140,7 +155,9 @@ def test_a_killed_workers_job_is_reclaimed_after_its_lease(cluster: Any) -> None
         )
 
 
-def _verify(data_dir: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+def _verify(
+    data_dir: Path, database_url: str, *args: str, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -150,12 +167,65 @@ def _verify(data_dir: Path, database_url: str) -> subprocess.CompletedProcess[st
         str(data_dir),
         "--database-url",
         database_url,
+        *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(environ or {})})
+
+
+@dataclass
+class Machines:
+    """An API process and a worker sharing a vault: one directory every process mounts (NFS), or
+    an object store with a data dir per machine, alike only in the keys they are given."""
+
+    url: str
+    server: Server
+    store_args: list[str]
+    environ: dict[str, str]
+    worker_dirs: list[Path]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self) -> None:
+        data_dir = self.worker_dirs[len(self.workers) % len(self.worker_dirs)]
+        self.workers.append(start_worker(data_dir, self.url, *self.store_args, environ=self.environ))
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(10)
+        self.workers.clear()
+
+    def verify(self) -> subprocess.CompletedProcess[str]:
+        return _verify(self.worker_dirs[-1], self.url, *self.store_args, environ=self.environ)
+
+
+@pytest.fixture(params=["one-directory", "azure-blob"])
+def machines(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    source_pg: PostgresServer,
+    vault_store_args: Callable[..., tuple[list[str], dict[str, str]]],
+) -> Any:
+    url = source_pg.create_database()
+    api_dir = tmp_path / "api"
+    if request.param == "one-directory":
+        store_args: list[str] = []
+        environ: dict[str, str] = {}
+        worker_dirs = [api_dir]
+    else:  # no shared file system: each machine its own data dir, the same keys
+        store_args, environ = vault_store_args("azure")
+        environ = {**environ, "DPVAULT_VAULT_KEK": base64.b64encode(os.urandom(32)).decode(),
+                   "DPVAULT_SECRETS_KEY": Fernet.generate_key().decode()}  # fmt: skip
+        worker_dirs = [tmp_path / "machine-1", tmp_path / "machine-2"]
+    server = Server(api_dir, database_url=url, args=["--no-background", *store_args], environ=environ).start()
+    found = Machines(url, server, store_args, environ, worker_dirs)
+    yield found
+    found.stop_workers()
+    server.stop()
 
 
 def test_two_workers_dedupe_in_one_vault_and_collection_never_takes_what_a_backup_writes(
-    cluster: Any, source_pg: PostgresServer
+    machines: Machines, source_pg: PostgresServer
 ) -> None:
     """Vault format 2 shared by processes: a backup taken by one worker reuses the chunks another
     worker stored (the index is the shared database's), and garbage collection started while a backup
@@ -167,24 +237,20 @@ def test_two_workers_dedupe_in_one_vault_and_collection_never_takes_what_a_backu
         make_sample_database,
     )
 
-    url, data_dir, servers, workers = cluster
-    for worker in workers[1:]:  # one worker at a time, to know who ran what
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(10)
-    del workers[1:]
+    m = machines
+    m.start_worker()  # one worker at a time, to know who ran what
     db = make_sample_database(source_pg, customers=30000, orders=90000)
     source_pg.sql(
         db, "CREATE TABLE logs AS SELECT g AS id, md5(g::text) AS line FROM generate_series(1, 100000) g"
     )
-    with servers[0].client() as client:
-        first = Protected(servers[0], client, source_pg, db).create()
+    with m.server.client() as client:
+        first = Protected(m.server, client, source_pg, db).create()
         assert first.put()["status"] == "Succeeded"
         one = first.wait_job(first.backup(), timeout=120)
         assert one["status"] == "Completed"
-        os.killpg(workers[0].pid, signal.SIGTERM)
-        workers[0].wait(10)
-        workers[0] = start_worker(data_dir, url)  # another process, with nothing cached
-        second = Protected(servers[0], client, source_pg, db)  # a second instance in the same vault
+        m.stop_workers()
+        m.start_worker()  # another process (on another machine, if each has its own), nothing cached
+        second = Protected(m.server, client, source_pg, db)  # a second instance in the same vault
         second.env, second.uri, second.name = first.env, first.uri, f"{first.name}-2"
         assert second.put()["status"] == "Succeeded"
         two = second.wait_job(second.backup(), timeout=120)
@@ -205,18 +271,17 @@ def test_two_workers_dedupe_in_one_vault_and_collection_never_takes_what_a_backu
         lock.close()
         assert second.wait_job(job, timeout=120)["status"] == "Completed"
         assert len(second.points()) == 2
-    out = _verify(data_dir, url)
+    out = m.verify()
     assert out.returncode == 0 and "2 recovery points checked: 2 ok, 0 bad" in out.stdout, (
         out.stdout + out.stderr
     )
-    os.killpg(workers[0].pid, signal.SIGTERM)  # a restart sweeps: the vault's garbage is collected now
-    workers[0].wait(10)
-    workers[0] = start_worker(data_dir, url)
+    m.stop_workers()  # a restart sweeps: the vault's garbage is collected now
+    m.start_worker()
     deadline = time.monotonic() + 30
-    while _dirty(url):
+    while _dirty(m.url):
         assert time.monotonic() < deadline, "the vault was never collected"
         time.sleep(0.2)
-    out = _verify(data_dir, url)
+    out = m.verify()
     assert out.returncode == 0 and "2 recovery points checked: 2 ok, 0 bad" in out.stdout, (
         out.stdout + out.stderr
     )

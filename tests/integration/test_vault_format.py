@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dpvault.arm import ids
 from dpvault.engines.postgres import find_tools
@@ -32,7 +33,7 @@ from tests.integration.test_restore import (
     target_info,
 )
 from tests.support import PostgresServer, Server
-from tests.vaultfiles import pack_files, read_point, vault_root
+from tests.vaultfiles import object_keys, pack_keys, read_point, vault_root
 
 __all__ = ["protected"]  # the fixture, shared with test_restore
 
@@ -50,7 +51,9 @@ def _verify(server: Server, instance: str) -> subprocess.CompletedProcess[str]:
     ]
     if server.database_url:
         cmd += ["--database-url", server.database_url]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    if "--vault-store" in server.args:
+        cmd += ["--vault-store", server.vault_store]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **server.environ})
 
 
 def test_an_unknown_vault_format_is_refused_by_restore_and_reported_by_verify(
@@ -173,10 +176,15 @@ def test_a_format_1_point_from_before_format_2_restores_and_verifies(
     assert out.returncode == 1 and "corrupt: SHA-256 differs" in out.stdout
 
 
+@pytest.mark.parametrize("store", ["local", "azure", "s3"])
 def test_a_backup_killed_while_writing_leaves_nothing_after_the_sweep(
-    make_server: Callable[..., Server], source_pg: PostgresServer
+    store: str,
+    make_server: Callable[..., Server],
+    vault_store_args: Callable[..., tuple[list[str], dict[str, str]]],
+    source_pg: PostgresServer,
 ) -> None:
-    server = make_server("--lease-seconds", "2")
+    args, environ = vault_store_args(store)
+    server = make_server("--lease-seconds", "2", *args, environ=environ)
     db = make_sample_database(source_pg, customers=10, orders=10)
     source_pg.sql(  # ~60 MB that neither compresses nor dedupes: the dump takes a while
         db,
@@ -191,7 +199,7 @@ def test_a_backup_killed_while_writing_leaves_nothing_after_the_sweep(
         # certainly in the middle of writing when the server is killed
         dump = _wait_for_pg_dump(server)
         deadline = time.monotonic() + 60
-        while not pack_files(server, p.env.vault_path):
+        while not pack_keys(server, p.env.vault_path):
             assert time.monotonic() < deadline, "the backup never wrote a pack"
             os.kill(dump, signal.SIGCONT)
             time.sleep(0.05)
@@ -214,10 +222,13 @@ def test_a_backup_killed_while_writing_leaves_nothing_after_the_sweep(
     server.stop()
     server.start()  # the first sweep after a start collects what the dead writer left
     deadline = time.monotonic() + 60
-    while pack_files(server, p.env.vault_path) or _writing(server):
-        assert time.monotonic() < deadline, (pack_files(server, p.env.vault_path), _writing(server))
+    while pack_keys(server, p.env.vault_path) or _writing(server):
+        assert time.monotonic() < deadline, (pack_keys(server, p.env.vault_path), _writing(server))
         time.sleep(0.2)
-    assert [f for f in vault_root(server).rglob("*.partial")] == []
+    left = object_keys(server, vault_format.vault_prefix(ids.key(p.env.vault_path)))
+    assert [key for key in left if "/keys/" not in key] == []  # the vault's wrapped data key stays
+    if store == "local":
+        assert [f for f in vault_root(server).rglob("*.partial")] == []
     server.set_secret(p.uri, source_pg.ado(db))
     with server.client() as client:  # and the next backup works
         p.client = p.env.client = client

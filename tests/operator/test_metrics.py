@@ -81,8 +81,11 @@ def test_metrics_after_a_backup_and_a_failed_backup(
         **instance,
     )  # fmt: skip
     assert last is not None and abs(last - time.time()) < 600
-    # vault format 1 does not deduplicate: no physical bytes, no ratio
-    assert not [s for s in m["dpvault_vault_deduplication_ratio"] if s.labels.get("vault") == scope["vault"]]
+    # vault format 2: what the vault's packs take (compressed and deduplicated), and logical / physical
+    physical = value(m["dpvault_vault_physical_bytes"], "dpvault_vault_physical_bytes", **scope)
+    ratio = value(m["dpvault_vault_deduplication_ratio"], "dpvault_vault_deduplication_ratio", **scope)
+    assert physical is not None and 0 < physical
+    assert ratio is not None and abs(ratio - stored / physical) < 1e-6
     # process series for the server's own tenant
     backup_route = (
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.DataProtection"

@@ -71,7 +71,11 @@ def serve(
         str | None, typer.Option(help="pg_dump to use (pg_restore beside it); default: newest found.")
     ] = None,
     vault_store: Annotated[
-        Path | None, typer.Option(help="Directory for backup data (default: <data-dir>/vault).")
+        str | None,
+        typer.Option(
+            help="Where backup data lives: a directory or file:///abs/path (default <data-dir>/vault), "
+            "azure://container[/prefix] (AZURE_STORAGE_* variables) or s3://bucket[/prefix] (AWS_* variables)."
+        ),
     ] = None,
     key_vault: Annotated[
         bool,
@@ -194,7 +198,7 @@ def serve(
         public_url=public_url.rstrip("/") if public_url else None,
         clock=clock,
         pg_dump=pg_dump,
-        vault_store=vault_store.resolve() if vault_store else None,
+        vault_store=startup.vault_store_url(vault_store),
         key_vault=key_vault,
         restore_drills=restore_drills,
         restore_roots=tuple(p.resolve() for p in restore_root or ()),
@@ -207,6 +211,7 @@ def serve(
     )
     # Migrate once here, so several API processes never race to migrate one database.
     startup.open_database(settings.resolved_database_url)
+    startup.check_vault_store(settings)
     from dpvault.app import create_app  # after the checks: a mistake is reported before this import
     from dpvault.identity import tls
     from dpvault.server import HANDSHAKE_ENV, LimitedHttpToolsProtocol

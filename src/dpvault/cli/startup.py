@@ -114,6 +114,40 @@ def open_database(url: str) -> None:
         fail(f"cannot open the state database {redacted(url)}: {first}")
 
 
+def vault_store_url(value: str | None) -> str | None:
+    """``--vault-store`` as a URL: a plain path is made absolute (workers started elsewhere see the
+    same directory); URLs are checked when the store is opened."""
+    if value is None or "://" in value:
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def opened_vault_store(settings: Any, *, heartbeat: float = 5.0) -> Any:
+    """The vault store of ``settings``, or one line: an unknown scheme, a missing credential."""
+    from dpvault.datastores import DatastoreError
+    from dpvault.datastores.urls import open_datastore
+
+    try:
+        return open_datastore(settings.vault_store_url, data_dir=settings.data_dir, heartbeat=heartbeat)
+    except DatastoreError as exc:
+        fail(f"--vault-store: {exc}", 2)
+
+
+def check_vault_store(settings: Any) -> None:
+    """The vault store must answer and take a write now, not at the first backup: an unreachable
+    endpoint, wrong credentials or a missing container is one line and exit 1."""
+    import asyncio
+
+    from dpvault.datastores import DatastoreError
+    from dpvault.datastores.urls import check
+
+    store = opened_vault_store(settings)
+    try:
+        asyncio.run(check(store))
+    except DatastoreError as exc:
+        fail(f"the vault store {settings.vault_store_url} cannot be used: {exc}")
+
+
 def check_pg_dump(pg_dump: str | None) -> None:
     """A configured pg_dump must work (no silent fallback to another); none found is fine here
     (backups then fail with UserErrorPgDumpNotFound, saying how to install one)."""

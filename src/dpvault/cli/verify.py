@@ -4,7 +4,6 @@ recorded when it was taken; exit 1 if any is missing, corrupt or of an unknown v
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,7 +17,7 @@ from dpvault.settings import Settings
 def verify(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
-    vault_store: Annotated[Path | None, typer.Option(help="As for serve.")] = None,
+    vault_store: Annotated[str | None, typer.Option(help="As for serve.")] = None,
     vault: Annotated[str | None, typer.Option("--vault", help="Only this vault (name).")] = None,
     instance: Annotated[
         str | None, typer.Option("--instance", help="Only this backup instance (name).")
@@ -31,8 +30,8 @@ def verify(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
     from rich.table import Table
 
+    from dpvault.cli import startup
     from dpvault.cli.startup import fail
-    from dpvault.datastores import LocalDatastore
     from dpvault.secrets.local import LocalSecretStore, load_key
     from dpvault.store import RecoveryPointRow, Store
     from dpvault.vault.format import UnsupportedFormatError
@@ -42,8 +41,9 @@ def verify(
     settings = Settings(
         data_dir=data_dir.resolve(),
         database_url=database_url,
-        vault_store=vault_store.resolve() if vault_store else None,
+        vault_store=startup.vault_store_url(vault_store),
     )
+    datastore = startup.opened_vault_store(settings)
 
     def named(key: str, collection: str, name: str | None) -> bool:
         if name is None:
@@ -90,7 +90,6 @@ def verify(
                 if named(rp.instance_key, "backupvaults", vault)
                 and named(rp.instance_key, "backupinstances", instance)
             ]
-            datastore = LocalDatastore(settings.vault_store_dir)
             secrets = LocalSecretStore(store, load_key(settings.identity_dir))
             keys = VaultKeys(store, datastore, load_local_kek(settings.identity_dir), secrets)
             vault_points = RecoveryPoints(store, datastore, grace=0, keys=keys)

@@ -20,7 +20,7 @@ def worker(
     clock: Annotated[str, typer.Option(help="As for serve: real or manual.")] = "real",
     pg_dump: Annotated[str | None, typer.Option(help="As for serve.")] = None,
     vault_store: Annotated[
-        Path | None, typer.Option(help="As for serve (must be the same directory).")
+        str | None, typer.Option(help="As for serve (must be the same store as the API processes').")
     ] = None,
     lease_seconds: Annotated[
         float, typer.Option(help="Job lease; a dead worker's job is re-run after it.")
@@ -48,11 +48,12 @@ def worker(
     dplogging.configure(level=log_level, json=log_json)
     settings = Settings(
         data_dir=startup.prepare_data_dir(data_dir), database_url=database_url, clock=clock, pg_dump=pg_dump,
-        vault_store=vault_store.resolve() if vault_store else None, lease_seconds=lease_seconds, key_vault=key_vault,
+        vault_store=startup.vault_store_url(vault_store), lease_seconds=lease_seconds, key_vault=key_vault,
         provisioning_delay=provisioning_delay,
         restore_drills=restore_drills, restore_roots=tuple(p.resolve() for p in restore_root or ()),
         alert_webhooks=webhooks,
     )  # fmt: skip
+    startup.check_vault_store(settings)
 
     async def run() -> None:
         runtime = Runtime(settings)

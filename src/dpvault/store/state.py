@@ -687,6 +687,12 @@ class Tx:
         )
         return [dict(r) for r in (await self._conn.execute(stmt)).mappings().all()]
 
+    async def vault_pack_bytes(self, vault_key: str) -> int | None:
+        """What the vault's packs take in the store (None: it has none, e.g. format 1 only)."""
+        stmt = select(func.count(), func.sum(vault_packs.c.size)).where(vault_packs.c.vault_key == vault_key)
+        count, total = (await self._conn.execute(stmt)).one()
+        return int(total or 0) if count else None
+
     async def pack_exists(self, vault_key: str, pack_id: str) -> bool:
         stmt = select(vault_packs.c.pack_id).where(
             vault_packs.c.vault_key == vault_key, vault_packs.c.pack_id == pack_id

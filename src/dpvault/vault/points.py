@@ -341,8 +341,8 @@ class RecoveryPoints:
         self, vault_keys: Sequence[str] | None = None, *, wait: float = 0.0
     ) -> list[Collected]:
         """Collect the garbage of ``vault_keys`` (default: every vault whose points were deleted since
-        its last collection). A vault whose backup is writing, or that another collection holds, is
-        retried for up to ``wait`` seconds, then left for the next sweep."""
+        its last collection). A vault another collection holds is retried for up to ``wait`` seconds
+        (collections are short); one whose backup is writing is left for the next sweep at once."""
         if vault_keys is None:
             async with self.store.read() as tx:
                 vault_keys = await tx.dirty_vaults()
@@ -350,12 +350,16 @@ class RecoveryPoints:
         for vault_key in vault_keys:
             deadline = time.monotonic() + wait
             while (result := await self.collector.collect(vault_key, delete=self.datastore.delete)) is None:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or await self._writing(vault_key):
                     break
                 await asyncio.sleep(0.2)
             if result is not None:
                 done.append(result)
         return done
+
+    async def _writing(self, vault_key: str) -> bool:
+        async with self.store.read() as tx:
+            return any(rp.vault_key == vault_key for rp in await tx.recovery_points_in_state(WRITING))
 
     async def _sweep_intents(self) -> int:
         async with self.store.read() as tx:

@@ -218,7 +218,7 @@ class InstanceJobs:
 
         await self.svc.store.transact(lambda tx: points.forget(tx, found))
         if found:  # the packs only these points used go before the operation ends (or at the next
-            # sweep, if a backup of the vault writes for longer than the wait)
+            # sweep, if a backup of the vault is writing)
             await points.collect_garbage(sorted({rp.vault_key for rp in found}), wait=GC_WAIT)
 
         async def end(tx: Tx) -> None:
