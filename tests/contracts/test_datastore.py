@@ -98,8 +98,12 @@ def _memory(tmp_path: Path) -> Harness:
     return Harness(store, crash_mid_put)
 
 
-def _object_store(url: str, environ: dict[str, str], tmp_path: Path, leftovers: Callable[[], int] | None) -> Harness:
-    store = open_datastore(url, data_dir_default=tmp_path, heartbeat=HEARTBEAT, environ=environ, retry_timeout=10)
+def _object_store(
+    url: str, environ: dict[str, str], tmp_path: Path, leftovers: Callable[[], int] | None
+) -> Harness:
+    store = open_datastore(
+        url, data_dir_default=tmp_path, heartbeat=HEARTBEAT, environ=environ, retry_timeout=10
+    )
 
     async def crash_mid_put(key: str, writer: str) -> None:
         # Two parts' worth, then a source that never ends: the upload has begun when it says so.
@@ -356,5 +360,28 @@ def test_keys_that_could_leave_the_store_are_refused(harness: Harness, key: str)
             await harness.store.stat(key)
         with pytest.raises(ValueError):
             await harness.store.delete(key)
+
+    run(go())
+
+
+@pytest.mark.parametrize("how", ["source-raises", "cancelled"])
+def test_a_failed_put_of_many_parts_leaves_nothing(harness: Harness, how: str) -> None:
+    """Past one part an object store's put is a multipart upload: a failure aborts it."""
+
+    async def go() -> None:
+        gate = _Gate(os.urandom(12 << 20), b"y")
+        task = asyncio.create_task(harness.store.put("v/i/big.dump", gate.source(), writer="job-8"))
+        await gate.started.wait()
+        await asyncio.sleep(0.5)  # parts on their way
+        if how == "cancelled":
+            task.cancel()
+        else:
+            gate.fail = OSError("pg_dump died")
+            gate.release.set()
+        with pytest.raises((OSError, asyncio.CancelledError)):
+            await task
+        assert await harness.store.stat("v/i/big.dump") is None
+        assert await _keys(harness.store) == []
+        assert harness.leftovers is None or harness.leftovers() == 0  # the upload was aborted
 
     run(go())

@@ -76,7 +76,7 @@ class S3Lock:
     session_token: str | None = field(default=None, repr=False)
 
 
-class _Aborted(Exception):
+class _AbortedError(Exception):
     """The put was cancelled: raised into the upload so obstore aborts it."""
 
 
@@ -106,7 +106,7 @@ class _Source:
             pull.cancel()
             with contextlib.suppress(BaseException):
                 await pull
-            raise _Aborted
+            raise _AbortedError
         try:
             chunk = pull.result()
         except StopAsyncIteration:
@@ -393,9 +393,30 @@ class ObjectDatastore:
             return [version for _, version in sorted(found, reverse=True)]
 
         for version in await self._boto_call(key, versions):
-            await self._boto_call(
-                key, lambda v=version: self._client().delete_object(Bucket=bucket, Key=full, VersionId=v)
+            try:
+                await self._boto_call(
+                    key, lambda v=version: self._client().delete_object(Bucket=bucket, Key=full, VersionId=v)
+                )
+            except DatastoreRefusedError:  # S3 says only "Access Denied": was it the lock?
+                if await self._retained(full, version):
+                    raise ObjectLockedError(
+                        f"the object {key} in {self.name} is under a retention lock: not deleted"
+                    ) from None
+                raise
+
+    async def _retained(self, full: str, version: str) -> bool:
+        """Whether the version's retention date lies ahead (HeadObject shows it to callers allowed
+        s3:GetObjectRetention; moto's GetObjectRetention answers 500)."""
+        assert self._s3 is not None
+        bucket = self._s3.bucket
+        try:
+            found = await self._boto_call(
+                full, lambda: self._client().head_object(Bucket=bucket, Key=full, VersionId=version)
             )
+        except DatastoreError:
+            return False
+        until = found.get("ObjectLockRetainUntilDate")
+        return until is not None and until > datetime.now(UTC)
 
     async def _boto_call(self, key: str, call: Callable[[], Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -406,8 +427,6 @@ class ObjectDatastore:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if code in ("AccessDenied", "AccessDeniedByLock", "ObjectLocked") and "lock" in str(exc).lower():
-                raise ObjectLockedError(f"the object {key} in {self.name} is under a retention lock: not deleted")
             if code == "InvalidRequest" and "object lock" in str(error.get("Message", "")).lower():
                 raise DatastoreConfigError(
                     f"the vault store {self.name} cannot lock objects: enable S3 Object Lock on the bucket"
@@ -426,7 +445,9 @@ class ObjectDatastore:
         if isinstance(exc, FileNotFoundError | obx.NotFoundError):
             if key is not None and not writing:
                 return ObjectNotFoundError(key)
-            return DatastoreConfigError(f"the vault store {self.name} does not exist (no such container or bucket)")
+            return DatastoreConfigError(
+                f"the vault store {self.name} does not exist (no such container or bucket)"
+            )
         if isinstance(exc, obx.PermissionDeniedError | obx.UnauthenticatedError):
             return DatastoreRefusedError(
                 f"the vault store {self.name} refuses dpvault's credentials (access denied): check them"
@@ -435,7 +456,11 @@ class ObjectDatastore:
             return exc  # type: ignore[return-value]
         match = _STATUS.search(str(exc))
         if match is None:
-            kind = "timed out" if "timed out" in str(exc).lower() or "timeout" in str(exc).lower() else "no connection"
+            kind = (
+                "timed out"
+                if "timed out" in str(exc).lower() or "timeout" in str(exc).lower()
+                else "no connection"
+            )
             return DatastoreUnavailableError(
                 f"the vault store {self.name} is unavailable ({kind}); retrying later may work"
             )
@@ -443,7 +468,9 @@ class ObjectDatastore:
 
     def _classified(self, status: int, code: str, key: str | None) -> DatastoreError:
         if status == 404 and (key is None or code in ("NoSuchBucket", "ContainerNotFound")):
-            return DatastoreConfigError(f"the vault store {self.name} does not exist (no such container or bucket)")
+            return DatastoreConfigError(
+                f"the vault store {self.name} does not exist (no such container or bucket)"
+            )
         if status in (401, 403):
             return DatastoreRefusedError(
                 f"the vault store {self.name} refuses dpvault's credentials (HTTP {status}): check them"
@@ -452,7 +479,9 @@ class ObjectDatastore:
             return DatastoreUnavailableError(
                 f"the vault store {self.name} is unavailable (HTTP {status or 'error'}); retrying later may work"
             )
-        return DatastoreRefusedError(f"the vault store {self.name} refused the request (HTTP {status} {code})".strip())
+        return DatastoreRefusedError(
+            f"the vault store {self.name} refused the request (HTTP {status} {code})".strip()
+        )
 
 
 __all__ = ["PART", "ObjectDatastore", "S3Lock"]

@@ -14,6 +14,7 @@ from the environment: errors name the variable to fix.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
@@ -81,9 +82,13 @@ async def check(store: Datastore) -> None:
         return
     if isinstance(store, LocalDatastore):
         probe = store.root / STAGING / "check.probe"
-        try:
+
+        def write_and_remove() -> None:
             probe.write_bytes(b"dpvault")
             probe.unlink()
+
+        try:
+            await asyncio.to_thread(write_and_remove)
         except OSError as exc:
             raise DatastoreConfigError(
                 f"the vault store {store.root} cannot be written: {os.strerror(exc.errno or 0)}"
@@ -116,7 +121,9 @@ def _split(url: str, scheme: str) -> tuple[str, str]:
     prefix = prefix.strip("/")
     what = "container" if scheme == "azure" else "bucket"
     if not where:
-        raise DatastoreConfigError(f"the {scheme}:// vault store URL names no {what}: {scheme}://<{what}>[/<prefix>]")
+        raise DatastoreConfigError(
+            f"the {scheme}:// vault store URL names no {what}: {scheme}://<{what}>[/<prefix>]"
+        )
     if not (_CONTAINER if scheme == "azure" else _BUCKET).match(where):
         raise DatastoreConfigError(
             f"{where!r} is not a valid {what} name (3-63 lower-case letters, digits and hyphens)"
@@ -204,7 +211,9 @@ def _s3(bucket: str, prefix: str, environ: Mapping[str, str], retry: Any) -> tup
     key_id = _need(environ, "AWS_ACCESS_KEY_ID", why)
     secret = _need(environ, "AWS_SECRET_ACCESS_KEY", why)
     token = environ.get("AWS_SESSION_TOKEN", "").strip() or None
-    region = environ.get("AWS_REGION", "").strip() or environ.get("AWS_DEFAULT_REGION", "").strip() or "us-east-1"
+    region = (
+        environ.get("AWS_REGION", "").strip() or environ.get("AWS_DEFAULT_REGION", "").strip() or "us-east-1"
+    )
     variable = "AWS_ENDPOINT_URL_S3" if environ.get("AWS_ENDPOINT_URL_S3", "").strip() else "AWS_ENDPOINT_URL"
     endpoint = environ.get(variable, "").strip().rstrip("/") or None
     options = _http_options(endpoint, variable)
@@ -215,7 +224,9 @@ def _s3(bucket: str, prefix: str, environ: Mapping[str, str], retry: Any) -> tup
         config["endpoint"] = endpoint
         config["virtual_hosted_style_request"] = False
     try:
-        store = S3Store(bucket, prefix=prefix or None, config=config, client_options=options, retry_config=retry)
+        store = S3Store(
+            bucket, prefix=prefix or None, config=config, client_options=options, retry_config=retry
+        )
     except Exception as exc:
         raise DatastoreConfigError(f"the s3:// vault store cannot be set up ({type(exc).__name__})") from None
     lock = S3Lock(bucket, prefix, region, endpoint, key_id, secret, token)
