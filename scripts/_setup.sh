@@ -36,3 +36,15 @@ ensure_venv() {
     "$VENV/bin/python" -c "import dpvault" && touch "$stamp"
   fi
 }
+
+ensure_azurite() {
+  # Azurite (Azure Blob's emulator, for the object-store tests), from npm into $ROOT/.npm: first run only
+  if [ ! -x "$ROOT/.npm/node_modules/.bin/azurite-blob" ]; then
+    if ! command -v npm >/dev/null; then
+      echo "installing npm (for Azurite, the Azure Blob emulator the tests use) ..." >&2
+      as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    fi
+    echo "installing Azurite 3 into $ROOT/.npm ..." >&2
+    npm install --prefix "$ROOT/.npm" --no-audit --no-fund --silent azurite@3 >/dev/null
+  fi
+}

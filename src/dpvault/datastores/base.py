@@ -35,6 +35,21 @@ class DatastoreRefusedError(DatastoreError, PermanentError):
     """The datastore refuses writes (read-only, permissions, I/O errors): retrying will not help."""
 
 
+class DatastoreUnavailableError(DatastoreError):
+    """The datastore cannot be reached now (network, timeouts, 5xx): transient, so the job is retried."""
+
+    code = "UserErrorVaultStoreUnavailable"  # the UserFacingError code a job shows if it gives up
+
+
+class DatastoreConfigError(DatastoreError, PermanentError):
+    """The datastore is not set up right (a bad URL, missing credentials, no such container or bucket):
+    found at start-up and said in one line, naming the variable or setting to fix, never its value."""
+
+
+class ObjectLockedError(DatastoreError, PermanentError):
+    """The object is under a retention lock until a later date: the store refused to delete it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     """An object just put: what was streamed into it."""
@@ -69,13 +84,25 @@ def check_writer(writer: str) -> str:
 
 
 class Datastore(Protocol):
-    async def put(self, key: str, source: AsyncIterable[bytes], *, writer: str = "dpvault") -> Written:
+    async def put(
+        self,
+        key: str,
+        source: AsyncIterable[bytes],
+        *,
+        writer: str = "dpvault",
+        retain_until: float | None = None,
+    ) -> Written:
         """Stream ``source`` into a new object at ``key``, hashing (SHA-256) and counting while
         streaming; memory does not grow with the object. The object becomes visible whole, durably,
         at once, replacing any object at ``key``, or not at all: if ``source`` raises (or the put is
         cancelled) nothing is visible and nothing is left behind. While the put runs it is an
         *incomplete write* of ``writer`` (a job id), kept alive by a heartbeat of the store's own; a
-        writer that dies leaves one behind, which ``sweep_incomplete`` removes."""
+        writer that dies leaves one behind, which ``sweep_incomplete`` removes.
+
+        ``retain_until`` (seconds since the epoch): an object lock. Stores that can enforce one refuse
+        ``delete`` before that time with ObjectLockedError (memory; local where the filesystem has
+        user xattrs; S3 by Object Lock, in the store itself); the others (Azure Blob) rely on the
+        state database's ``retain_until``, which the vault's GC respects everywhere."""
         ...
 
     def get(self, key: str) -> AsyncIterator[bytes]:
@@ -97,7 +124,8 @@ class Datastore(Protocol):
         ...
 
     async def delete(self, key: str) -> None:
-        """Remove the object; idempotent (no object is no error)."""
+        """Remove the object; idempotent (no object is no error). ObjectLockedError if it was put with
+        a ``retain_until`` still in the future, where the store enforces locks (the object stays)."""
         ...
 
     async def sweep_incomplete(self, *, writer: str | None = None, older_than: float | None = None) -> int:
@@ -113,13 +141,15 @@ class Datastore(Protocol):
         ...
 
 
-async def put_bytes(store: Datastore, key: str, data: bytes, *, writer: str = "dpvault") -> Written:
-    """A small object (a manifest), put like any other."""
+async def put_bytes(
+    store: Datastore, key: str, data: bytes, *, writer: str = "dpvault", retain_until: float | None = None
+) -> Written:
+    """A small object (a manifest, a pack), put like any other."""
 
     async def one() -> AsyncIterator[bytes]:
         yield data
 
-    return await store.put(key, one(), writer=writer)
+    return await store.put(key, one(), writer=writer, retain_until=retain_until)
 
 
 async def read_bytes(store: Datastore, key: str, *, limit: int = 16 << 20) -> bytes:

@@ -4,6 +4,12 @@ An object is a file at ``<root>/<key>``. A put streams into ``<root>/.staging/<w
 (created exclusively, mode 0600), then fsyncs it, renames it into place and fsyncs the directory: the
 rename is the moment it becomes visible. While a put runs, the store touches its staging file every
 ``heartbeat`` seconds, so a staging file untouched for longer belongs to a writer that died.
+
+An object lock (``put(..., retain_until=)``) is the extended attribute ``user.dpvault.retain_until``
+on the object's file, set before it becomes visible; ``delete`` refuses while it lies ahead. It guards
+against dpvault's own mistakes, not against anyone with the filesystem (who can remove the attribute),
+and where the filesystem has no user xattrs it is not recorded at all: there, as everywhere, the state
+database's ``retain_until`` (which the vault's GC respects) is what protects immutable vaults.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dpvault.datastores.base import (
     DatastoreFullError,
     DatastoreRefusedError,
     ObjectInfo,
+    ObjectLockedError,
     ObjectNotFoundError,
     Written,
     check_key,
@@ -33,6 +40,7 @@ from dpvault.datastores.base import (
 )
 
 STAGING = ".staging"
+LOCK_XATTR = "user.dpvault.retain_until"
 # OS errors that are the store's, not the data's: the put fails as DatastoreError
 _STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
 
@@ -63,7 +71,14 @@ class LocalDatastore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def put(self, key: str, source: AsyncIterable[bytes], *, writer: str = "dpvault") -> Written:
+    async def put(
+        self,
+        key: str,
+        source: AsyncIterable[bytes],
+        *,
+        writer: str = "dpvault",
+        retain_until: float | None = None,
+    ) -> Written:
         target = self._path(key)
         staging = self._staging / f"{check_writer(writer)}.{uuid.uuid4().hex}.partial"
         try:
@@ -78,6 +93,8 @@ class LocalDatastore:
                 if chunk:
                     await asyncio.to_thread(_append, file, digest, chunk)
                     size += len(chunk)
+            if retain_until is not None:
+                await asyncio.to_thread(_lock, file, retain_until)
             await asyncio.to_thread(_publish, file, staging, target)
         except BaseException as exc:
             beat.cancel()
@@ -105,6 +122,9 @@ class LocalDatastore:
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
+        until = await asyncio.to_thread(_locked_until, path)
+        if until is not None and until > time.time():
+            raise ObjectLockedError(f"the object {key} is locked until {time.ctime(until)}: not deleted")
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def sweep_incomplete(self, *, writer: str | None = None, older_than: float | None = None) -> int:
@@ -185,6 +205,19 @@ class LocalDatastore:
 def _open_exclusive(path: Path) -> BinaryIO:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     return os.fdopen(fd, "wb")
+
+
+def _lock(file: BinaryIO, retain_until: float) -> None:
+    """Record the lock on the staging file (so the object is never visible unlocked), if xattrs exist."""
+    with contextlib.suppress(OSError):  # ENOTSUP: the state database's retain_until still protects it
+        os.setxattr(file.fileno(), LOCK_XATTR, repr(float(retain_until)).encode())
+
+
+def _locked_until(path: Path) -> float | None:
+    try:
+        return float(os.getxattr(path, LOCK_XATTR))
+    except (OSError, ValueError):  # no such file, no lock, no xattrs: nothing to refuse
+        return None
 
 
 def _publish(file: BinaryIO, staging: Path, target: Path) -> None:

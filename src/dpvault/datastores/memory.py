@@ -1,7 +1,9 @@
 """A datastore in memory, for tests: the same contract as the others, nothing on disk.
 
 ``simulate_crash`` abandons the writes in progress the way a killed process leaves them (no clean-up,
-no more heartbeats), so the contract suite can show that the sweep removes them.
+no more heartbeats), so the contract suite can show that the sweep removes them. Object locks
+(``retain_until``) are enforced like S3's: ``delete`` refuses before the date; a put over a locked key
+keeps the lock (on S3 the locked version stays behind).
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpvault.datastores.base import CHUNK, ObjectInfo, ObjectNotFoundError, Written, check_key, check_writer
+from dpvault.datastores.base import (
+    CHUNK,
+    ObjectInfo,
+    ObjectLockedError,
+    ObjectNotFoundError,
+    Written,
+    check_key,
+    check_writer,
+)
 
 
 @dataclass
@@ -31,9 +41,17 @@ class MemoryDatastore:
         self.heartbeat = heartbeat
         self._objects: dict[str, tuple[bytes, float]] = {}
         self._incomplete: dict[int, _Incomplete] = {}
+        self._locks: dict[str, float] = {}  # key -> retain_until
         self._next = 0
 
-    async def put(self, key: str, source: AsyncIterable[bytes], *, writer: str = "dpvault") -> Written:
+    async def put(
+        self,
+        key: str,
+        source: AsyncIterable[bytes],
+        *,
+        writer: str = "dpvault",
+        retain_until: float | None = None,
+    ) -> Written:
         check_key(key)
         self._next += 1
         token, write = self._next, _Incomplete(check_writer(writer))
@@ -49,6 +67,8 @@ class MemoryDatastore:
             if token not in self._incomplete:
                 raise RuntimeError("the incomplete write was swept")
             self._objects[key] = (bytes(write.data), time.time())
+            if retain_until is not None:
+                self._locks[key] = max(retain_until, self._locks.get(key, 0.0))
             del self._incomplete[token]
         except BaseException:
             if not write.crashed:  # a dead writer cleans up nothing
@@ -99,7 +119,11 @@ class MemoryDatastore:
                 yield ObjectInfo(key, len(data), modified)
 
     async def delete(self, key: str) -> None:
-        self._objects.pop(check_key(key), None)
+        until = self._locks.get(check_key(key))
+        if until is not None and until > time.time():
+            raise ObjectLockedError(f"the object {key} is locked until {time.ctime(until)}: not deleted")
+        self._locks.pop(key, None)
+        self._objects.pop(key, None)
 
     async def sweep_incomplete(self, *, writer: str | None = None, older_than: float | None = None) -> int:
         if writer is not None:
