@@ -9,6 +9,7 @@ give the variables ``dpvault.datastores.open_datastore`` reads (``environ()``) t
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import hmac
 import os
@@ -53,15 +54,20 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeo
 def azurite_binary() -> Path:
     """``azurite-blob`` from ``<repo>/.npm``, installed there on first use."""
     binary = NPM_PREFIX / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("Azurite needs npm (apt-get install npm)")
-        subprocess.run(
-            [npm, "install", "--prefix", str(NPM_PREFIX), AZURITE_VERSION, "--no-audit", "--no-fund"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+    if binary.exists():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("Azurite needs npm (apt-get install npm)")
+    NPM_PREFIX.mkdir(exist_ok=True)
+    with open(NPM_PREFIX / ".install.lock", "w") as lock:  # xdist workers: one installs, the rest wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not binary.exists():
+            subprocess.run(
+                [npm, "install", "--prefix", str(NPM_PREFIX), AZURITE_VERSION, "--no-audit", "--no-fund"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
     return binary
 
 

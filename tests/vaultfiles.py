@@ -32,7 +32,10 @@ def _settings(server: Server) -> Settings:
 def datastore_of(server: Server) -> Datastore:
     """The server's vault store, opened as the server opens it."""
     return open_datastore(
-        server.vault_store, data_dir=server.data_dir, heartbeat=5.0, environ={**os.environ, **server.environ}
+        server.vault_store,
+        data_dir_default=server.data_dir / "vault",
+        heartbeat=5.0,
+        environ={**os.environ, **server.environ},
     )
 
 

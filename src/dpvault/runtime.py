@@ -12,8 +12,8 @@ import contextlib
 from dpvault import allocator
 from dpvault.alerts import Alerts
 from dpvault.clock import Clock, ManualClock
-from dpvault.datastores.urls import open_datastore
 from dpvault.datastores.base import DatastoreError
+from dpvault.datastores.urls import open_datastore
 from dpvault.engines.postgres import PostgresEngine, find_tools
 from dpvault.engines.registry import Engines
 from dpvault.jobs.worker import Claimed, JobType, Worker
@@ -99,8 +99,9 @@ class Runtime:
         # 4. the protection core: the vault (datastore + recovery points), the engines, secrets
         lease = settings.lease_seconds
         datastore = open_datastore(
-            settings.vault_store_url, data_dir=settings.data_dir, heartbeat=max(0.5, lease / 3)
-        )
+            settings.vault_store_url, data_dir_default=settings.data_dir / "vault",
+            heartbeat=max(0.5, lease / 3), tmp_dir=settings.data_dir / "tmp",
+        )  # fmt: skip
         local_secrets = LocalSecretStore(store, load_key(settings.identity_dir))
         keys = VaultKeys(store, datastore, load_local_kek(settings.identity_dir), local_secrets)
         points = RecoveryPoints(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,6 +74,74 @@ def test_a_bad_database_url_is_one_line_without_its_password(
 ) -> None:
     line = one_line_error(serve(tmp_path, "--port", "0", "--database-url", url), 1, *words)
     assert "hunter2" not in line
+
+
+def _env(**values: str) -> dict[str, str]:
+    """The environment without any object store's variables, plus ``values``."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_STORAGE_", "AWS_"))}
+    return {**keep, **values}
+
+
+def run_env(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DPVAULT, *args], capture_output=True, text=True, env=environ, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("store", "environ", "words"),
+    [
+        ("ftp://host/vault", {}, ["unknown vault store scheme"]),
+        ("azure://", {}, ["--vault-store"]),
+        ("azure://backups", {}, ["AZURE_STORAGE_CONNECTION_STRING"]),
+        ("azure://backups", {"AZURE_STORAGE_ACCOUNT_NAME": "acct"}, ["AZURE_STORAGE_ACCOUNT_KEY"]),
+        ("s3://bucket", {}, ["AWS_ACCESS_KEY_ID"]),
+        (
+            "s3://Bucket_Name",
+            {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"},
+            ["--vault-store"],
+        ),
+        ("s3://user:pw@bucket", {}, ["--vault-store"]),
+    ],
+)
+def test_a_vault_store_that_cannot_work_is_one_line_naming_what_to_fix(
+    tmp_path: Path, store: str, environ: dict[str, str], words: list[str]
+) -> None:
+    for command in ("serve", "worker"):
+        done = run_env(_env(**environ), command, "--data-dir", str(tmp_path / "data"), "--vault-store", store)
+        line = one_line_error(done, 2, *words)
+        assert "s3cr3t-value" not in done.stderr and "pw@" not in line
+
+
+def test_an_object_store_that_is_down_or_refuses_is_one_line_before_serving(
+    tmp_path: Path, azurite: Any, moto_s3: Any
+) -> None:
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]  # bound, never listening: nothing answers
+    try:
+        environ = _env(
+            AWS_ACCESS_KEY_ID="a", AWS_SECRET_ACCESS_KEY="b", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}"
+        )
+        done = run_env(environ, "serve", "--data-dir", str(tmp_path / "d1"), "--vault-store", "s3://bucket")
+        one_line_error(done, 1, "s3://bucket", "cannot be used")
+    finally:
+        dead.close()
+    # a container that does not exist, and a wrong account key, in a store that answers
+    good = azurite.environ()
+    done = run_env(
+        _env(**good),
+        "serve",
+        "--data-dir",
+        str(tmp_path / "d2"),
+        "--vault-store",
+        "azure://no-such-container",
+    )
+    one_line_error(done, 1, "azure://no-such-container", "cannot be used")
+    container = azurite.make_container("exists")
+    wrong = good["AZURE_STORAGE_CONNECTION_STRING"].replace("AccountKey=", "AccountKey=AAAA")
+    done = run_env(_env(AZURE_STORAGE_CONNECTION_STRING=wrong), "worker", "--data-dir", str(tmp_path / "d3"),
+                   "--vault-store", f"azure://{container}")  # fmt: skip
+    line = one_line_error(done, 1, f"azure://{container}", "cannot be used")
+    assert "AccountKey" not in line
 
 
 def test_a_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:

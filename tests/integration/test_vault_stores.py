@@ -18,10 +18,10 @@ from azure.mgmt.dataprotection import DataProtectionMgmtClient
 from dpvault.arm import ids
 from dpvault.datastores import ObjectLockedError
 from dpvault.vault import format as vault_format
+from tests.e2e.test_sdk import DpvaultCredential
 from tests.integration.test_protection import Protected, _advance, make_sample_database
 from tests.integration.test_restore import restore_request, table_state, target_info
 from tests.integration.test_vault_format import _job_bytes, _verify
-from tests.e2e.test_sdk import DpvaultCredential
 from tests.support import API, SUB, PostgresServer, Server, wait_operation
 from tests.vaultfiles import (
     datastore_of,
@@ -53,9 +53,11 @@ def test_backups_into_every_store_restore_dedupe_are_sealed_and_verify(
     args, environ = vault_store_args(store)
     server = make_server(*args, environ=environ)
     marker = f"dpvault-marker-{uuid.uuid4().hex}"
-    db = make_sample_database(source_pg, customers=60000, orders=200000)  # ~15 MB dumped: a dozen chunks
-    source_pg.sql(
+    db = make_sample_database(source_pg, customers=2000, orders=5000)
+    source_pg.sql(  # ~12 MB that neither compresses nor dedupes within itself: a dozen chunks
         db,
+        "CREATE TABLE blobs AS SELECT g AS id, (SELECT decode(string_agg(md5(g::text || '.' || i::text), ''), 'hex') "
+        "FROM generate_series(1, 64) i) AS b FROM generate_series(1, 12000) g;"
         "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'first');"
         f"CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('{marker}')",
     )

@@ -114,6 +114,9 @@ def open_database(url: str) -> None:
         fail(f"cannot open the state database {redacted(url)}: {first}")
 
 
+STORE_CHECK_SECONDS = 10.0  # how long start-up retries an object store before it is unreachable
+
+
 def vault_store_url(value: str | None) -> str | None:
     """``--vault-store`` as a URL: a plain path is made absolute (workers started elsewhere see the
     same directory); URLs are checked when the store is opened."""
@@ -122,13 +125,16 @@ def vault_store_url(value: str | None) -> str | None:
     return str(Path(value).expanduser().resolve())
 
 
-def opened_vault_store(settings: Any, *, heartbeat: float = 5.0) -> Any:
+def opened_vault_store(settings: Any, *, retry_timeout: float = 60.0) -> Any:
     """The vault store of ``settings``, or one line: an unknown scheme, a missing credential."""
     from dpvault.datastores import DatastoreError
     from dpvault.datastores.urls import open_datastore
 
     try:
-        return open_datastore(settings.vault_store_url, data_dir=settings.data_dir, heartbeat=heartbeat)
+        return open_datastore(
+            settings.vault_store_url, data_dir_default=settings.data_dir / "vault", heartbeat=5.0,
+            retry_timeout=retry_timeout, tmp_dir=settings.data_dir / "tmp",
+        )  # fmt: skip
     except DatastoreError as exc:
         fail(f"--vault-store: {exc}", 2)
 
@@ -141,7 +147,7 @@ def check_vault_store(settings: Any) -> None:
     from dpvault.datastores import DatastoreError
     from dpvault.datastores.urls import check
 
-    store = opened_vault_store(settings)
+    store = opened_vault_store(settings, retry_timeout=STORE_CHECK_SECONDS)
     try:
         asyncio.run(check(store))
     except DatastoreError as exc:

@@ -263,8 +263,9 @@ class PackWriter:
             _POOL, lambda: hashlib.sha256(data).hexdigest()
         )
         await put_bytes(
-            self.datastore, vault_format.pack_key(self.vault_key, pack_id), data, writer=self.writer
-        )
+            self.datastore, vault_format.pack_key(self.vault_key, pack_id), data, writer=self.writer,
+            retain_until=self.retain_until,
+        )  # fmt: skip
         now = time.time()
 
         async def record(tx: Any) -> None:

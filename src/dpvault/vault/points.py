@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from dpvault.datastores.base import Datastore, ObjectNotFoundError, put_bytes
+from dpvault.datastores.base import Datastore, ObjectLockedError, ObjectNotFoundError, put_bytes
 from dpvault.errors import DpvaultError
 from dpvault.store import RecoveryPointRow, ResourceRow, Store, Tx
 from dpvault.vault import format as vault_format
@@ -124,7 +124,9 @@ class RecoveryPoints:
     async def write_manifest(self, writer: PackWriter, object_key: str, manifest: PointManifest) -> None:
         """After every chunk is in a pack and indexed (``writer.finish``): the sealed manifest."""
         sealed = vault_format.seal_manifest(manifest, await writer.data_key())
-        await put_bytes(self.datastore, object_key, sealed, writer=writer.writer)
+        await put_bytes(
+            self.datastore, object_key, sealed, writer=writer.writer, retain_until=writer.retain_until
+        )
 
     async def commit(self, tx: Tx, rp_id: str, **values: Any) -> None:
         """The point is whole and recorded: visible from the caller's commit on."""
@@ -199,7 +201,15 @@ class RecoveryPoints:
 
     async def _delete_keys(self, keys: Sequence[str]) -> None:
         for key in keys:
+            await self._delete_key(key)
+
+    async def _delete_key(self, key: str) -> None:
+        """Delete one object; one the store itself keeps under an object lock (an immutable vault's,
+        on S3) stays until its date, and the sweep takes it after (an object no row refers to)."""
+        try:
             await self.datastore.delete(key)
+        except ObjectLockedError:
+            log.info("object kept until its lock ends", key=key)
 
     # -- reading points --------------------------------------------------------------------------
 
@@ -349,7 +359,7 @@ class RecoveryPoints:
         done = []
         for vault_key in vault_keys:
             deadline = time.monotonic() + wait
-            while (result := await self.collector.collect(vault_key, delete=self.datastore.delete)) is None:
+            while (result := await self.collector.collect(vault_key, delete=self._delete_key)) is None:
                 if time.monotonic() >= deadline or await self._writing(vault_key):
                     break
                 await asyncio.sleep(0.2)
