@@ -1,16 +1,19 @@
 """Backup benchmark: dpvault's backup of a large PostgreSQL database against a raw ``pg_dump -Fc > file``
 of the same database, measured side by side in one run, plus the server's memory while it streams.
 
-    .venv/bin/python -m bench.backup [--size-mb 600] [--rounds 2]
+    .venv/bin/python -m bench.backup [--size-mb 600] [--rounds 2] [--store local|azure|s3]
 
 Prints: raw pg_dump seconds, dpvault backup seconds (POST .../backup to job Completed, which includes
-the SHA-256 re-read and the pg_restore --list check), their ratio (goal <= 1.05), and the server's RSS
-before and at peak during the backup (goal: flat, i.e. independent of the database size).
+the SHA-256 and the pg_restore --list check), their ratio (goal <= 1.0), and the server's RSS before
+and at peak during the backup (goal: flat, <= +64 MiB). Round 1 writes every chunk; later rounds of
+the unchanged database find every chunk in the vault already. ``--store azure`` puts the vault in an
+Azurite the bench starts (``s3``: moto's server, in this process -- slow, for function, not speed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -18,9 +21,28 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support import PostgresServer, Server
+
+
+@contextlib.contextmanager
+def vault_store(kind: str) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """The server arguments and environment of a fresh vault store of ``kind``."""
+    if kind == "local":
+        yield [], {}
+        return
+    from tests.objectstores import Azurite, MotoS3, unique
+
+    if kind == "azure":
+        with Azurite() as azurite:
+            container = azurite.make_container(unique("bench"))
+            yield ["--vault-store", f"azure://{container}/vault"], azurite.environ()
+        return
+    with MotoS3() as s3:
+        bucket = s3.make_bucket(unique("bench"))
+        yield ["--vault-store", f"s3://{bucket}/vault"], s3.environ()
 
 
 def rss_kib(pid: int) -> int:
@@ -90,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--store", choices=["local", "azure", "s3"], default="local")
     args = parser.parse_args()
     from dpvault.engines.postgres import find_tools
 
@@ -98,7 +121,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dpvault-bench-"))
     pg = PostgresServer(Path(tempfile.mkdtemp(prefix="dpvault-bench-pg-")))
     pg.start()
-    server = Server(work / "server", args=["--no-access-log"])
+    stack = contextlib.ExitStack()
+    store_args, environ = stack.enter_context(vault_store(args.store))
+    server = Server(work / "server", args=["--no-access-log", *store_args], environ=environ)
     try:
         database = make_database(pg, args.size_mb)
         server.start()
@@ -135,8 +160,9 @@ def main() -> None:
                 sizes.append(int(job["extendedInfo"]["dataTransferredInBytes"]))
                 print(f"round {round_no + 1}: raw pg_dump {raw:.2f}s, dpvault {elapsed:.2f}s, "
                       f"ratio {elapsed / raw:.3f}, server RSS peak {max(samples) / 1024:.0f} MiB", flush=True)  # fmt: skip
-            raw_med, dp_med = statistics.median(raw_times), statistics.median(dp_times)
+            raw_med = statistics.median(raw_times)
             print()
+            print(f"vault store: {args.store}")
             print("| figure | value |")
             print("|---|---|")
             print(
@@ -144,8 +170,12 @@ def main() -> None:
             )
             print(f"| dump size | {sizes[-1] / 1e6:.0f} MB |")
             print(f"| raw `pg_dump -Fc > file` (median of {args.rounds}) | {raw_med:.2f} s |")
-            print(f"| dpvault backup, POST to job Completed (median) | {dp_med:.2f} s |")
-            print(f"| ratio dpvault / raw (goal <= 1.05) | {dp_med / raw_med:.3f} |")
+            print(f"| dpvault first backup (every chunk new), POST to job Completed | {dp_times[0]:.2f} s |")
+            print(f"| ratio first backup / raw (goal <= 1.0) | {dp_times[0] / raw_times[0]:.3f} |")
+            if len(dp_times) > 1:
+                again = statistics.median(dp_times[1:])
+                print(f"| dpvault repeat backups (unchanged database; median) | {again:.2f} s |")
+                print(f"| ratio repeat / raw | {again / statistics.median(raw_times[1:]):.3f} |")
             print(f"| server RSS before backup | {baseline / 1024:.0f} MiB |")
             print(
                 f"| server RSS peak during backup | {max(peaks) / 1024:.0f} MiB (+{(max(peaks) - baseline) / 1024:.0f} MiB) |"
@@ -153,6 +183,7 @@ def main() -> None:
     finally:
         server.stop()
         pg.stop()
+        stack.close()
 
 
 if __name__ == "__main__":

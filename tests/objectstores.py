@@ -97,7 +97,7 @@ class Azurite:
         self._dir = tempfile.mkdtemp(prefix="dpvault-azurite-")
         self.port = free_port()
         cmd = [str(azurite_binary()), "--blobHost", "127.0.0.1", "--blobPort", str(self.port)]
-        cmd += ["--location", self._dir, "--skipApiVersionCheck", "--loose", "--silent"]
+        cmd += ["--location", self._dir, "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, self._proc)
         return self
