@@ -96,11 +96,32 @@ class Azurite:
     def start(self) -> Self:
         self._dir = tempfile.mkdtemp(prefix="dpvault-azurite-")
         self.port = free_port()
+        self._run()
+        return self
+
+    def _run(self) -> None:
         cmd = [str(azurite_binary()), "--blobHost", "127.0.0.1", "--blobPort", str(self.port)]
-        cmd += ["--location", self._dir, "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]
+        cmd += [
+            "--location",
+            str(self._dir),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+            "--disableTelemetry",
+        ]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, self._proc)
-        return self
+
+    def outage(self) -> None:
+        """Stop the server (an outage): nothing answers on its port until :meth:`recover`. SIGTERM,
+        not SIGKILL: Azurite saves its metadata at intervals, and a kill loses recent containers."""
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(10)
+
+    def recover(self) -> None:
+        """The server back on the same port, with the same data."""
+        self._run()
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+import httpx
 import pytest
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 
@@ -200,3 +201,35 @@ def test_an_immutable_vault_on_s3_object_lock_is_locked_by_s3_itself(
         for key in packs:  # S3 refuses, not dpvault: the store is asked directly
             assert asyncio.run(try_delete(key)) is ObjectLockedError
         assert set(pack_keys(server, p.env.vault_path)) == set(packs)
+
+
+def test_an_object_store_outage_during_a_backup_keeps_the_server_up_and_the_backup_completes_after(
+    make_server: Callable[..., Server], source_pg: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.objectstores import Azurite, unique
+
+    with Azurite() as azurite:  # its own: this test takes it down
+        container = azurite.make_container(unique("vault"))
+        server = make_server("--vault-store", f"azure://{container}/dpvault", environ=azurite.environ())
+        db = make_sample_database(source_pg, customers=200, orders=200)
+        with server.client() as client:
+            p = Protected(server, client, source_pg, db).create()
+            assert p.put()["status"] == "Succeeded"
+            azurite.outage()
+            job_id = p.backup()
+            deadline = time.monotonic() + 30
+            while True:  # the store is down: not ready, the job waits, the API keeps answering
+                ready = httpx.get(f"{server.base}/readyz", verify=server.ssl_context(), timeout=10)
+                if ready.status_code == 503:
+                    break
+                assert time.monotonic() < deadline, ready.text
+                time.sleep(0.5)
+            assert ready.json()["checks"]["vaultStore"] != "ok"
+            assert p.job(job_id)["status"] == "InProgress"
+            assert client.get(f"{p.env.vault_path}?api-version={API}").status_code == 200
+            assert p.points() == []
+            azurite.recover()
+            job = p.wait_job(job_id, timeout=180)
+            assert job["status"] == "Completed", [e["message"] for e in job.get("errorDetails") or []]
+            assert len(p.points()) == 1
+            assert _verify(server, p.name).returncode == 0

@@ -66,7 +66,8 @@ def open_datastore(
         )
     where, prefix = _split(url, scheme)
     name = f"{scheme}://{where}" + (f"/{prefix}" if prefix else "")
-    retry: Any = {"max_retries": 5, "retry_timeout": timedelta(seconds=retry_timeout)}
+    # backoff from 0.1 s doubling: 10 retries span about a minute, bounded by retry_timeout
+    retry: Any = {"max_retries": 10, "retry_timeout": timedelta(seconds=retry_timeout)}
     if scheme == "azure":
         store = _azure(where, prefix, environ, retry)
         return ObjectDatastore(store, name=name, heartbeat=heartbeat, tmp_dir=tmp_dir)
