@@ -19,6 +19,7 @@ from dpvault.engines.registry import Engines
 from dpvault.jobs.worker import Claimed, JobType, Worker
 from dpvault.model import payloads
 from dpvault.protection.restore import RestoreJobs
+from dpvault.protection.restore_blobs import BlobRestorer
 from dpvault.protection.restore_files import FileRestorer
 from dpvault.protection.retention import Retention
 from dpvault.protection.scheduler import Scheduler
@@ -113,9 +114,12 @@ class Runtime:
             from dpvault.secrets.keyvault import KeyVaultSecrets  # optional extra: azure-keyvault-secrets
 
             providers.append(KeyVaultSecrets(tenants={settings.tenant_id}))
-        protection = self.protection = Protection(svc, engines, points, SecretResolver(providers))
+        protection = self.protection = Protection(
+            svc, engines, points, SecretResolver(providers), local_secrets
+        )
+        blobs = BlobRestorer(points, protection.sources, settings.data_dir / "tmp")
         restores = RestoreJobs(
-            svc, engines, protection.credentials, points, FileRestorer(points, settings.restore_dirs)
+            svc, engines, protection.credentials, points, FileRestorer(points, settings.restore_dirs), blobs
         )
         self.scheduler = Scheduler(protection, Retention(svc, points))
         if isinstance(clock, ManualClock):

@@ -22,6 +22,7 @@ from dpvault.model import backup_jobs, operations, payloads
 from dpvault.model.instances.rules import decode_instance
 from dpvault.model.instances.schema import BackupInstance, Datasource, SecretStoreBasedAuthCredentials
 from dpvault.protection.credentials import Credentials
+from dpvault.protection.restore_blobs import BlobRestorer, is_blob_target
 from dpvault.protection.restore_files import FileRestorer
 from dpvault.protection.verified import corrupted, format_unsupported, key_unavailable, verify_point
 from dpvault.services import Services
@@ -52,12 +53,24 @@ class RestoreJobs:
         credentials: Credentials,
         points: RecoveryPoints,
         files: FileRestorer,
+        blobs: BlobRestorer | None = None,
     ) -> None:
+        """``blobs``: restores as files into blob containers (None: such targets fail as not mapped)."""
         self.svc = svc
         self.engines = engines
         self.credentials = credentials
         self.points = points
         self.files = files
+        self.blobs = blobs
+
+    def _blobs(self) -> BlobRestorer:
+        if self.blobs is None:
+            raise UserError(
+                "UserErrorRestoreTargetNotSupported",
+                "This server does not restore into blob containers.",
+                "Restore as files into a local directory (file:///...).",
+            )
+        return self.blobs
 
     def _engine(self, source: BackupInstance) -> Engine:
         engine = self.engines.for_type(source.dataSourceInfo.datasourceType)
@@ -116,10 +129,15 @@ class RestoreJobs:
             return
         source = decode_instance(instance.body).properties
         files = p.target["objectType"] == FILES
+        blobs = files and is_blob_target(p.target["targetDetails"])
         engine: Engine | None = None
         params: Params = {}
         try:
-            if files:
+            if blobs:
+                details = await self._blobs().to_blobs(
+                    rp, p.target["targetDetails"], instance.subscription, owner=job.id
+                )
+            elif files:
                 details = await self.files.to_files(rp, p.target, owner=job.id)
             else:
                 engine, params = await self.target_params(source, p.target, instance.subscription)
@@ -131,7 +149,9 @@ class RestoreJobs:
         await self._finish_job(job.id, backup_jobs.COMPLETED, details=details)
         # Only now that Completed is committed may the marks of "this job's work" go.
         try:
-            if files:
+            if blobs:
+                pass  # blobs carry the job's id in their metadata: nothing to release
+            elif files:
                 await asyncio.to_thread(self.files.release, p.target, job.id)
             elif engine is not None:
                 await engine.release(params, job.id)
@@ -193,6 +213,9 @@ class RestoreJobs:
     ) -> None:
         """What a restore would check before writing: the point's bytes, then the target."""
         await verify_point(self.points, rp)
+        if target["objectType"] == FILES and is_blob_target(target["targetDetails"]):
+            await self._blobs().check(target["targetDetails"], subscription)
+            return
         if target["objectType"] == FILES:
             self.files.check(target)
             return
@@ -209,6 +232,7 @@ class RestoreJobs:
             isinstance(claimed.payload, payloads.Restore)
             and target
             and target.get("objectType") == FILES
+            and not is_blob_target(target.get("targetDetails") or {})
             and job_id
         ):
             # whatever its attempts left (a crash's staging file, a dump without its checksum file)

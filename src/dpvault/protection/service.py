@@ -12,7 +12,9 @@ from dpvault.protection.credentials import Credentials
 from dpvault.protection.drills import Drills
 from dpvault.protection.planning import Planner
 from dpvault.protection.softdelete import SoftDeletes
+from dpvault.protection.sources import Sources
 from dpvault.secrets import SecretResolver
+from dpvault.secrets.local import LocalSecretStore
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.vault.points import RecoveryPoints
@@ -30,12 +32,19 @@ def not_backed_up(datasource_type: str | None) -> UserError:
 
 class Protection:
     def __init__(
-        self, svc: Services, engines: Engines, points: RecoveryPoints, secrets: SecretResolver
+        self,
+        svc: Services,
+        engines: Engines,
+        points: RecoveryPoints,
+        secrets: SecretResolver,
+        local_secrets: LocalSecretStore | None = None,
     ) -> None:
+        """``local_secrets``: where source mappings live (``dpvault sources``); without it none are."""
         self.svc = svc
         self.engines = engines
         self.points = points
         self.credentials = Credentials(svc, secrets)
+        self.sources = Sources(self.credentials, local_secrets)
         self.planner = Planner()
         self.drills = Drills(svc, engines, self.credentials, points)
         self.backups = Backups(svc, engines, self.credentials, points, self.drills)
