@@ -15,6 +15,7 @@ from dpvault.clock import Clock, ManualClock
 from dpvault.datastores.base import DatastoreError
 from dpvault.datastores.urls import open_datastore
 from dpvault.engines.postgres import PostgresEngine, find_tools
+from dpvault.engines.postgres.flexible import FlexibleServerEngine
 from dpvault.engines.registry import Engines
 from dpvault.jobs.worker import Claimed, JobType, Worker
 from dpvault.model import payloads
@@ -108,7 +109,8 @@ class Runtime:
         points = RecoveryPoints(
             store, datastore, grace=2 * lease, keys=keys, tmp_dir=settings.data_dir / "tmp"
         )
-        engines = Engines([PostgresEngine(find_tools(settings.pg_dump))])
+        tools = find_tools(settings.pg_dump)
+        engines = Engines([PostgresEngine(tools), FlexibleServerEngine(tools)])
         providers: list[SecretProvider] = [local_secrets]
         if settings.key_vault:
             from dpvault.secrets.keyvault import KeyVaultSecrets  # optional extra: azure-keyvault-secrets

@@ -24,7 +24,13 @@ from dpvault.model.instances.schema import BackupInstance, Datasource, SecretSto
 from dpvault.protection.credentials import Credentials
 from dpvault.protection.restore_blobs import BlobRestorer, is_blob_target
 from dpvault.protection.restore_files import FileRestorer
-from dpvault.protection.verified import corrupted, format_unsupported, key_unavailable, verify_point
+from dpvault.protection.verified import (
+    corrupted,
+    format_unsupported,
+    key_unavailable,
+    point_files,
+    verify_point,
+)
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, Tx
 from dpvault.types import OperationStatus
@@ -138,6 +144,7 @@ class RestoreJobs:
                     rp, p.target["targetDetails"], instance.subscription, owner=job.id
                 )
             elif files:
+                await self._single_file(rp)
                 details = await self.files.to_files(rp, p.target, owner=job.id)
             else:
                 engine, params = await self.target_params(source, p.target, instance.subscription)
@@ -157,6 +164,21 @@ class RestoreJobs:
                 await engine.release(params, job.id)
         except Exception as exc:  # harmless leftovers: a hidden link, a database comment
             log.warning("restore marks not removed", job=job.id, error=type(exc).__name__)
+
+    async def _file_names(self, rp: RecoveryPointRow) -> list[str] | None:
+        """The names of a multi-file point's files (None for a point of one archive)."""
+        files = await point_files(self.points, rp)
+        return [name for name, _ in files] if len(files) > 1 else None
+
+    async def _single_file(self, rp: RecoveryPointRow) -> None:
+        """Local directories take points of one archive only (so far)."""
+        if await self._file_names(rp):
+            raise UserError(
+                "UserErrorRestoreTargetNotSupported",
+                "This recovery point holds a whole server (several files): restoring it as files into a local "
+                "directory is not supported yet.",
+                "Restore it as files into a blob container (targetDetails.url of the container).",
+            )
 
     async def to_datasource(
         self, engine: Engine, rp: RecoveryPointRow, params: Params, *, owner: str
@@ -214,9 +236,10 @@ class RestoreJobs:
         """What a restore would check before writing: the point's bytes, then the target."""
         await verify_point(self.points, rp)
         if target["objectType"] == FILES and is_blob_target(target["targetDetails"]):
-            await self._blobs().check(target["targetDetails"], subscription)
+            await self._blobs().check(target["targetDetails"], subscription, await self._file_names(rp))
             return
         if target["objectType"] == FILES:
+            await self._single_file(rp)
             self.files.check(target)
             return
         engine, params = await self.target_params(source, target, subscription)

@@ -31,7 +31,7 @@ from dpvault.datastores.urls import open_datastore
 from dpvault.errors import UserError
 from dpvault.protection.restore_files import check_prefix
 from dpvault.protection.sources import Sources, storage_fields
-from dpvault.protection.verified import check_point, corrupted
+from dpvault.protection.verified import corrupted, point_files
 from dpvault.store import RecoveryPointRow
 from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
@@ -65,6 +65,16 @@ class BlobTarget:
     @property
     def names(self) -> tuple[str, str]:
         return f"{self.prefix}.dump", f"{self.prefix}.dump.sha256"
+
+    def file_names(self, files: list[str]) -> list[tuple[str, str]]:
+        """(point file, blob name) for each file of the point: one file is ``<prefix>.dump``; a
+        whole server's are ``<prefix>_<database>.dump`` and ``<prefix>_globals.sql``."""
+        if len(files) == 1:
+            return [(files[0], self.names[0])]
+        return [(name, f"{self.prefix}_{name}") for name in files]
+
+    def all_names(self, files: list[str]) -> list[str]:
+        return [n for _, blob in self.file_names(files) for n in (blob, f"{blob}.sha256")]
 
 
 def is_blob_target(details: dict[str, Any]) -> bool:
@@ -180,7 +190,9 @@ class BlobRestorer:
             ) from None
         return datastore.store  # type: ignore[attr-defined]
 
-    async def _check_free(self, store: Any, target: BlobTarget, owner: str | None) -> list[str]:
+    async def _check_free(
+        self, store: Any, target: BlobTarget, owner: str | None, names: list[str] | None = None
+    ) -> list[str]:
         """UserError if the container is missing or a blob to write exists (and is not ``owner``'s);
         returns the names ``owner`` already wrote (a re-run's leftovers)."""
         try:
@@ -192,7 +204,7 @@ class BlobRestorer:
                 raise container_not_found(target) from None
             raise _unreachable(target, exc) from None
         ours = []
-        for name in target.names:
+        for name in names if names is not None else list(target.names):
             try:
                 result = await obstore.get_async(store, name, options={"head": True})
             except FileNotFoundError:
@@ -205,10 +217,11 @@ class BlobRestorer:
             raise blob_exists(name, target)
         return ours
 
-    async def check(self, details: dict[str, Any], subscription: str) -> None:
+    async def check(self, details: dict[str, Any], subscription: str, files: list[str] | None = None) -> None:
         """What validateRestore checks: the mapping, the container, and that the names are free."""
         target = parse_target(details)
-        await self._check_free(await self._store(target, subscription), target, None)
+        names = target.all_names(files) if files else None
+        await self._check_free(await self._store(target, subscription), target, None, names)
 
     async def to_blobs(
         self, rp: RecoveryPointRow, details: dict[str, Any], subscription: str, owner: str
@@ -217,26 +230,17 @@ class BlobRestorer:
         overwrites a blob, and a failure removes what this job wrote."""
         target = parse_target(details)
         store = await self._store(target, subscription)
-        for name in await self._check_free(store, target, owner):
+        files = await point_files(self.points, rp)
+        sums = dict(files)
+        placed = target.file_names([name for name, _ in files])
+        names = [n for _, blob in placed for n in (blob, f"{blob}.sha256")]
+        for name in await self._check_free(store, target, owner, names):
             await obstore.delete_async(store, name)  # an earlier attempt of this very job
-        await check_point(self.points, rp)
-        dump, sidecar = target.names
         meta = {OWNER_KEY: owner}
-        digest = hashlib.sha256()
-
-        async def chunks() -> AsyncIterator[bytes]:
-            async for chunk in self.points.read(rp):
-                digest.update(chunk)
-                yield chunk
-
         written: list[str] = []
         try:
-            await self._put(store, target, dump, chunks(), meta)
-            written.append(dump)
-            if digest.hexdigest() != rp.sha256:
-                raise corrupted(rp.id)
-            line = f"{rp.sha256}  {dump}\n".encode()
-            await self._put(store, target, sidecar, line, {**meta, "Content-Type": "text/plain"})
+            for name, blob in placed:
+                await self._copy(store, target, rp, name or None, blob, sums[name], meta, written)
         except BaseException as exc:
             for name in written:  # nothing half-written left visible
                 with contextlib.suppress(Exception):
@@ -244,10 +248,40 @@ class BlobRestorer:
             if isinstance(exc, PointDamagedError):
                 raise corrupted(rp.id) from None
             raise
-        return {
-            "RestoredFile": f"{target.account}/{target.container}/{dump}",
-            "SHA256": rp.sha256,
-        }
+        where = f"{target.account}/{target.container}"
+        if len(placed) == 1:
+            return {"RestoredFile": f"{where}/{placed[0][1]}", "SHA256": rp.sha256}
+        result = {"RestoredFiles": ",".join(f"{where}/{blob}" for _, blob in placed), "SHA256": rp.sha256}
+        for name, blob in placed:
+            result[f"SHA256:{blob}"] = sums[name]
+        return result
+
+    async def _copy(
+        self,
+        store: Any,
+        target: BlobTarget,
+        rp: RecoveryPointRow,
+        name: str | None,
+        blob: str,
+        sha256: str,
+        meta: dict[str, str],
+        written: list[str],
+    ) -> None:
+        """One file of the point into ``blob``, streamed and checked, then its ``.sha256`` blob."""
+        digest = hashlib.sha256()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in self.points.read(rp, name):
+                digest.update(chunk)
+                yield chunk
+
+        await self._put(store, target, blob, chunks(), meta)
+        written.append(blob)
+        if digest.hexdigest() != sha256:
+            raise corrupted(rp.id)
+        line = f"{sha256}  {blob}\n".encode()
+        await self._put(store, target, f"{blob}.sha256", line, {**meta, "Content-Type": "text/plain"})
+        written.append(f"{blob}.sha256")
 
     async def _put(
         self, store: Any, target: BlobTarget, name: str, data: Any, attributes: dict[str, str]

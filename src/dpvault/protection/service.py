@@ -26,7 +26,8 @@ def not_backed_up(datasource_type: str | None) -> UserError:
         "UserErrorDatasourceTypeNotSupported",
         f"dpvault has no backup engine for datasource type '{datasource_type}': the backup instance is "
         "configured (shallowly validated) but no backups are taken.",
-        "Protect a datasource type dpvault backs up (Microsoft.DBforPostgreSQL/servers/databases).",
+        "Protect a datasource type dpvault backs up (Microsoft.DBforPostgreSQL/servers/databases or "
+        "Microsoft.DBforPostgreSQL/flexibleServers).",
     )
 
 
@@ -47,7 +48,7 @@ class Protection:
         self.sources = Sources(self.credentials, local_secrets)
         self.planner = Planner()
         self.drills = Drills(svc, engines, self.credentials, points)
-        self.backups = Backups(svc, engines, self.credentials, points, self.drills)
+        self.backups = Backups(svc, engines, self.credentials, points, self.drills, self.sources)
         self.soft_deletes = SoftDeletes(svc, points)
 
     def engine_for(self, bi: BackupInstance) -> Engine | None:
@@ -58,7 +59,7 @@ class Protection:
         engine = self.engine_for(bi)
         if engine is None:
             return
-        params = await self.credentials.params(bi.datasourceAuthCredentials, subscription, engine)
+        params = await self.sources.params(bi, subscription, engine)
         await engine.validate(params, bi.dataSourceInfo)
 
     async def protect(

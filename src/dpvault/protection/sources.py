@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Literal
 from dpvault.errors import UserError
 
 if TYPE_CHECKING:
+    from dpvault.engines.base import Engine, Params
+    from dpvault.model.instances.schema import BackupInstance
     from dpvault.protection.credentials import Credentials
     from dpvault.secrets.local import LocalSecretStore
 
@@ -164,3 +166,11 @@ class Sources:
         if value is None:  # deleted meanwhile
             raise not_mapped(chosen[0].key)
         return value
+
+    async def params(self, bi: BackupInstance, subscription: str, engine: Engine) -> Params:
+        """An instance's connection parameters: its credentials' secret, or -- for an engine whose
+        datasources are named by ARM id only (a flexible server) and an instance without
+        credentials -- the source mapping of ``dataSourceInfo.resourceID``."""
+        if getattr(engine, "uses_source_mapping", False) and bi.datasourceAuthCredentials is None:
+            return engine.parse_secret(await self.source(bi.dataSourceInfo.resourceID, subscription))
+        return await self.credentials.params(bi.datasourceAuthCredentials, subscription, engine)

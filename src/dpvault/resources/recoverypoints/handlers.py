@@ -37,6 +37,8 @@ _FILTER_FIELDS = {
 def _metadata(rp: RecoveryPointRow, details: dict[str, Any]) -> str:
     """The data store's metaData: what dpvault knows about the stored bytes, as key:value pairs."""
     parts = [f"sha256:{rp.sha256}", f"size:{rp.size}", f"tables:{details.get('tables', 0)}"]
+    if details.get("databases") is not None:  # a whole server: its databases, comma-separated
+        parts.append(f"databases:{','.join(details['databases'])}")
     drill = details.get("drill")
     if drill:
         parts.append(f"drill:{drill['status']}@{drill['time']}")
