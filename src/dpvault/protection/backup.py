@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 import structlog
@@ -352,7 +353,7 @@ async def _store_files(
         )
         entries.append(entry)
         checks[name] = checked
-    databases = [n.removesuffix(".dump") for n in checks if n.endswith(".dump")]
+    databases = [unquote(n.removesuffix(".dump")) for n in checks if n.endswith(".dump")]
     tables = sum(int(c.get("tables", 0)) for c in checks.values())
     return entries, {"databases": databases, "tables": tables}
 

@@ -2,7 +2,7 @@
 
 One recovery point holds several files (vault format 2): ``globals.sql`` (``pg_dumpall
 --globals-only --no-role-passwords``: roles, tablespaces) and one ``pg_dump -Fc -Z0`` archive per
-user database, ``<database>.dump``. Azure's own databases (``azure_maintenance``, ``azure_sys``) and
+user database, ``<database>.dump`` (the name percent-encoded where it has to be). Azure's own databases (``azure_maintenance``, ``azure_sys``) and
 templates are skipped; ``postgres`` is kept (Azure skips only its own databases, and users do keep
 tables there). The instance carries no credentials: the server is reached through its source
 mapping (``dpvault sources set <server id>``), which the protection core resolves.
@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from dpvault.engines.base import Fingerprint, Params
 from dpvault.engines.postgres.engine import CHUNK, PostgresEngine, _dump_error
@@ -32,6 +33,16 @@ _LIST = (
     "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn "
     "AND datname <> ALL(%s) ORDER BY datname"
 )
+
+
+def file_name(database: str) -> str:
+    """``<database>.dump``, the name percent-encoded so that no database name (``/``, ``..``, spaces)
+    becomes a path in a directory or a container."""
+    return f"{quote(database, safe='')}.dump"
+
+
+def database_of(name: str) -> str:
+    return unquote(name.removesuffix(".dump"))
 
 
 def _not_here(what: str) -> UserError:
@@ -83,7 +94,7 @@ class FlexibleServerEngine:
         yield GLOBALS, _globals(tools, params)
         for name in await self.databases(params):
             async with self.database.dump({**params, "dbname": name}, compress=False) as dump:
-                yield f"{name}.dump", dump.chunks()
+                yield file_name(name), dump.chunks()
 
     async def check_file(self, name: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
         """A database archive is checked by pg_restore; the globals must be SQL text."""
