@@ -164,6 +164,43 @@ def test_a_whole_flexible_server_backs_up_and_restores_as_files_into_a_blob_cont
         fresh.stop()
         shutil.rmtree(fresh_root, ignore_errors=True)
 
+    # into a local directory under the restore root: the same files, sha256sum -c passes
+    directory = server.data_dir / "restores" / f"flex-{uuid.uuid4().hex[:6]}"
+    local = {"objectType": "RestoreFilesTargetInfo", "recoveryOption": "FailIfExists",
+             "targetDetails": {"url": directory.as_uri(), "filePrefix": "nightly", "restoreTargetLocationType": "AzureFiles"}}  # fmt: skip
+    restored = sdk.backup_instances.begin_trigger_restore(
+        env.rg, env.vault, "pgflex", {**request, "restoreTargetInfo": local}, polling_interval=0
+    ).result()
+    job = _wait_job(client, env, restored.job_id)
+    assert job["status"] == "Completed", job
+    assert sorted(p.name for p in directory.iterdir()) == sorted([*files, *(f"{f}.sha256" for f in files)])
+    for name in files:
+        assert (directory / name).read_bytes() == download(azurite, container, name)
+        check = subprocess.run(
+            ["sha256sum", "-c", f"{name}.sha256"], cwd=directory, capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+    # again: FailIfExists at validateRestore and in the job, the files untouched
+    r = client.post(f"{env.instance_path('pgflex')}/validateRestore?api-version={API}",
+                    json={"restoreRequestObject": {**request, "restoreTargetInfo": local}})  # fmt: skip
+    op = wait_operation(client, r.headers["Azure-AsyncOperation"])
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorTargetFileExists", op
+    # every file but the last one moved away: the job writes four, meets the fifth, and takes its four back
+    kept = (directory / "nightly_shop.dump").read_bytes()
+    aside = directory / "aside"
+    aside.mkdir()
+    for name in files[:-1]:
+        for n in (name, f"{name}.sha256"):
+            (directory / n).rename(aside / n)
+    restored = sdk.backup_instances.begin_trigger_restore(
+        env.rg, env.vault, "pgflex", {**request, "restoreTargetInfo": local}, polling_interval=0
+    ).result()
+    job = _wait_job(client, env, restored.job_id)
+    assert job["status"] == "Failed" and job["errorDetails"][0]["code"] == "UserErrorTargetFileExists", job
+    left = sorted(p.name for p in directory.iterdir())
+    assert left == ["aside", "nightly_shop.dump", "nightly_shop.dump.sha256"], left
+    assert (directory / "nightly_shop.dump").read_bytes() == kept
+
     # a container that does not exist: a Failed job, nothing written
     missing = files_target(
         {"url": f"{azurite.endpoint}/missing-{uuid.uuid4().hex[:6]}", "filePrefix": "nightly"}

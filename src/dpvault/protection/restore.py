@@ -144,8 +144,11 @@ class RestoreJobs:
                     rp, p.target["targetDetails"], instance.subscription, owner=job.id
                 )
             elif files:
-                await self._single_file(rp)
-                details = await self.files.to_files(rp, p.target, owner=job.id)
+                several = await point_files(self.points, rp)
+                if len(several) > 1:
+                    details = await self.files.to_files_of(rp, p.target, job.id, several)
+                else:
+                    details = await self.files.to_files(rp, p.target, owner=job.id)
             else:
                 engine, params = await self.target_params(source, p.target, instance.subscription)
                 details = await self.to_datasource(engine, rp, params, owner=job.id)
@@ -169,16 +172,6 @@ class RestoreJobs:
         """The names of a multi-file point's files (None for a point of one archive)."""
         files = await point_files(self.points, rp)
         return [name for name, _ in files] if len(files) > 1 else None
-
-    async def _single_file(self, rp: RecoveryPointRow) -> None:
-        """Local directories take points of one archive only (so far)."""
-        if await self._file_names(rp):
-            raise UserError(
-                "UserErrorRestoreTargetNotSupported",
-                "This recovery point holds a whole server (several files): restoring it as files into a local "
-                "directory is not supported yet.",
-                "Restore it as files into a blob container (targetDetails.url of the container).",
-            )
 
     async def to_datasource(
         self, engine: Engine, rp: RecoveryPointRow, params: Params, *, owner: str
@@ -239,8 +232,7 @@ class RestoreJobs:
             await self._blobs().check(target["targetDetails"], subscription, await self._file_names(rp))
             return
         if target["objectType"] == FILES:
-            await self._single_file(rp)
-            self.files.check(target)
+            self.files.check(target, await self._file_names(rp))
             return
         engine, params = await self.target_params(source, target, subscription)
         await engine.check_target(params)
