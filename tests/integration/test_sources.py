@@ -316,3 +316,47 @@ def test_bad_blob_targets_are_refused_at_the_request(protected: Protected) -> No
             error = r.json()["error"]
             assert error["code"] == code, (details, r.text)
             assert error["target"].endswith("restoreTargetInfo.targetDetails"), (details, r.text)
+
+
+def test_a_given_up_blob_restore_removes_only_the_blobs_its_job_wrote(tmp_path: Path, azurite: Any) -> None:
+    """``BlobRestorer.abandon`` (what a restore job that gave up runs) against Azurite, with the real
+    local secret store: blobs whose metadata names the job go, everyone else's stay."""
+    import obstore
+    from cryptography.fernet import Fernet
+    from obstore.store import AzureStore
+
+    from dpvault.clock import Clock
+    from dpvault.protection.credentials import Credentials
+    from dpvault.protection.restore_blobs import OWNER_KEY, BlobRestorer
+    from dpvault.protection.sources import Sources
+    from dpvault.secrets import SecretResolver
+    from dpvault.secrets.local import LocalSecretStore
+    from dpvault.services import Services
+    from dpvault.settings import Settings
+    from dpvault.store import Store
+
+    container = azurite.make_container(f"abandon-{uuid.uuid4().hex[:8]}")
+    key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
+    blobs = AzureStore(container, config={"account_name": AZURITE_ACCOUNT, "account_key": key, "endpoint": azurite.endpoint},
+                       client_options={"allow_http": True})  # fmt: skip
+    mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    owners = {"pre.dump": mine, "pre_shop.dump": mine, "pre_shop.dump.sha256": mine, "pre.dump.sha256": theirs,
+              "other.dump": mine, "pre_crm.dump": theirs}  # fmt: skip
+
+    async def run() -> int:
+        for name, owner in owners.items():
+            await obstore.put_async(blobs, name, b"x", attributes={OWNER_KEY: owner})
+        await obstore.put_async(blobs, "pre_plain.dump", b"x")  # no metadata: not a restore's
+        store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        try:
+            svc = Services(Settings(data_dir=tmp_path), store, Clock(), wake_worker=lambda: None)
+            local = LocalSecretStore(store, Fernet(Fernet.generate_key()))
+            await local.set(account_id(), azurite.connection_string, tenant=svc.settings.tenant_id, now=1.0)
+            restorer = BlobRestorer(None, Sources(Credentials(svc, SecretResolver([])), local), tmp_path)  # type: ignore[arg-type]
+            details = {"url": f"{azurite.endpoint}/{container}", "filePrefix": "pre"}
+            return await restorer.abandon(details, SUB, mine)
+        finally:
+            await store.close()
+
+    assert asyncio.run(run()) == 3
+    assert names_in(azurite, container) == ["other.dump", "pre.dump.sha256", "pre_crm.dump", "pre_plain.dump"]

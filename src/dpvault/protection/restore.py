@@ -9,6 +9,7 @@ Each job re-reads its records and does nothing once they are terminal, so a re-c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import msgspec
@@ -252,6 +253,18 @@ class RestoreJobs:
         ):
             # whatever its attempts left (a crash's staging file, a dump without its checksum file)
             await asyncio.to_thread(self.files.abandon, target, job_id)
+        elif (
+            isinstance(claimed.payload, payloads.Restore)
+            and target
+            and target.get("objectType") == FILES
+            and job_id
+            and self.blobs is not None
+        ):
+            async with self.svc.store.read() as tx:
+                instance = await tx.resource(claimed.payload.instance)
+            if instance is not None:  # the blobs this job wrote (their metadata names it)
+                with contextlib.suppress(Exception):
+                    await self.blobs.abandon(target["targetDetails"], instance.subscription, job_id)
         operation = getattr(claimed.payload, "operation", None)
         if operation:
             await self.svc.store.transact(lambda tx: operations.finish(

@@ -256,6 +256,28 @@ class BlobRestorer:
             result[f"SHA256:{blob}"] = sums[name]
         return result
 
+    async def abandon(self, details: dict[str, Any], subscription: str, owner: str) -> int:
+        """The job gave up: remove the blobs it wrote (``<prefix>.dump``, ``<prefix>_*`` and their
+        ``.sha256``, carrying its id in their metadata), never anyone else's. Returns how many."""
+        try:
+            target = parse_target(details)
+            store = await self._store(target, subscription)
+        except UserError:
+            return 0  # a target it could never have written to
+        removed = 0
+        batches = obstore.list(store, None, chunk_size=1000)
+        async for batch in batches:
+            for meta in batch:
+                name = meta["path"]
+                if not (name.startswith(f"{target.prefix}_") or name.startswith(f"{target.prefix}.dump")):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    head = await obstore.get_async(store, name, options={"head": True})
+                    if head.attributes.get(OWNER_KEY) == owner:
+                        await obstore.delete_async(store, name)
+                        removed += 1
+        return removed
+
     async def _copy(
         self,
         store: Any,
