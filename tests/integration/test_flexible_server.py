@@ -97,7 +97,15 @@ def test_a_whole_flexible_server_backs_up_and_restores_as_files_into_a_blob_cont
     assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorDatasourceNotMapped", op
     assert "dpvault sources set" in op["error"]["message"]
 
+    validate = {"backupInstance": flex_instance(policy_id, server_id)["properties"]}
+    r = client.post(f"{env.vault_path}/validateForBackup?api-version={API}", json=validate)
+    assert r.status_code == 202, r.text
+    op = wait_operation(client, r.headers["Azure-AsyncOperation"])
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorDatasourceNotMapped", op
+
     set_source(server, server_id, flex_pg.url("postgres"))
+    r = client.post(f"{env.vault_path}/validateForBackup?api-version={API}", json=validate)
+    assert wait_operation(client, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
     instance = sdk.backup_instances.begin_create_or_update(
         env.rg, env.vault, "pgflex", flex_instance(policy_id, server_id), polling_interval=0
     ).result()
