@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -238,3 +239,45 @@ def _wait_job(client: httpx.Client, env: Env, job_id: str) -> dict[str, Any]:
             return r.json()["properties"]
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not end")
+
+
+def test_flexible_server_validation_reports_an_unreachable_server_and_an_unreadable_database(
+    server: Server, client: httpx.Client, flex_pg: PostgresServer
+) -> None:
+    env = Env(client).create()
+    r = client.put(f"{env.vault_path}/backupPolicies/flexpolicy?api-version={API}", json=_policy())
+    assert r.status_code == 200, r.text
+    policy_id = f"{env.vault_path}/backupPolicies/flexpolicy"
+
+    def validate(server_id: str) -> dict[str, Any]:
+        body = {"backupInstance": flex_instance(policy_id, server_id)["properties"]}
+        r = client.post(f"{env.vault_path}/validateForBackup?api-version={API}", json=body)
+        assert r.status_code == 202, r.text
+        return wait_operation(client, r.headers["Azure-AsyncOperation"])
+
+    base = f"/subscriptions/{SUB}/resourceGroups/rg-pg/providers/Microsoft.DBforPostgreSQL/flexibleServers"
+    with socket.socket() as dead:  # bound, never listening: nothing answers
+        dead.bind(("127.0.0.1", 0))
+        unreachable = f"{base}/down-{uuid.uuid4().hex[:6]}"
+        set_source(
+            server, unreachable, f"postgresql://postgres:pw@127.0.0.1:{dead.getsockname()[1]}/postgres"
+        )
+        op = validate(unreachable)
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorDatabaseServerUnreachable", op
+
+    # a user that cannot read a table in one of the databases
+    flex_pg.sql("postgres", "CREATE ROLE limited LOGIN PASSWORD 'limited-pw'")
+    flex_pg.sql("inventory", "GRANT SELECT ON items TO limited")
+    flex_pg.sql("shop", "GRANT SELECT ON items TO limited")
+    flex_pg.sql("crm", "GRANT SELECT ON items TO limited")
+    limited = f"{base}/limited-{uuid.uuid4().hex[:6]}"
+    set_source(server, limited, f"postgresql://limited:limited-pw@127.0.0.1:{flex_pg.port}/postgres")
+    op = validate(limited)
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorMissingDBPermissions", op
+    assert "sales.leads" in op["error"]["message"]
+
+
+def _policy() -> dict[str, Any]:
+    from tests.support import policy_body
+
+    return policy_body(FLEX_TYPE)
