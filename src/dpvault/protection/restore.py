@@ -95,6 +95,13 @@ class RestoreJobs:
         """The engine and connection parameters of a datasource target: its own credentials, else the
         instance's."""
         engine = self._engine(source)
+        if getattr(engine, "dump_files", None) is not None:  # a multi-file point (a whole server)
+            raise UserError(
+                "UserErrorRestoreTargetNotSupported",
+                f"A '{source.dataSourceInfo.datasourceType}' recovery point holds a whole server: restoring it "
+                "into a server is not supported yet.",
+                "Restore as files (RestoreFilesTargetInfo) into a blob container or a local directory.",
+            )
         creds = source.datasourceAuthCredentials
         if target.get("datasourceAuthCredentials"):
             creds = msgspec.convert(target["datasourceAuthCredentials"], SecretStoreBasedAuthCredentials)
