@@ -347,12 +347,17 @@ async def _store_files(
     details list the files' databases (what the recovery point's metaData shows)."""
     entries: list[FileEntry] = []
     checks: dict[str, Any] = {}
-    async for name, chunks in files:
-        entry, checked = await _store_and_check(
-            writer, engine, chunks, name=name, checker=lambda c, n=name: engine.check_file(n, c)
-        )
-        entries.append(entry)
-        checks[name] = checked
+    try:
+        async for name, chunks in files:
+            entry, checked = await _store_and_check(
+                writer, engine, chunks, name=name, checker=lambda c, n=name: engine.check_file(n, c)
+            )
+            entries.append(entry)
+            checks[name] = checked
+    finally:
+        aclose = getattr(files, "aclose", None)
+        if aclose is not None:  # a failure midway: the dump in progress (its pg_dump) ends now
+            await aclose()
     databases = [unquote(n.removesuffix(".dump")) for n in checks if n.endswith(".dump")]
     tables = sum(int(c.get("tables", 0)) for c in checks.values())
     return entries, {"databases": databases, "tables": tables}
