@@ -15,10 +15,12 @@ from dpvault.clock import Clock, ManualClock
 from dpvault.datastores.base import DatastoreError
 from dpvault.datastores.urls import open_datastore
 from dpvault.engines.postgres import PostgresEngine, find_tools
+from dpvault.engines.postgres.flexible import FlexibleServerEngine
 from dpvault.engines.registry import Engines
 from dpvault.jobs.worker import Claimed, JobType, Worker
 from dpvault.model import payloads
 from dpvault.protection.restore import RestoreJobs
+from dpvault.protection.restore_blobs import BlobRestorer
 from dpvault.protection.restore_files import FileRestorer
 from dpvault.protection.retention import Retention
 from dpvault.protection.scheduler import Scheduler
@@ -107,15 +109,19 @@ class Runtime:
         points = RecoveryPoints(
             store, datastore, grace=2 * lease, keys=keys, tmp_dir=settings.data_dir / "tmp"
         )
-        engines = Engines([PostgresEngine(find_tools(settings.pg_dump))])
+        tools = find_tools(settings.pg_dump)
+        engines = Engines([PostgresEngine(tools), FlexibleServerEngine(tools)])
         providers: list[SecretProvider] = [local_secrets]
         if settings.key_vault:
             from dpvault.secrets.keyvault import KeyVaultSecrets  # optional extra: azure-keyvault-secrets
 
             providers.append(KeyVaultSecrets(tenants={settings.tenant_id}))
-        protection = self.protection = Protection(svc, engines, points, SecretResolver(providers))
+        protection = self.protection = Protection(
+            svc, engines, points, SecretResolver(providers), local_secrets
+        )
+        blobs = BlobRestorer(points, protection.sources, settings.data_dir / "tmp")
         restores = RestoreJobs(
-            svc, engines, protection.credentials, points, FileRestorer(points, settings.restore_dirs)
+            svc, engines, protection.credentials, points, FileRestorer(points, settings.restore_dirs), blobs
         )
         self.scheduler = Scheduler(protection, Retention(svc, points))
         if isinstance(clock, ManualClock):

@@ -1,5 +1,6 @@
 """Which datasource types dpvault backs up is the engine registry's answer, not a list of names: the
-PostgreSQL engine serves ``Microsoft.DBforPostgreSQL/servers/databases`` (and ``OssDB``). An instance
+PostgreSQL engine serves ``Microsoft.DBforPostgreSQL/servers/databases`` (and ``OssDB``), the flexible
+server engine ``Microsoft.DBforPostgreSQL/flexibleServers`` (tests/integration/test_flexible_server.py). An instance
 of a type no engine serves is accepted and shallowly validated, says so, and gets no backups: no
 schedule, and an adhoc backup is a 400 -- not a job that fails later."""
 
@@ -12,39 +13,45 @@ import httpx
 import pytest
 
 from dpvault.engines.postgres import PostgresEngine
+from dpvault.engines.postgres.flexible import FlexibleServerEngine
 from dpvault.engines.registry import Engines
 from tests.support import API, Env, instance_body, policy_body, wait_operation
 
 FLEX = "Microsoft.DBforPostgreSQL/flexibleServers"
+BLOB = "Microsoft.Storage/storageAccounts/blobServices"  # no engine yet
 
 
 def test_the_registry_maps_types_to_engines() -> None:
-    engines = Engines([PostgresEngine(None)])
+    engines = Engines([PostgresEngine(None), FlexibleServerEngine(None)])
     pg = engines.for_type("Microsoft.DBforPostgreSQL/servers/databases")
     assert isinstance(pg, PostgresEngine)
     assert (
         engines.for_type("OssDB") is pg
         and engines.for_type("microsoft.dbforpostgresql/SERVERS/databases") is pg
     )
+    assert isinstance(engines.for_type(FLEX), FlexibleServerEngine)
+    assert isinstance(engines.for_type(FLEX.upper()), FlexibleServerEngine)
     for unserved in (
-        FLEX,
         "Microsoft.DBforPostgreSQL/flexibleServers/databases",
         "Microsoft.Storage/storageAccounts/blobServices",
         "",
         None,
     ):
         assert engines.for_type(unserved) is None
-    assert engines.types == ["microsoft.dbforpostgresql/servers/databases"]
+    assert engines.types == [
+        "microsoft.dbforpostgresql/flexibleservers",
+        "microsoft.dbforpostgresql/servers/databases",
+    ]
     with pytest.raises(ValueError, match="two engines"):
         Engines([PostgresEngine(None), PostgresEngine(None)])
 
 
-def _flexible_server_instance(policy_id: str) -> dict[str, Any]:
-    """A flexible server as az sends it: the server's id, no credentials, no policy parameters."""
+def _blob_instance(policy_id: str) -> dict[str, Any]:
+    """A storage account's blobs, a type no engine serves yet."""
     body = instance_body(policy_id, validation="DeepValidation")
-    server = "/subscriptions/f75d8d8b-6735-4697-82e1-1a7a3ff0d5d4/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pgflex"
-    info = {"objectType": "Datasource", "resourceID": server, "resourceName": "pgflex", "resourceType": FLEX,
-            "resourceLocation": "westus", "datasourceType": FLEX}  # fmt: skip
+    account = "/subscriptions/f75d8d8b-6735-4697-82e1-1a7a3ff0d5d4/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/blobacct"
+    info = {"objectType": "Datasource", "resourceID": account, "resourceName": "blobacct", "resourceType": "Microsoft.Storage/storageAccounts",
+            "resourceLocation": "westus", "datasourceType": BLOB}  # fmt: skip
     props = body["properties"]
     props["dataSourceInfo"] = info
     props["dataSourceSetInfo"] = {**info, "objectType": "DatasourceSet"}
@@ -54,19 +61,19 @@ def _flexible_server_instance(policy_id: str) -> dict[str, Any]:
 
 def test_an_instance_no_engine_serves_is_configured_says_so_and_gets_no_backups(client: httpx.Client) -> None:
     env = Env(client).create()
-    r = client.put(f"{env.policy_id}?api-version={API}", json=policy_body(FLEX))
+    r = client.put(f"{env.policy_id}?api-version={API}", json=policy_body(BLOB))
     assert r.status_code == 200, r.text
-    r = env.put_instance("pgflex", _flexible_server_instance(env.policy_id))
+    r = env.put_instance("blobs", _blob_instance(env.policy_id))
     assert r.status_code == 201, r.text
     assert wait_operation(client, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
-    props = client.get(f"{env.instance_path('pgflex')}?api-version={API}").json()["properties"]
+    props = client.get(f"{env.instance_path('blobs')}?api-version={API}").json()["properties"]
     assert props["currentProtectionState"] == "ProtectionConfigured"  # what Terraform waits for
     assert props["protectionErrorDetails"]["code"] == "UserErrorDatasourceTypeNotSupported"
-    assert FLEX in props["protectionErrorDetails"]["message"]
+    assert BLOB in props["protectionErrorDetails"]["message"]
     assert props["protectionStatus"]["errorDetails"]["code"] == "UserErrorDatasourceTypeNotSupported"
 
     r = client.post(
-        f"{env.instance_path('pgflex')}/backup?api-version={API}",
+        f"{env.instance_path('blobs')}/backup?api-version={API}",
         json={
             "backupRuleOptions": {
                 "ruleName": "BackupWeekly",

@@ -96,9 +96,10 @@ REQUEST_DEVIATIONS = {
     ),
     "BackupInstanceOperations/TriggerRestoreAsFiles.json": (
         "targetDetails.url https://teststorage.blob.core.windows.net/restoretest -> file://<data dir>/restores/"
-        "<unique>: dpvault restores as files to local directories under its restore root only (README "
-        "'Differences from Azure'); the example's blob URL is first sent as written and must get the "
-        "documented 400 UserErrorRestoreTargetNotSupported (target restoreTargetInfo.targetDetails)"
+        "<unique>: dpvault reaches a storage account only through its source mapping (dpvault sources set; "
+        "README 'Differences from Azure'), and the example's account 'teststorage' is not mapped: the "
+        "example's blob URL is first sent as written and must get the documented 400 "
+        "UserErrorDatasourceNotMapped (target restoreTargetInfo.targetDetails)"
     ),
 }
 
@@ -805,7 +806,7 @@ def restore_with_rehydration(x: Replay) -> None:
 
 
 def restore_as_files(x: Replay) -> None:
-    """REQUEST_DEVIATIONS: the example's blob URL is the documented 400; the same request to a local
+    """REQUEST_DEVIATIONS: the example's unmapped blob URL is the documented 400; the same request to a local
     directory under the server's restore root writes ``<filePrefix>.dump`` and its ``.sha256``."""
     _source, point = restorable(x)
     body = x.body()
@@ -814,7 +815,7 @@ def restore_as_files(x: Replay) -> None:
     r = x.c.post(f"{x.instance_path()}/restore?api-version={x.api}", json=body)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
-    assert error["code"] == "UserErrorRestoreTargetNotSupported", r.text
+    assert error["code"] == "UserErrorDatasourceNotMapped", r.text
     assert error["target"] == "restoreTargetInfo.targetDetails", r.text
     directory = x.server.data_dir / "restores" / f"replay-{uuid.uuid4().hex[:10]}"
     details["url"] = directory.as_uri()

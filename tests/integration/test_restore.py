@@ -178,9 +178,10 @@ def test_restore_as_files_writes_the_dump_and_its_sha256(server: Server, protect
     target["targetDetails"]["url"] = "file:///etc"
     r = restore(p, restore_request(rp["name"], target))
     assert r.status_code == 400 and r.json()["error"]["code"] == "UserErrorRestoreTargetNotAllowed"
+    # a blob container whose storage account nobody mapped (tests/integration/test_sources.py maps one)
     target["targetDetails"]["url"] = "https://teststorage.blob.core.windows.net/restoretest"
     r = restore(p, restore_request(rp["name"], target))
-    assert r.status_code == 400 and r.json()["error"]["code"] == "UserErrorRestoreTargetNotSupported"
+    assert r.status_code == 400 and r.json()["error"]["code"] == "UserErrorDatasourceNotMapped"
 
 
 def _pg_restore() -> str:

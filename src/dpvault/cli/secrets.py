@@ -61,6 +61,8 @@ def secrets_set(
 
     from dpvault.cli.startup import fail
 
+    if _is_source(uri):
+        fail(f"{uri!r} is an ARM resource id: map it with `dpvault sources set`", 2)
     value = sys.stdin.read().rstrip("\r\n")
     if not value:
         fail("no value on standard input (pipe the connection string in)", 2)
@@ -80,6 +82,13 @@ _KEY_VAULT_HOSTS = (
     ".vault.usgovcloudapi.net",
     ".vault.microsoftazure.de",
 )
+
+
+def _is_source(uri: str) -> bool:
+    """ARM ids are source mappings' keys (``dpvault sources``), kept out of the secrets' view."""
+    from dpvault.secrets.local import is_source_key
+
+    return is_source_key(uri)
 
 
 def _uri_problem(uri: str) -> str | None:
@@ -138,6 +147,9 @@ def secrets_delete(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Remove a secret."""
+    if _is_source(uri):
+        err.print(f"no secret {uri} (an ARM resource id: see `dpvault sources delete`)", highlight=False)
+        raise typer.Exit(1)
     if not _with_secrets(data_dir, database_url, lambda s: s.delete(uri, tenant=tenant)):
         err.print(f"no secret {uri}", highlight=False)
         raise typer.Exit(1)

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 import structlog
@@ -39,6 +40,7 @@ from dpvault.model.policies.schema import ScheduleBasedTriggerContext
 from dpvault.model.policies.tagging import choose_tag, retention_for
 from dpvault.protection.credentials import Credentials
 from dpvault.protection.drills import Drills
+from dpvault.protection.sources import Sources
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.types import ProvisioningState
@@ -85,12 +87,15 @@ class Backups:
         credentials: Credentials,
         points: RecoveryPoints,
         drills: Drills,
+        sources: Sources | None = None,
     ) -> None:
+        """``sources``: source mappings, for engines whose datasources carry no credentials."""
         self.svc = svc
         self.engines = engines
         self.credentials = credentials
         self.points = points
         self.drills = drills
+        self.sources = sources or Sources(credentials, None)
 
     async def start(
         self,
@@ -163,20 +168,24 @@ class Backups:
         try:
             try:
                 drill = await self.drills.enabled(instance)
-                params = await self.credentials.params(
-                    bi.datasourceAuthCredentials, instance.subscription, engine
-                )
+                params = await self.sources.params(bi, instance.subscription, engine)
                 writer = self.points.writer(
                     instance.parent_key, job=p.job, want=await self._kek_for(instance), now=self.svc.now(),
                     retain_until=await self._lock_until(instance, bi.policyInfo.policyId),
                 )  # fmt: skip
-                async with engine.dump(params, fingerprint=drill, compress=False) as dump:
-                    entry, checked = await _store_and_check(writer, engine, dump.chunks())
-                    prints = dump.fingerprint
+                dump_files = getattr(engine, "dump_files", None)
+                if dump_files is not None:  # the optional multi-file capability (a whole server)
+                    entries, checked = await _store_files(writer, engine, dump_files(params))
+                    prints = None
+                else:
+                    async with engine.dump(params, fingerprint=drill, compress=False) as dump:
+                        entry, checked = await _store_and_check(writer, engine, dump.chunks())
+                        prints = dump.fingerprint
+                    entries = [entry]
                 written = await writer.finish()
                 manifest = PointManifest(
                     recoveryPointId=rp_id, instance=instance.key, engine=engine.stream_format,
-                    engineVersion=engine.tool_version, details=checked, files=[entry],
+                    engineVersion=engine.tool_version, details=checked, files=entries,
                 )  # fmt: skip
                 await self.points.write_manifest(writer, object_key, manifest)
             except KeyUnavailableError as exc:
@@ -331,8 +340,36 @@ class Backups:
         )
 
 
+async def _store_files(
+    writer: PackWriter, engine: Any, files: AsyncIterator[tuple[str, AsyncIterator[bytes]]]
+) -> tuple[list[FileEntry], dict[str, Any]]:
+    """Each file of a multi-file dump into the vault, each checked by the engine on the way; the
+    details list the files' databases (what the recovery point's metaData shows)."""
+    entries: list[FileEntry] = []
+    checks: dict[str, Any] = {}
+    try:
+        async for name, chunks in files:
+            entry, checked = await _store_and_check(
+                writer, engine, chunks, name=name, checker=lambda c, n=name: engine.check_file(n, c)
+            )
+            entries.append(entry)
+            checks[name] = checked
+    finally:
+        aclose = getattr(files, "aclose", None)
+        if aclose is not None:  # a failure midway: the dump in progress (its pg_dump) ends now
+            await aclose()
+    databases = [unquote(n.removesuffix(".dump")) for n in checks if n.endswith(".dump")]
+    tables = sum(int(c.get("tables", 0)) for c in checks.values())
+    return entries, {"databases": databases, "tables": tables}
+
+
 async def _store_and_check(
-    writer: PackWriter, engine: Engine, chunks: AsyncIterator[bytes]
+    writer: PackWriter,
+    engine: Engine,
+    chunks: AsyncIterator[bytes],
+    *,
+    name: str = "database.dump",
+    checker: Any = None,
 ) -> tuple[FileEntry, dict[str, Any]]:
     """One pass over the dump: its bytes into the vault and, alongside, into the engine's archive
     check (``pg_restore --list`` reads the table of contents and drains the rest)."""
@@ -342,7 +379,7 @@ async def _store_and_check(
         while (item := await queue.get()) is not None:
             yield item
 
-    check = asyncio.create_task(engine.check(for_check()))
+    check = asyncio.create_task(engine.check(for_check()) if checker is None else checker(for_check()))
 
     async def tee() -> AsyncIterator[bytes]:
         async for chunk in chunks:
@@ -353,7 +390,7 @@ async def _store_and_check(
             await queue.put(None)
 
     try:
-        entry = await writer.add_file("database.dump", tee())
+        entry = await writer.add_file(name, tee())
     except BaseException:
         check.cancel()
         with contextlib.suppress(BaseException):

@@ -9,6 +9,7 @@ Each job re-reads its records and does nothing once they are terminal, so a re-c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import msgspec
@@ -22,8 +23,15 @@ from dpvault.model import backup_jobs, operations, payloads
 from dpvault.model.instances.rules import decode_instance
 from dpvault.model.instances.schema import BackupInstance, Datasource, SecretStoreBasedAuthCredentials
 from dpvault.protection.credentials import Credentials
+from dpvault.protection.restore_blobs import BlobRestorer, is_blob_target
 from dpvault.protection.restore_files import FileRestorer
-from dpvault.protection.verified import corrupted, format_unsupported, key_unavailable, verify_point
+from dpvault.protection.verified import (
+    corrupted,
+    format_unsupported,
+    key_unavailable,
+    point_files,
+    verify_point,
+)
 from dpvault.services import Services
 from dpvault.store import RecoveryPointRow, Tx
 from dpvault.types import OperationStatus
@@ -52,12 +60,24 @@ class RestoreJobs:
         credentials: Credentials,
         points: RecoveryPoints,
         files: FileRestorer,
+        blobs: BlobRestorer | None = None,
     ) -> None:
+        """``blobs``: restores as files into blob containers (None: such targets fail as not mapped)."""
         self.svc = svc
         self.engines = engines
         self.credentials = credentials
         self.points = points
         self.files = files
+        self.blobs = blobs
+
+    def _blobs(self) -> BlobRestorer:
+        if self.blobs is None:
+            raise UserError(
+                "UserErrorRestoreTargetNotSupported",
+                "This server does not restore into blob containers.",
+                "Restore as files into a local directory (file:///...).",
+            )
+        return self.blobs
 
     def _engine(self, source: BackupInstance) -> Engine:
         engine = self.engines.for_type(source.dataSourceInfo.datasourceType)
@@ -75,6 +95,13 @@ class RestoreJobs:
         """The engine and connection parameters of a datasource target: its own credentials, else the
         instance's."""
         engine = self._engine(source)
+        if getattr(engine, "dump_files", None) is not None:  # a multi-file point (a whole server)
+            raise UserError(
+                "UserErrorRestoreTargetNotSupported",
+                f"A '{source.dataSourceInfo.datasourceType}' recovery point holds a whole server: restoring it "
+                "into a server is not supported yet.",
+                "Restore as files (RestoreFilesTargetInfo) into a blob container or a local directory.",
+            )
         creds = source.datasourceAuthCredentials
         if target.get("datasourceAuthCredentials"):
             creds = msgspec.convert(target["datasourceAuthCredentials"], SecretStoreBasedAuthCredentials)
@@ -116,11 +143,20 @@ class RestoreJobs:
             return
         source = decode_instance(instance.body).properties
         files = p.target["objectType"] == FILES
+        blobs = files and is_blob_target(p.target["targetDetails"])
         engine: Engine | None = None
         params: Params = {}
         try:
-            if files:
-                details = await self.files.to_files(rp, p.target, owner=job.id)
+            if blobs:
+                details = await self._blobs().to_blobs(
+                    rp, p.target["targetDetails"], instance.subscription, owner=job.id
+                )
+            elif files:
+                several = await point_files(self.points, rp)
+                if len(several) > 1:
+                    details = await self.files.to_files_of(rp, p.target, job.id, several)
+                else:
+                    details = await self.files.to_files(rp, p.target, owner=job.id)
             else:
                 engine, params = await self.target_params(source, p.target, instance.subscription)
                 details = await self.to_datasource(engine, rp, params, owner=job.id)
@@ -131,12 +167,19 @@ class RestoreJobs:
         await self._finish_job(job.id, backup_jobs.COMPLETED, details=details)
         # Only now that Completed is committed may the marks of "this job's work" go.
         try:
-            if files:
+            if blobs:
+                pass  # blobs carry the job's id in their metadata: nothing to release
+            elif files:
                 await asyncio.to_thread(self.files.release, p.target, job.id)
             elif engine is not None:
                 await engine.release(params, job.id)
         except Exception as exc:  # harmless leftovers: a hidden link, a database comment
             log.warning("restore marks not removed", job=job.id, error=type(exc).__name__)
+
+    async def _file_names(self, rp: RecoveryPointRow) -> list[str] | None:
+        """The names of a multi-file point's files (None for a point of one archive)."""
+        files = await point_files(self.points, rp)
+        return [name for name, _ in files] if len(files) > 1 else None
 
     async def to_datasource(
         self, engine: Engine, rp: RecoveryPointRow, params: Params, *, owner: str
@@ -193,8 +236,11 @@ class RestoreJobs:
     ) -> None:
         """What a restore would check before writing: the point's bytes, then the target."""
         await verify_point(self.points, rp)
+        if target["objectType"] == FILES and is_blob_target(target["targetDetails"]):
+            await self._blobs().check(target["targetDetails"], subscription, await self._file_names(rp))
+            return
         if target["objectType"] == FILES:
-            self.files.check(target)
+            self.files.check(target, await self._file_names(rp))
             return
         engine, params = await self.target_params(source, target, subscription)
         await engine.check_target(params)
@@ -209,10 +255,23 @@ class RestoreJobs:
             isinstance(claimed.payload, payloads.Restore)
             and target
             and target.get("objectType") == FILES
+            and not is_blob_target(target.get("targetDetails") or {})
             and job_id
         ):
             # whatever its attempts left (a crash's staging file, a dump without its checksum file)
             await asyncio.to_thread(self.files.abandon, target, job_id)
+        elif (
+            isinstance(claimed.payload, payloads.Restore)
+            and target
+            and target.get("objectType") == FILES
+            and job_id
+            and self.blobs is not None
+        ):
+            async with self.svc.store.read() as tx:
+                instance = await tx.resource(claimed.payload.instance)
+            if instance is not None:  # the blobs this job wrote (their metadata names it)
+                with contextlib.suppress(Exception):
+                    await self.blobs.abandon(target["targetDetails"], instance.subscription, job_id)
         operation = getattr(claimed.payload, "operation", None)
         if operation:
             await self.svc.store.transact(lambda tx: operations.finish(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import re
@@ -32,15 +33,16 @@ _OWNER = "x" * 36
 _NAME_MAX, _PATH_MAX = 255, 4096
 
 
-def _names(prefix: str, owner: str = _OWNER) -> tuple[str, str, str, str]:
-    """What a files restore creates in the target directory: the dump, its checksum file, and the
-    staging names of both."""
-    return (
-        f"{prefix}.dump",
-        f"{prefix}.dump.sha256",
-        f".{prefix}.dump.{owner}.partial",
-        f".{prefix}.dump.sha256.{owner}.partial",
-    )
+def _names(prefix: str, owner: str = _OWNER, final: str | None = None) -> tuple[str, str, str, str]:
+    """What a files restore creates in the target directory: the dump (``<prefix>.dump``, or
+    ``final`` for one file of a multi-file point), its checksum file, and the staging names of both."""
+    final = final or f"{prefix}.dump"
+    return (final, f"{final}.sha256", f".{final}.{owner}.partial", f".{final}.sha256.{owner}.partial")
+
+
+def multi_file_names(prefix: str, files: list[str]) -> list[str]:
+    """The files a multi-file point (a whole server) restores to: ``<prefix>_<file>``."""
+    return [f"{prefix}_{name}" for name in files]
 
 
 def _fs_limits(directory: Path) -> tuple[int, int]:
@@ -169,17 +171,48 @@ class FileRestorer:
         check_names(directory, prefix)
         return directory, prefix
 
-    def check(self, target: dict[str, Any]) -> None:
-        """What validateRestore checks of a files target: where it is, and that it is free."""
+    def check(self, target: dict[str, Any], files: list[str] | None = None) -> None:
+        """What validateRestore checks of a files target: where it is, and that it is free.
+        ``files``: the files of a multi-file point."""
         directory, prefix = self._place(target)
-        if (directory / f"{prefix}.dump").exists():
-            raise UserError(
-                "UserErrorTargetFileExists",
-                f"'{prefix}.dump' already exists in the target directory and recoveryOption is FailIfExists.",
-                "Choose another filePrefix or remove the existing file.",
-            )
+        for final in multi_file_names(prefix, files) if files else [f"{prefix}.dump"]:
+            if (directory / final).exists():
+                raise UserError(
+                    "UserErrorTargetFileExists",
+                    f"'{final}' already exists in the target directory and recoveryOption is FailIfExists.",
+                    "Choose another filePrefix or remove the existing file.",
+                )
 
-    async def to_files(self, rp: RecoveryPointRow, target: dict[str, Any], owner: str) -> dict[str, str]:
+    async def to_files_of(
+        self, rp: RecoveryPointRow, target: dict[str, Any], owner: str, files: list[tuple[str, str]]
+    ) -> dict[str, str]:
+        """A multi-file point: each ``(name, sha256)`` file to ``<prefix>_<name>`` with its checksum
+        file; if one fails, what the others wrote goes too (their staging links mark them ours)."""
+        directory, prefix = self._place(target)
+        finals = multi_file_names(prefix, [name for name, _ in files])
+        result: dict[str, str] = {"SHA256": rp.sha256}
+        paths = []
+        try:
+            for (name, sha256), final in zip(files, finals, strict=True):
+                details = await self.to_files(rp, target, owner, file=(name, sha256, final))
+                paths.append(details["RestoredFile"])
+                result[f"SHA256:{final}"] = sha256
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                for final in finals:
+                    await asyncio.to_thread(_undo, directory, prefix, owner, final)
+            raise
+        result["RestoredFiles"] = ",".join(paths)
+        return result
+
+    async def to_files(
+        self,
+        rp: RecoveryPointRow,
+        target: dict[str, Any],
+        owner: str,
+        *,
+        file: tuple[str, str, str] | None = None,
+    ) -> dict[str, str]:
         """Copy the point to ``<prefix>.dump`` and ``<prefix>.dump.sha256``, never overwriting either.
 
         ``owner`` (the restore job's id) names the staging file, which stays linked to the result
@@ -187,7 +220,9 @@ class FileRestorer:
         crash finishes its own work instead of reporting its own file as someone else's."""
         directory, prefix = self._place(target)
         await check_point(self.points, rp)  # the bytes are checked as they are copied
-        final, sidecar, tmp, side_tmp = (directory / name for name in _names(prefix, owner))
+        # ``file``: (name in the point, its SHA-256, the file to write) of one file of a multi-file point
+        source, expected, final_name = file if file else (None, rp.sha256, None)
+        final, sidecar, tmp, side_tmp = (directory / name for name in _names(prefix, owner, final_name))
 
         def exists_error() -> UserError:
             return UserError("UserErrorTargetFileExists", f"'{final.name}' already exists in the target directory.",
@@ -212,7 +247,7 @@ class FileRestorer:
             dst.flush()
             os.fsync(dst.fileno())
             dst.close()
-            if sha != rp.sha256:
+            if sha != expected:
                 tmp.unlink(missing_ok=True)
                 raise corrupted(rp.id)
             try:
@@ -226,11 +261,11 @@ class FileRestorer:
             # (a symlink planted there must not redirect the write).
             side_tmp.unlink(missing_ok=True)
             with open(side_tmp, "x") as f:
-                f.write(f"{rp.sha256}  {final.name}\n")
+                f.write(f"{expected}  {final.name}\n")
             try:
                 os.link(side_tmp, sidecar)
             except FileExistsError:
-                if sidecar.is_symlink() or sidecar.read_text() != f"{rp.sha256}  {final.name}\n":
+                if sidecar.is_symlink() or sidecar.read_text() != f"{expected}  {final.name}\n":
                     raise exists_error() from None
             finally:
                 side_tmp.unlink(missing_ok=True)
@@ -242,7 +277,7 @@ class FileRestorer:
             if dst is not None:
                 digest = hashlib.sha256()
                 try:
-                    async for chunk in self.points.read(rp):
+                    async for chunk in self.points.read(rp, source):
                         await asyncio.to_thread(_append, dst, digest, chunk)
                 except BaseException:
                     dst.close()
@@ -254,18 +289,19 @@ class FileRestorer:
             raise  # the server stopping, like a crash: the job's re-run finishes or redoes it
         except Exception as exc:
             # A failed attempt leaves nothing: no staging file, no dump without its checksum file.
-            await asyncio.to_thread(_undo, directory, prefix, owner)
+            await asyncio.to_thread(_undo, directory, prefix, owner, final_name)
             if isinstance(exc, PointDamagedError):
                 raise corrupted(rp.id) from None
             if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
                 raise _too_long(directory.as_uri(), "the file system refused a name as too long") from exc
             raise
-        return {"RestoredFile": path, "SHA256": rp.sha256}
+        return {"RestoredFile": path, "SHA256": expected}
 
     def release(self, target: dict[str, Any], owner: str) -> None:
-        """After the job's completion is committed: drop the staging link that marked the files ours."""
+        """After the job's completion is committed: drop the staging links that marked the files ours."""
         directory, prefix = self._place(target)
-        (directory / _names(prefix, owner)[2]).unlink(missing_ok=True)
+        for final in _finals(directory, prefix, owner):
+            (directory / _names(prefix, owner, final)[2]).unlink(missing_ok=True)
 
     def abandon(self, target: dict[str, Any], owner: str) -> None:
         """The job gave up (or its attempt failed): remove what it wrote, never anything else."""
@@ -273,14 +309,27 @@ class FileRestorer:
             directory, prefix = self._place(target)
         except UserError:
             return  # a target it could never have written to
-        _undo(directory, prefix, owner)
+        for final in _finals(directory, prefix, owner):
+            _undo(directory, prefix, owner, final)
 
 
-def _undo(directory: Path, prefix: str, owner: str) -> None:
+def _finals(directory: Path, prefix: str, owner: str) -> list[str]:
+    """The files the job ``owner`` may have made: ``<prefix>.dump``, and the ``<prefix>_*`` files of a
+    multi-file point whose staging files (named with the job's id) are there."""
+    finals = {f"{prefix}.dump"}
+    suffix = f".{owner}.partial"
+    with contextlib.suppress(OSError):
+        for entry in directory.glob(f".{glob.escape(prefix)}_*{suffix}"):
+            final = entry.name[1 : -len(suffix)]
+            finals.add(final.removesuffix(".sha256") if final.endswith(".sha256") else final)
+    return sorted(finals)
+
+
+def _undo(directory: Path, prefix: str, owner: str, final_name: str | None = None) -> None:
     """Take back what the restore job ``owner`` made in ``directory``: the dump while it is still
     linked to the job's staging file (so it is the job's), the checksum file naming it, and both
     staging files. Files of anyone else stay."""
-    final, sidecar, tmp, side_tmp = (directory / name for name in _names(prefix, owner))
+    final, sidecar, tmp, side_tmp = (directory / name for name in _names(prefix, owner, final_name))
     try:
         ours = os.path.samefile(tmp, final)
     except OSError:

@@ -12,7 +12,9 @@ from dpvault.protection.credentials import Credentials
 from dpvault.protection.drills import Drills
 from dpvault.protection.planning import Planner
 from dpvault.protection.softdelete import SoftDeletes
+from dpvault.protection.sources import Sources
 from dpvault.secrets import SecretResolver
+from dpvault.secrets.local import LocalSecretStore
 from dpvault.services import Services
 from dpvault.store import ResourceRow, Tx
 from dpvault.vault.points import RecoveryPoints
@@ -24,21 +26,29 @@ def not_backed_up(datasource_type: str | None) -> UserError:
         "UserErrorDatasourceTypeNotSupported",
         f"dpvault has no backup engine for datasource type '{datasource_type}': the backup instance is "
         "configured (shallowly validated) but no backups are taken.",
-        "Protect a datasource type dpvault backs up (Microsoft.DBforPostgreSQL/servers/databases).",
+        "Protect a datasource type dpvault backs up (Microsoft.DBforPostgreSQL/servers/databases or "
+        "Microsoft.DBforPostgreSQL/flexibleServers).",
     )
 
 
 class Protection:
     def __init__(
-        self, svc: Services, engines: Engines, points: RecoveryPoints, secrets: SecretResolver
+        self,
+        svc: Services,
+        engines: Engines,
+        points: RecoveryPoints,
+        secrets: SecretResolver,
+        local_secrets: LocalSecretStore | None = None,
     ) -> None:
+        """``local_secrets``: where source mappings live (``dpvault sources``); without it none are."""
         self.svc = svc
         self.engines = engines
         self.points = points
         self.credentials = Credentials(svc, secrets)
+        self.sources = Sources(self.credentials, local_secrets)
         self.planner = Planner()
         self.drills = Drills(svc, engines, self.credentials, points)
-        self.backups = Backups(svc, engines, self.credentials, points, self.drills)
+        self.backups = Backups(svc, engines, self.credentials, points, self.drills, self.sources)
         self.soft_deletes = SoftDeletes(svc, points)
 
     def engine_for(self, bi: BackupInstance) -> Engine | None:
@@ -49,7 +59,7 @@ class Protection:
         engine = self.engine_for(bi)
         if engine is None:
             return
-        params = await self.credentials.params(bi.datasourceAuthCredentials, subscription, engine)
+        params = await self.sources.params(bi, subscription, engine)
         await engine.validate(params, bi.dataSourceInfo)
 
     async def protect(

@@ -40,6 +40,23 @@ async def check_point(points: RecoveryPoints, rp: RecoveryPointRow) -> None:
         raise key_unavailable(rp.id, exc) from None
 
 
+async def point_files(points: RecoveryPoints, rp: RecoveryPointRow) -> list[tuple[str, str]]:
+    """(name, SHA-256) of each file of the point, its manifest checked (a format-1 point: its one
+    archive, named ""); UserError like :func:`check_point`."""
+    try:
+        manifest = await points.check_manifest(rp)
+    except PointDamagedError:
+        raise corrupted(rp.id) from None
+    except UnsupportedFormatError as exc:
+        raise format_unsupported(rp.id, exc) from None
+    except KeyUnavailableError as exc:
+        raise key_unavailable(rp.id, exc) from None
+    files = getattr(manifest, "files", None)
+    if not files:
+        return [("", rp.sha256)]
+    return [(f.name, f.sha256) for f in files]
+
+
 def key_unavailable(rp_id: str, exc: Exception) -> UserError:
     return UserError(
         "UserErrorVaultKeyUnavailable",

@@ -1,4 +1,10 @@
-"""The local secret store: Fernet-encrypted values in the state database, keyed by normalised URI."""
+"""The local secret store: Fernet-encrypted values in the state database, keyed by normalised URI.
+
+The same table holds the source mappings (``dpvault sources``): connection strings keyed by a
+datasource's normalised ARM id. An ARM id starts with ``/subscriptions/`` and a secret URI with
+``https://``, so the keys never collide and no migration was needed; each view sees only its own
+kind (a backup instance naming an ARM id as its secret URI does not read a source mapping).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,12 @@ from dpvault.store import Store
 
 KEY_ENV = "DPVAULT_SECRETS_KEY"
 KEY_FILE = "secrets.key"
+SOURCE_PREFIX = "/subscriptions/"
+
+
+def is_source_key(key: str) -> bool:
+    """Whether a stored key is a source mapping's (an ARM id) rather than a secret URI."""
+    return key.strip().lower().startswith(SOURCE_PREFIX)
 
 
 def load_key(identity_dir: Path) -> Fernet:
@@ -51,8 +63,20 @@ class LocalSecretStore:
         self._key = key
 
     async def get(self, uri: str, tenant: str) -> str | None:
+        """A secret's value (never a source mapping's), or None."""
+        if is_source_key(uri):
+            return None
+        return await self._get(uri, tenant)
+
+    async def get_source(self, resource_id: str, tenant: str) -> str | None:
+        """A source mapping's connection string for ``tenant``, or None."""
+        if not is_source_key(resource_id):
+            return None
+        return await self._get(resource_id, tenant)
+
+    async def _get(self, uri: str, tenant: str) -> str | None:
         candidates = [uri_key(uri)]
-        base = versionless(uri)
+        base = None if is_source_key(uri) else versionless(uri)
         if base:
             candidates.append(uri_key(base))
         async with self._store.read() as tx:
@@ -76,6 +100,8 @@ class LocalSecretStore:
     async def delete(self, uri: str, *, tenant: str) -> bool:
         return await self._store.transact(lambda tx: tx.delete_secret(tenant_key(tenant), uri_key(uri)))
 
-    async def list(self, tenant: str | None = None) -> list[tuple[str, str]]:
+    async def list(self, tenant: str | None = None, *, sources: bool = False) -> list[tuple[str, str]]:
+        """(tenant, uri) of the stored secrets, or with ``sources`` of the source mappings (ARM ids)."""
         async with self._store.read() as tx:
-            return await tx.secret_uris(tenant_key(tenant) if tenant else None)
+            rows = await tx.secret_uris(tenant_key(tenant) if tenant else None)
+        return [(owner, uri) for owner, uri in rows if is_source_key(uri) == sources]

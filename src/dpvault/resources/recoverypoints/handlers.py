@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -37,6 +38,8 @@ _FILTER_FIELDS = {
 def _metadata(rp: RecoveryPointRow, details: dict[str, Any]) -> str:
     """The data store's metaData: what dpvault knows about the stored bytes, as key:value pairs."""
     parts = [f"sha256:{rp.sha256}", f"size:{rp.size}", f"tables:{details.get('tables', 0)}"]
+    if details.get("databases") is not None:  # a whole server: its databases, comma-separated
+        parts.append("databases:" + ",".join(quote(d, safe="") for d in details["databases"]))
     drill = details.get("drill")
     if drill:
         parts.append(f"drill:{drill['status']}@{drill['time']}")

@@ -31,6 +31,7 @@ from dpvault.model.restores.schema import (
 )
 from dpvault.model.schema import Base
 from dpvault.model.vaults.rules import vault_location
+from dpvault.protection.restore_blobs import is_blob_target, parse_target
 from dpvault.protection.restore_files import check_names, check_prefix, target_directory
 from dpvault.protection.service import Protection
 from dpvault.resources.common import check_provider_call, fingerprint
@@ -72,10 +73,28 @@ class RestoreRoutes:
                        code="UserErrorRestoreTargetNotSupported")  # fmt: skip
         if isinstance(target, RestoreFilesTargetInfo):
             try:
+                if is_blob_target(msgspec.to_builtins(target.targetDetails)):
+                    parse_target(msgspec.to_builtins(target.targetDetails))
+                    return
                 directory = target_directory(target.targetDetails.url, self.svc.settings.restore_dirs)
                 check_names(directory, check_prefix(target.targetDetails.filePrefix))
             except UserError as exc:
                 raise _bad(exc.message, _at(base, "restoreTargetInfo.targetDetails"), code=exc.code) from None
+
+    async def _check_mapped(self, target: dict[str, Any], subscription: str, base: str) -> None:
+        """A blob container's storage account must be mapped (dpvault sources set): said at the request,
+        as the handler can tell; the job checks again (the mapping may go meanwhile)."""
+        details = target.get("targetDetails")
+        if target.get("objectType") != "RestoreFilesTargetInfo" or not details or not is_blob_target(details):
+            return
+        blob = parse_target(details)
+        try:
+            if blob.account_id is not None:
+                await self.protection.sources.source(blob.account_id, subscription)
+            else:
+                await self.protection.sources.storage_account(blob.account, subscription)
+        except UserError as exc:
+            raise _bad(exc.message, _at(base, "restoreTargetInfo.targetDetails"), code=exc.code) from None
 
     async def _point(self, tx: Tx, instance: ResourceRow, request: Any, base: str) -> RecoveryPointRow:
         if isinstance(request, AzureBackupRecoveryTimeBasedRestoreRequest):
@@ -114,6 +133,7 @@ class RestoreRoutes:
         base = "restoreRequestObject" if validate else ""
         self._check_target(request, base)
         target = msgspec.to_builtins(request.restoreTargetInfo)
+        await self._check_mapped(target, sub, base)
         if "datasourceAuthCredentials" in target and target["datasourceAuthCredentials"].get(
             "secretStoreResource"
         ):
