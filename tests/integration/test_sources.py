@@ -184,77 +184,86 @@ def point_sha256(rp: dict[str, Any]) -> str:
 
 
 def test_restore_as_files_into_an_azurite_container_round_trips_through_pg_restore(
-    server: Server, protected: Protected, source_pg: PostgresServer, azurite: Any
+    make_server: Any, source_pg: PostgresServer, azurite: Any
 ) -> None:
-    p = protected
-    backed_up = table_state(source_pg, p.database)
-    assert p.wait_job(p.backup())["status"] == "Completed"
-    (rp,) = p.points()
-    container = azurite.make_container(f"restores-{uuid.uuid4().hex[:8]}")
-    url = f"{azurite.endpoint}/{container}"
-    target = files_target({"url": url, "filePrefix": "shop-Backup"})
+    # a server of its own: "no mapping yet" must not depend on what other tests mapped
+    server = make_server()
+    with server.client() as client:
+        p = Protected(
+            server, client, source_pg, make_sample_database(source_pg, customers=300, orders=500)
+        ).create()
+        assert p.put()["status"] == "Succeeded"
+        backed_up = table_state(source_pg, p.database)
+        assert p.wait_job(p.backup())["status"] == "Completed"
+        (rp,) = p.points()
+        container = azurite.make_container(f"restores-{uuid.uuid4().hex[:8]}")
+        url = f"{azurite.endpoint}/{container}"
+        target = files_target({"url": url, "filePrefix": "shop-Backup"})
 
-    # no mapping for the account yet: the request says so, naming the command
-    r = restore(p, restore_request(rp["name"], target))
-    assert r.status_code == 400, r.text
-    error = r.json()["error"]
-    assert error["code"] == "UserErrorDatasourceNotMapped" and "dpvault sources set" in error["message"]
-    # a mapping in another tenant is not this instance's
-    set_source(server, account_id(), azurite.connection_string, "--tenant", str(uuid.uuid4()))
-    r = restore(p, restore_request(rp["name"], target))
-    assert r.status_code == 400 and r.json()["error"]["code"] == "UserErrorDatasourceNotMapped", r.text
+        # no mapping for the account yet: the request says so, naming the command
+        r = restore(p, restore_request(rp["name"], target))
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["code"] == "UserErrorDatasourceNotMapped" and "dpvault sources set" in error["message"]
+        # a mapping in another tenant is not this instance's
+        set_source(server, account_id(), azurite.connection_string, "--tenant", str(uuid.uuid4()))
+        r = restore(p, restore_request(rp["name"], target))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "UserErrorDatasourceNotMapped", r.text
 
-    set_source(server, account_id(), azurite.connection_string)
-    op, final = finish(p, restore(p, restore_request(rp["name"], target), validate=True))
-    assert op["status"] == "Succeeded", op
-    op, final = finish(p, restore(p, restore_request(rp["name"], target)))
-    assert op["status"] == "Succeeded"
-    job = p.wait_job(final.json()["jobId"])
-    assert job["status"] == "Completed", job
-    assert job["restoreType"] == "RestoreAsFiles"
-    dump = download(azurite, container, "shop-Backup.dump")
-    assert dump is not None
-    expected = point_sha256(rp)
-    assert hashlib.sha256(dump).hexdigest() == expected
-    assert job["extendedInfo"]["additionalDetails"]["SHA256"] == expected
-    assert (
-        download(azurite, container, "shop-Backup.dump.sha256") == f"{expected}  shop-Backup.dump\n".encode()
-    )
+        set_source(server, account_id(), azurite.connection_string)
+        op, final = finish(p, restore(p, restore_request(rp["name"], target), validate=True))
+        assert op["status"] == "Succeeded", op
+        op, final = finish(p, restore(p, restore_request(rp["name"], target)))
+        assert op["status"] == "Succeeded"
+        job = p.wait_job(final.json()["jobId"])
+        assert job["status"] == "Completed", job
+        assert job["restoreType"] == "RestoreAsFiles"
+        dump = download(azurite, container, "shop-Backup.dump")
+        assert dump is not None
+        expected = point_sha256(rp)
+        assert hashlib.sha256(dump).hexdigest() == expected
+        assert job["extendedInfo"]["additionalDetails"]["SHA256"] == expected
+        assert (
+            download(azurite, container, "shop-Backup.dump.sha256")
+            == f"{expected}  shop-Backup.dump\n".encode()
+        )
 
-    # the blob is a pg_restore-able archive of the backed-up state
-    source_pg.sql(p.database, "DELETE FROM orders WHERE id % 2 = 0")
-    fresh = f"fromblob_{uuid.uuid4().hex[:8]}"
-    source_pg.create_database(fresh)
-    archive = server.data_dir / "downloaded.dump"
-    archive.write_bytes(dump)
-    subprocess.run(
-        [_pg_restore(), "--no-owner", "--exit-on-error", "-h", str(source_pg.root), "-p", str(source_pg.port),
-         "-U", "postgres", "-d", fresh, str(archive)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    assert table_state(source_pg, fresh) == backed_up
+        # the blob is a pg_restore-able archive of the backed-up state
+        source_pg.sql(p.database, "DELETE FROM orders WHERE id % 2 = 0")
+        fresh = f"fromblob_{uuid.uuid4().hex[:8]}"
+        source_pg.create_database(fresh)
+        archive = server.data_dir / "downloaded.dump"
+        archive.write_bytes(dump)
+        subprocess.run(
+            [_pg_restore(), "--no-owner", "--exit-on-error", "-h", str(source_pg.root), "-p", str(source_pg.port),
+             "-U", "postgres", "-d", fresh, str(archive)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        assert table_state(source_pg, fresh) == backed_up
 
-    # FailIfExists: validateRestore and the job both refuse, the blob is untouched
-    op, _ = finish(p, restore(p, restore_request(rp["name"], target), validate=True))
-    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorTargetFileExists", op
-    op, final = finish(p, restore(p, restore_request(rp["name"], target)))
-    job = p.wait_job(final.json()["jobId"])
-    assert job["status"] == "Failed" and job["errorDetails"][0]["code"] == "UserErrorTargetFileExists", job
-    assert download(azurite, container, "shop-Backup.dump") == dump
+        # FailIfExists: validateRestore and the job both refuse, the blob is untouched
+        op, _ = finish(p, restore(p, restore_request(rp["name"], target), validate=True))
+        assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorTargetFileExists", op
+        op, final = finish(p, restore(p, restore_request(rp["name"], target)))
+        job = p.wait_job(final.json()["jobId"])
+        assert job["status"] == "Failed" and job["errorDetails"][0]["code"] == "UserErrorTargetFileExists", (
+            job
+        )
+        assert download(azurite, container, "shop-Backup.dump") == dump
 
-    # the container's ARM id works as well as its URL
-    arm = {
-        "url": url,
-        "filePrefix": "by-arm-id",
-        "targetResourceArmId": f"{account_id()}/blobServices/default/containers/{container}",
-    }
-    op, final = finish(p, restore(p, restore_request(rp["name"], files_target(arm))))
-    job = p.wait_job(final.json()["jobId"])
-    assert job["status"] == "Completed", job
-    assert hashlib.sha256(download(azurite, container, "by-arm-id.dump") or b"").hexdigest() == expected
-    assert names_in(azurite, container) == sorted(
-        ["shop-Backup.dump", "shop-Backup.dump.sha256", "by-arm-id.dump", "by-arm-id.dump.sha256"]
-    )
+        # the container's ARM id works as well as its URL
+        arm = {
+            "url": url,
+            "filePrefix": "by-arm-id",
+            "targetResourceArmId": f"{account_id()}/blobServices/default/containers/{container}",
+        }
+        op, final = finish(p, restore(p, restore_request(rp["name"], files_target(arm))))
+        job = p.wait_job(final.json()["jobId"])
+        assert job["status"] == "Completed", job
+        assert hashlib.sha256(download(azurite, container, "by-arm-id.dump") or b"").hexdigest() == expected
+        assert names_in(azurite, container) == sorted(
+            ["shop-Backup.dump", "shop-Backup.dump.sha256", "by-arm-id.dump", "by-arm-id.dump.sha256"]
+        )
 
 
 def test_restore_into_a_missing_container_fails_the_job_and_writes_nothing(
