@@ -152,7 +152,8 @@ def _http_options(endpoint: str | None, variable: str) -> dict[str, Any]:
     return {"connect_timeout": timedelta(seconds=5), "allow_http": parts.scheme == "http"}
 
 
-def _connection_string(text: str) -> dict[str, str]:
+def connection_string_fields(text: str) -> dict[str, str]:
+    """An Azure Storage connection string's fields, names lower-cased."""
     fields: dict[str, str] = {}
     for part in text.split(";"):
         name, sep, value = part.strip().partition("=")
@@ -167,7 +168,7 @@ def _azure(container: str, prefix: str, environ: Mapping[str, str], retry: Any) 
     conn = environ.get("AZURE_STORAGE_CONNECTION_STRING", "").strip()
     if conn:
         source = "AZURE_STORAGE_CONNECTION_STRING"
-        fields = _connection_string(conn)
+        fields = connection_string_fields(conn)
         if fields.get("usedevelopmentstorage", "").lower() == "true":
             fields.setdefault("accountname", _AZURITE_ACCOUNT)
             fields.setdefault("accountkey", _AZURITE_KEY)

@@ -27,10 +27,11 @@ from urllib.parse import unquote, urlsplit
 import obstore
 
 from dpvault.datastores.base import DatastoreConfigError
+from dpvault.datastores.urls import connection_string_fields as storage_fields
 from dpvault.datastores.urls import open_datastore
 from dpvault.errors import UserError
 from dpvault.protection.restore_files import check_prefix
-from dpvault.protection.sources import Sources, storage_fields
+from dpvault.protection.sources import Sources
 from dpvault.protection.verified import corrupted, point_files
 from dpvault.store import RecoveryPointRow
 from dpvault.vault.points import PointDamagedError, RecoveryPoints

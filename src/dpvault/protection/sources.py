@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from dpvault.datastores.urls import connection_string_fields as storage_fields
 from dpvault.errors import UserError
 
 if TYPE_CHECKING:
@@ -78,16 +79,6 @@ def parse_id(resource_id: str) -> SourceId:
             "Give the storage account's ARM id.",
         )
     return SourceId(key, kind, match["sub"], match["name"])
-
-
-def storage_fields(text: str) -> dict[str, str]:
-    """An Azure Storage connection string's fields, names lower-cased."""
-    fields: dict[str, str] = {}
-    for part in text.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            fields[name.strip().lower()] = value.strip()
-    return fields
 
 
 def check_value(kind: Kind, value: str) -> None:

@@ -28,10 +28,11 @@ def format_unsupported(rp_id: str, exc: UnsupportedFormatError) -> UserError:
     )
 
 
-async def check_point(points: RecoveryPoints, rp: RecoveryPointRow) -> None:
-    """What a reader checks before it reads (and checks) the bytes: the manifest and the row agree."""
+async def check_point(points: RecoveryPoints, rp: RecoveryPointRow) -> Manifest | PointManifest:
+    """What a reader checks before it reads (and checks) the bytes: the manifest and the row agree.
+    Returns the checked manifest."""
     try:
-        await points.check_manifest(rp)
+        return await points.check_manifest(rp)
     except PointDamagedError:
         raise corrupted(rp.id) from None
     except UnsupportedFormatError as exc:
@@ -43,15 +44,7 @@ async def check_point(points: RecoveryPoints, rp: RecoveryPointRow) -> None:
 async def point_files(points: RecoveryPoints, rp: RecoveryPointRow) -> list[tuple[str, str]]:
     """(name, SHA-256) of each file of the point, its manifest checked (a format-1 point: its one
     archive, named ""); UserError like :func:`check_point`."""
-    try:
-        manifest = await points.check_manifest(rp)
-    except PointDamagedError:
-        raise corrupted(rp.id) from None
-    except UnsupportedFormatError as exc:
-        raise format_unsupported(rp.id, exc) from None
-    except KeyUnavailableError as exc:
-        raise key_unavailable(rp.id, exc) from None
-    files = getattr(manifest, "files", None)
+    files = getattr(await check_point(points, rp), "files", None)
     if not files:
         return [("", rp.sha256)]
     return [(f.name, f.sha256) for f in files]
