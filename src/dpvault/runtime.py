@@ -121,7 +121,13 @@ class Runtime:
         )
         blobs = BlobRestorer(points, protection.sources, settings.data_dir / "tmp")
         restores = RestoreJobs(
-            svc, engines, protection.credentials, points, FileRestorer(points, settings.restore_dirs), blobs
+            svc,
+            engines,
+            protection.credentials,
+            points,
+            FileRestorer(points, settings.restore_dirs),
+            blobs,
+            protection.sources,
         )
         self.scheduler = Scheduler(protection, Retention(svc, points))
         if isinstance(clock, ManualClock):

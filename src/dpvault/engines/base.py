@@ -4,12 +4,13 @@ exception is a bug or an outage, retried by the job queue."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dpvault.model.instances.schema import Datasource
+from dpvault.model.instances.schema import BackupInstance, Datasource
 
 # Connection parameters a credential secret resolves to (PostgreSQL: libpq keywords).
 Params = dict[str, str]
@@ -89,4 +90,76 @@ class Engine(Protocol):
     async def drill(self, archive: Path, params: Params, *, owner: str) -> Fingerprint:
         """Restore ``archive`` into a scratch target beside the source ``params`` name, fingerprint it
         and remove it (a re-run with the same ``owner`` replaces its own scratch target)."""
+        ...
+
+
+# -- the optional multi-file capability ------------------------------------------------------------
+# An engine whose recovery point is several files (a whole server, blob containers) has, besides the
+# single-archive methods above, the methods of :class:`MultiFileEngine`. The protection core asks
+# ``getattr(engine, "dump_files", None)``; the engine's single-archive ``dump``/``restore`` refuse.
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One file of a multi-file dump. ``version`` is what the source says of the file's content (a
+    blob's ETag); ``chunks`` None means "unchanged since the previous point": the file's ``version``
+    equals the one recorded there, so the vault reuses the stored copy without reading it again."""
+
+    name: str
+    chunks: AsyncIterator[bytes] | None
+    version: str | None = None
+
+
+class PointFiles(Protocol):
+    """The files of one recovery point, as a multi-file restore reads them."""
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def sha256(self, name: str) -> str: ...
+
+    def size(self, name: str) -> int: ...
+
+    def read(self, name: str) -> AsyncIterator[bytes]:
+        """The file's bytes, every chunk checked as it comes; at the end the whole file is checked
+        against the SHA-256 recorded when it was taken (UserError ``UserErrorRecoveryPointCorrupted``
+        instead of the last chunk if it differs)."""
+        ...
+
+    def local_copy(self, name: str) -> AbstractAsyncContextManager[Path]:
+        """A seekable local copy of the file, checked whole before the context is entered."""
+        ...
+
+
+class MultiFileEngine(Engine, Protocol):
+    def instance_params(self, instance: BackupInstance) -> Params:
+        """What the instance's configuration adds to the connection parameters (the containers of
+        ``BlobBackupDatasourceParameters``); merged into them before ``validate`` and ``dump_files``."""
+        ...
+
+    def dump_files(self, params: Params, previous: Mapping[str, str]) -> AsyncIterator[SourceFile]:
+        """The point's files in order. ``previous``: file name -> version of the files the previous
+        point holds and the vault can reuse. Each file's chunks must be consumed before the next."""
+        ...
+
+    async def check_file(self, name: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+        """Like ``check``, for one file (consumes all of ``chunks``)."""
+        ...
+
+    def point_details(self, checks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        """The recovery point's details (its metaData) from each new file's check."""
+        ...
+
+    def restore_params(self, params: Params, target: Datasource) -> Params: ...
+
+    async def check_restore(self, files: PointFiles, params: Params, target: dict[str, Any]) -> None:
+        """What ``restore_files`` would refuse, without writing: UserError. ``target`` is the request's
+        ``restoreTargetInfo`` (its criteria are the engine's to read)."""
+        ...
+
+    async def restore_files(
+        self, files: PointFiles, params: Params, target: dict[str, Any], *, owner: str
+    ) -> dict[str, str]:
+        """Restore the point (or the items ``target``'s criteria select) into the target; ``owner``
+        as for ``restore``. Nothing half-written stays visible when it fails."""
         ...

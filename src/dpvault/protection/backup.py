@@ -21,14 +21,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 import msgspec
 import structlog
 
 from dpvault.clock import from_timestamp
 from dpvault.datastores.base import DatastoreError, DatastoreFullError
-from dpvault.engines.base import Engine
+from dpvault.engines.base import Engine, SourceFile
 from dpvault.engines.registry import Engines
 from dpvault.errors import PermanentError, UserError
 from dpvault.jobs.worker import Claimed
@@ -174,8 +173,12 @@ class Backups:
                     retain_until=await self._lock_until(instance, bi.policyInfo.policyId),
                 )  # fmt: skip
                 dump_files = getattr(engine, "dump_files", None)
-                if dump_files is not None:  # the optional multi-file capability (a whole server)
-                    entries, checked = await _store_files(writer, engine, dump_files(params))
+                if dump_files is not None:  # the optional multi-file capability (a server, containers)
+                    previous = await self.points.reusable_files(instance.key)
+                    versions = {name: str(entry.version) for name, entry in previous.items()}
+                    entries, checked = await _store_files(
+                        writer, engine, dump_files(params, versions), previous
+                    )
                     prints = None
                 else:
                     async with engine.dump(params, fingerprint=drill, compress=False) as dump:
@@ -341,26 +344,39 @@ class Backups:
 
 
 async def _store_files(
-    writer: PackWriter, engine: Any, files: AsyncIterator[tuple[str, AsyncIterator[bytes]]]
+    writer: PackWriter,
+    engine: Any,
+    files: AsyncIterator[SourceFile],
+    previous: dict[str, FileEntry],
 ) -> tuple[list[FileEntry], dict[str, Any]]:
-    """Each file of a multi-file dump into the vault, each checked by the engine on the way; the
-    details list the files' databases (what the recovery point's metaData shows)."""
+    """Each file of a multi-file dump into the vault (checked by the engine on the way, unless it
+    checks none), or reused from the previous point when the engine says its source is unchanged;
+    the details are the engine's summary of the new files' checks (the point's metaData)."""
     entries: list[FileEntry] = []
     checks: dict[str, Any] = {}
+    checked_files = getattr(engine, "checks_files", True)
     try:
-        async for name, chunks in files:
-            entry, checked = await _store_and_check(
-                writer, engine, chunks, name=name, checker=lambda c, n=name: engine.check_file(n, c)
-            )
+        async for item in files:
+            if item.chunks is None:
+                entry = previous.get(item.name)
+                if entry is None or entry.version != item.version:
+                    raise RuntimeError(f"engine {engine.name} reused a file the previous point lacks")
+                entries.append(writer.reuse(entry))
+                continue
+            if checked_files:
+                entry, checks[item.name] = await _store_and_check(
+                    writer, engine, item.chunks, name=item.name,
+                    checker=lambda c, n=item.name: engine.check_file(n, c),
+                )  # fmt: skip
+            else:
+                entry = await writer.add_file(item.name, item.chunks)
+            entry.version = item.version
             entries.append(entry)
-            checks[name] = checked
     finally:
         aclose = getattr(files, "aclose", None)
-        if aclose is not None:  # a failure midway: the dump in progress (its pg_dump) ends now
+        if aclose is not None:  # a failure midway: the dump in progress (a pg_dump) ends now
             await aclose()
-    databases = [unquote(n.removesuffix(".dump")) for n in checks if n.endswith(".dump")]
-    tables = sum(int(c.get("tables", 0)) for c in checks.values())
-    return entries, {"databases": databases, "tables": tables}
+    return entries, engine.point_details(checks)
 
 
 async def _store_and_check(

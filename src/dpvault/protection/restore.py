@@ -25,10 +25,12 @@ from dpvault.model.instances.schema import BackupInstance, Datasource, SecretSto
 from dpvault.protection.credentials import Credentials
 from dpvault.protection.restore_blobs import BlobRestorer, is_blob_target
 from dpvault.protection.restore_files import FileRestorer
+from dpvault.protection.sources import Sources
 from dpvault.protection.verified import (
     corrupted,
     format_unsupported,
     key_unavailable,
+    open_files,
     point_files,
     verify_point,
 )
@@ -42,6 +44,11 @@ from dpvault.vault.points import PointDamagedError, RecoveryPoints
 log = structlog.get_logger("dpvault.restore")
 
 FILES = "RestoreFilesTargetInfo"
+
+
+def _multi_file(engine: Engine) -> bool:
+    """An engine whose points are several files restores them itself (``MultiFileEngine``)."""
+    return getattr(engine, "restore_files", None) is not None
 
 
 def _point_gone() -> UserError:
@@ -61,14 +68,17 @@ class RestoreJobs:
         points: RecoveryPoints,
         files: FileRestorer,
         blobs: BlobRestorer | None = None,
+        sources: Sources | None = None,
     ) -> None:
-        """``blobs``: restores as files into blob containers (None: such targets fail as not mapped)."""
+        """``blobs``: restores as files into blob containers (None: such targets fail as not mapped);
+        ``sources``: where targets named by ARM id are (a flexible server, a storage account)."""
         self.svc = svc
         self.engines = engines
         self.credentials = credentials
         self.points = points
         self.files = files
         self.blobs = blobs
+        self.sources = sources or Sources(credentials, None)
 
     def _blobs(self) -> BlobRestorer:
         if self.blobs is None:
@@ -95,18 +105,25 @@ class RestoreJobs:
         """The engine and connection parameters of a datasource target: its own credentials, else the
         instance's."""
         engine = self._engine(source)
-        if getattr(engine, "dump_files", None) is not None:  # a multi-file point (a whole server)
-            raise UserError(
-                "UserErrorRestoreTargetNotSupported",
-                f"A '{source.dataSourceInfo.datasourceType}' recovery point holds a whole server: restoring it "
-                "into a server is not supported yet.",
-                "Restore as files (RestoreFilesTargetInfo) into a blob container or a local directory.",
-            )
         creds = source.datasourceAuthCredentials
         if target.get("datasourceAuthCredentials"):
             creds = msgspec.convert(target["datasourceAuthCredentials"], SecretStoreBasedAuthCredentials)
-        params = await self.credentials.params(creds, subscription, engine)
+        if _multi_file(engine) and creds is None and getattr(engine, "uses_source_mapping", False):
+            params = await self.sources.target_params(target, subscription, engine)  # by ARM id
+        else:
+            params = await self.credentials.params(creds, subscription, engine)
         return engine, engine.restore_params(params, msgspec.convert(target["datasourceInfo"], Datasource))
+
+    def _check_files_target(self, source: BackupInstance) -> None:
+        """A point whose files are not archives (blobs) restores into a datasource only."""
+        engine = self.engines.for_type(source.dataSourceInfo.datasourceType)
+        if engine is not None and not getattr(engine, "restores_as_files", True):
+            raise UserError(
+                "UserErrorRestoreTargetNotSupported",
+                f"A '{source.dataSourceInfo.datasourceType}' recovery point restores into a storage account, "
+                "not as files.",
+                "Restore with RestoreTargetInfo (whole containers) or ItemLevelRestoreTargetInfo (items).",
+            )
 
     async def _load(self, job_id: str | None, instance_key: str, rp_id: str) -> tuple[Any, Any, Any]:
         async with self.svc.store.read() as tx:
@@ -147,6 +164,8 @@ class RestoreJobs:
         engine: Engine | None = None
         params: Params = {}
         try:
+            if files:
+                self._check_files_target(source)
             if blobs:
                 details = await self._blobs().to_blobs(
                     rp, p.target["targetDetails"], instance.subscription, owner=job.id
@@ -159,7 +178,11 @@ class RestoreJobs:
                     details = await self.files.to_files(rp, p.target, owner=job.id)
             else:
                 engine, params = await self.target_params(source, p.target, instance.subscription)
-                details = await self.to_datasource(engine, rp, params, owner=job.id)
+                if _multi_file(engine):
+                    point = await open_files(self.points, rp)
+                    details = await engine.restore_files(point, params, p.target, owner=job.id)  # type: ignore[attr-defined]
+                else:
+                    details = await self.to_datasource(engine, rp, params, owner=job.id)
         except UserError as exc:
             log.info("restore failed", job=job.id, code=exc.code)
             await self._finish_job(job.id, backup_jobs.FAILED, error=exc)
@@ -236,6 +259,8 @@ class RestoreJobs:
     ) -> None:
         """What a restore would check before writing: the point's bytes, then the target."""
         await verify_point(self.points, rp)
+        if target["objectType"] == FILES:
+            self._check_files_target(source)
         if target["objectType"] == FILES and is_blob_target(target["targetDetails"]):
             await self._blobs().check(target["targetDetails"], subscription, await self._file_names(rp))
             return
@@ -243,7 +268,10 @@ class RestoreJobs:
             self.files.check(target, await self._file_names(rp))
             return
         engine, params = await self.target_params(source, target, subscription)
-        await engine.check_target(params)
+        if _multi_file(engine):
+            await engine.check_restore(await open_files(self.points, rp), params, target)  # type: ignore[attr-defined]
+        else:
+            await engine.check_target(params)
 
     async def give_up(self, claimed: Claimed[Any], reason: str) -> None:
         error = UserError(

@@ -163,5 +163,15 @@ class Sources:
         datasources are named by ARM id only (a flexible server) and an instance without
         credentials -- the source mapping of ``dataSourceInfo.resourceID``."""
         if getattr(engine, "uses_source_mapping", False) and bi.datasourceAuthCredentials is None:
-            return engine.parse_secret(await self.source(bi.dataSourceInfo.resourceID, subscription))
-        return await self.credentials.params(bi.datasourceAuthCredentials, subscription, engine)
+            params = engine.parse_secret(await self.source(bi.dataSourceInfo.resourceID, subscription))
+        else:
+            params = await self.credentials.params(bi.datasourceAuthCredentials, subscription, engine)
+        configured = getattr(engine, "instance_params", None)  # e.g. the containers a blob backup lists
+        return {**params, **configured(bi)} if configured is not None else params
+
+    async def target_params(self, target: dict[str, object], subscription: str, engine: Engine) -> Params:
+        """A restore target's connection parameters for an engine whose datasources are named by ARM
+        id: the source mapping of the target's ``datasourceInfo.resourceID``."""
+        info = target.get("datasourceInfo")
+        resource_id = str(info.get("resourceID") or "") if isinstance(info, dict) else ""
+        return engine.parse_secret(await self.source(resource_id, subscription))

@@ -3,10 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 from dpvault.errors import UserError
 from dpvault.store import RecoveryPointRow
-from dpvault.vault.format import Manifest, PointManifest, UnsupportedFormatError
+from dpvault.vault.format import FileEntry, Manifest, PointManifest, UnsupportedFormatError
 from dpvault.vault.keys import KeyUnavailableError
+from dpvault.vault.packs import ChunkDamagedError, PointReader
 from dpvault.vault.points import PointDamagedError, RecoveryPoints
 
 
@@ -69,3 +77,59 @@ async def verify_point(points: RecoveryPoints, rp: RecoveryPointRow) -> Manifest
         raise key_unavailable(rp.id, exc) from None
     except UnsupportedFormatError as exc:
         raise format_unsupported(rp.id, exc) from None
+
+
+class VerifiedFiles:
+    """A multi-file point's files for an engine's restore (``engines.base.PointFiles``): the manifest
+    opened once, every chunk and every whole file checked as it is read."""
+
+    def __init__(
+        self, rp: RecoveryPointRow, manifest: PointManifest, reader: PointReader, tmp_dir: Path | None
+    ) -> None:
+        self.rp = rp
+        self._entries: dict[str, FileEntry] = {f.name: f for f in manifest.files}
+        self._reader = reader
+        self._tmp_dir = tmp_dir
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def sha256(self, name: str) -> str:
+        return self._entries[name].sha256
+
+    def size(self, name: str) -> int:
+        return self._entries[name].size
+
+    async def read(self, name: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._reader.read_file(self._entries[name]):
+                yield chunk
+        except ChunkDamagedError:
+            raise corrupted(self.rp.id) from None
+
+    @contextlib.asynccontextmanager
+    async def local_copy(self, name: str) -> AsyncIterator[Path]:
+        base = self._tmp_dir or Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - a private name below
+        await asyncio.to_thread(base.mkdir, parents=True, exist_ok=True, mode=0o700)
+        path = base / f"restore-{uuid.uuid4().hex}.part"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in self.read(name):
+                    await asyncio.to_thread(out.write, chunk)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+
+async def open_files(points: RecoveryPoints, rp: RecoveryPointRow) -> VerifiedFiles:
+    """The point's files, its manifest checked first; UserError like :func:`check_point`."""
+    await check_point(points, rp)
+    try:
+        manifest, reader = await points.opened(rp)
+    except PointDamagedError:
+        raise corrupted(rp.id) from None
+    except KeyUnavailableError as exc:
+        raise key_unavailable(rp.id, exc) from None
+    return VerifiedFiles(rp, manifest, reader, points.tmp_dir)

@@ -68,13 +68,15 @@ class Manifest(msgspec.Struct):
 # -- format 2 ---------------------------------------------------------------------------------
 
 
-class FileEntry(msgspec.Struct):
-    """One file of a recovery point: its plaintext size and SHA-256, and its chunks in order."""
+class FileEntry(msgspec.Struct, omit_defaults=True):
+    """One file of a recovery point: its plaintext size and SHA-256, and its chunks in order;
+    ``version``: what the source said of it (a blob's ETag), so the next backup can reuse it unread."""
 
     name: str
     size: int
     sha256: str
     chunks: list[str]
+    version: str | None = None
 
 
 class PointManifest(msgspec.Struct, kw_only=True):

@@ -196,6 +196,15 @@ class PackWriter:
             await self.add_chunk(chunk_id, chunk)
         return FileEntry(name=name, size=size, sha256=digest.hexdigest(), chunks=ids)
 
+    def reuse(self, entry: FileEntry) -> FileEntry:
+        """A file of an earlier point, unchanged at its source: its chunks are the vault's already
+        (the caller checked them in the index while this backup's point was ``writing``, which keeps
+        garbage collection away), so nothing is read or written."""
+        self._mine.update(entry.chunks)
+        self.written.reused_chunks += len(entry.chunks)
+        self.written.reused_bytes += entry.size
+        return entry
+
     async def add_chunk(self, chunk_id: str, plaintext: bytes) -> None:
         if chunk_id in self._mine:
             self.written.reused_chunks += 1

@@ -40,7 +40,7 @@ from dpvault.datastores.base import Datastore, ObjectLockedError, ObjectNotFound
 from dpvault.errors import DpvaultError
 from dpvault.store import RecoveryPointRow, ResourceRow, Store, Tx
 from dpvault.vault import format as vault_format
-from dpvault.vault.format import Manifest, PointManifest
+from dpvault.vault.format import FileEntry, Manifest, PointManifest
 from dpvault.vault.gc import Collected, Collector
 from dpvault.vault.keys import KekRef, SealError, VaultKeys
 from dpvault.vault.packs import ChunkDamagedError, PackWriter, PointReader
@@ -297,6 +297,36 @@ class RecoveryPoints:
                 yield chunk
         except ChunkDamagedError as exc:
             raise PointDamagedError(rp.id, f"{entry.name}: {exc}") from None
+
+    async def reusable_files(self, instance_key: str) -> dict[str, FileEntry]:
+        """The files of the instance's newest point that a source recorded a version of and whose
+        chunks the vault's index still holds: what the next backup may reuse unread (call it once the
+        backup's own point is ``writing``, which keeps garbage collection away). Empty when there is
+        no such point or its manifest cannot be read (the next backup then reads everything)."""
+        async with self.store.read() as tx:
+            newest = await tx.recovery_points_of(instance_key, limit=1)
+        if not newest or vault_format.format_of(newest[0].object_key) == 1:
+            return {}
+        try:
+            manifest = await self.check_manifest(newest[0])
+        except (PointDamagedError, SealError, vault_format.UnsupportedFormatError, DpvaultError):
+            return {}
+        assert isinstance(manifest, PointManifest)
+        entries = {f.name: f for f in manifest.files if f.version is not None}
+        wanted = sorted({c for f in entries.values() for c in f.chunks})
+        known: set[str] = set()
+        async with self.store.read() as tx:
+            for start in range(0, len(wanted), 500):
+                known |= await tx.known_chunks(newest[0].vault_key, wanted[start : start + 500])
+        return {name: f for name, f in entries.items() if all(c in known for c in f.chunks)}
+
+    async def opened(self, rp: RecoveryPointRow) -> tuple[PointManifest, PointReader]:
+        """A format-2 point's checked manifest and a reader of its files (for restores that read many
+        files: the manifest is opened once)."""
+        manifest = await self.check_manifest(rp)
+        if not isinstance(manifest, PointManifest):
+            raise PointDamagedError(rp.id, "a format-1 point holds a single archive")
+        return manifest, await self._reader(rp)
 
     async def check_manifest(self, rp: RecoveryPointRow) -> Manifest | PointManifest:
         """The point's manifest, read (refusing a format this version cannot read) and matched with

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from dpvault.engines.base import Fingerprint, Params
+from dpvault.engines.base import Fingerprint, Params, PointFiles, SourceFile
 from dpvault.engines.postgres.engine import CHUNK, PostgresEngine, _dump_error
 from dpvault.engines.postgres.tools import Tools, require, tool_env
 from dpvault.errors import UserError
@@ -87,14 +87,20 @@ class FlexibleServerEngine:
             info = Datasource(objectType="Datasource", resourceID=datasource.resourceID, resourceName=name)
             await self.database.validate({**params, "dbname": name}, info)
 
-    async def dump_files(self, params: Params) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
-        """(file name, its bytes) for the globals, then each database: the multi-file capability the
-        backup pipeline uses when an engine has it. Each stream must be consumed before the next."""
+    async def dump_files(self, params: Params, previous: Mapping[str, str]) -> AsyncIterator[SourceFile]:
+        """The globals, then each database: the multi-file capability the backup pipeline uses when
+        an engine has it (a database has no version to compare: every file is dumped afresh, and the
+        vault dedupes unchanged chunks). Each stream must be consumed before the next."""
         tools = require(self.tools)
-        yield GLOBALS, _globals(tools, params)
+        yield SourceFile(GLOBALS, _globals(tools, params))
         for name in await self.databases(params):
             async with self.database.dump({**params, "dbname": name}, compress=False) as dump:
-                yield file_name(name), dump.chunks()
+                yield SourceFile(file_name(name), dump.chunks())
+
+    def point_details(self, checks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        """The databases the point holds (its metaData) and their tables."""
+        databases = [database_of(n) for n in checks if n.endswith(".dump")]
+        return {"databases": databases, "tables": sum(int(c.get("tables", 0)) for c in checks.values())}
 
     async def check_file(self, name: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
         """A database archive is checked by pg_restore; the globals must be SQL text."""
@@ -131,6 +137,14 @@ class FlexibleServerEngine:
 
     async def drill(self, archive: Path, params: Params, *, owner: str) -> Fingerprint:
         raise _not_here("a restore drill")
+
+    async def check_restore(self, files: PointFiles, params: Params, target: dict[str, Any]) -> None:
+        raise _not_here("a restore into a server")
+
+    async def restore_files(
+        self, files: PointFiles, params: Params, target: dict[str, Any], *, owner: str
+    ) -> dict[str, str]:
+        raise _not_here("a restore into a server")
 
 
 async def _globals(tools: Tools, params: Params) -> AsyncIterator[bytes]:
