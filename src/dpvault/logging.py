@@ -33,3 +33,5 @@ def configure(*, level: str = "info", json: bool = False) -> None:
         cache_logger_on_first_use=True,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The Azure SDKs log every HTTP request and its headers at INFO (the blob engine's datasource calls)
+    logging.getLogger("azure").setLevel(logging.WARNING)

@@ -14,6 +14,7 @@ from dpvault.alerts import Alerts
 from dpvault.clock import Clock, ManualClock
 from dpvault.datastores.base import DatastoreError
 from dpvault.datastores.urls import open_datastore
+from dpvault.engines.blobs.engine import BlobContainerEngine
 from dpvault.engines.postgres import PostgresEngine, find_tools
 from dpvault.engines.postgres.flexible import FlexibleServerEngine
 from dpvault.engines.registry import Engines
@@ -110,7 +111,7 @@ class Runtime:
             store, datastore, grace=2 * lease, keys=keys, tmp_dir=settings.data_dir / "tmp"
         )
         tools = find_tools(settings.pg_dump)
-        engines = Engines([PostgresEngine(tools), FlexibleServerEngine(tools)])
+        engines = Engines([PostgresEngine(tools), FlexibleServerEngine(tools), BlobContainerEngine()])
         providers: list[SecretProvider] = [local_secrets]
         if settings.key_vault:
             from dpvault.secrets.keyvault import KeyVaultSecrets  # optional extra: azure-keyvault-secrets

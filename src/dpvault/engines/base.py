@@ -147,7 +147,8 @@ class MultiFileEngine(Engine, Protocol):
         ...
 
     def point_details(self, checks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-        """The recovery point's details (its metaData) from each new file's check."""
+        """The recovery point's details (its metaData) from each file's check (``{"reused": True}``
+        for a file reused unread; ``{}`` for each file of an engine whose ``checks_files`` is false)."""
         ...
 
     def restore_params(self, params: Params, target: Datasource) -> Params: ...

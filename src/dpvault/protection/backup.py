@@ -351,7 +351,8 @@ async def _store_files(
 ) -> tuple[list[FileEntry], dict[str, Any]]:
     """Each file of a multi-file dump into the vault (checked by the engine on the way, unless it
     checks none), or reused from the previous point when the engine says its source is unchanged;
-    the details are the engine's summary of the new files' checks (the point's metaData)."""
+    the details are the engine's summary of every file's check (the point's metaData); a reused
+    file's check is ``{"reused": True}``."""
     entries: list[FileEntry] = []
     checks: dict[str, Any] = {}
     checked_files = getattr(engine, "checks_files", True)
@@ -362,6 +363,7 @@ async def _store_files(
                 if entry is None or entry.version != item.version:
                     raise RuntimeError(f"engine {engine.name} reused a file the previous point lacks")
                 entries.append(writer.reuse(entry))
+                checks[item.name] = {"reused": True}
                 continue
             if checked_files:
                 entry, checks[item.name] = await _store_and_check(
@@ -370,6 +372,7 @@ async def _store_files(
                 )  # fmt: skip
             else:
                 entry = await writer.add_file(item.name, item.chunks)
+                checks[item.name] = {}
             entry.version = item.version
             entries.append(entry)
     finally:

@@ -26,8 +26,8 @@ def not_backed_up(datasource_type: str | None) -> UserError:
         "UserErrorDatasourceTypeNotSupported",
         f"dpvault has no backup engine for datasource type '{datasource_type}': the backup instance is "
         "configured (shallowly validated) but no backups are taken.",
-        "Protect a datasource type dpvault backs up (Microsoft.DBforPostgreSQL/servers/databases or "
-        "Microsoft.DBforPostgreSQL/flexibleServers).",
+        "Protect a datasource type dpvault backs up (Microsoft.DBforPostgreSQL/servers/databases, "
+        "Microsoft.DBforPostgreSQL/flexibleServers or Microsoft.Storage/storageAccounts/blobServices).",
     )
 
 

@@ -40,6 +40,10 @@ def _metadata(rp: RecoveryPointRow, details: dict[str, Any]) -> str:
     parts = [f"sha256:{rp.sha256}", f"size:{rp.size}", f"tables:{details.get('tables', 0)}"]
     if details.get("databases") is not None:  # a whole server: its databases, comma-separated
         parts.append("databases:" + ",".join(quote(d, safe="") for d in details["databases"]))
+    if details.get("containers") is not None:  # blob containers: their names, comma-separated
+        parts.append("containers:" + ",".join(details["containers"]))
+    if details.get("blobs") is not None:
+        parts.append(f"blobs:{details['blobs']}")
     drill = details.get("drill")
     if drill:
         parts.append(f"drill:{drill['status']}@{drill['time']}")

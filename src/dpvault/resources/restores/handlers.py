@@ -20,6 +20,7 @@ from dpvault.errors import UserError
 from dpvault.model import backup_jobs, operations, payloads
 from dpvault.model.guards import rules as guard_rules
 from dpvault.model.instances import rules
+from dpvault.model.instances.schema import BackupInstance
 from dpvault.model.keys import instance_key
 from dpvault.model.policies.schedule import ScheduleError, parse_datetime
 from dpvault.model.restores.schema import (
@@ -68,9 +69,6 @@ class RestoreRoutes:
                 f"Only VaultStore recovery points exist here, not {request.sourceDataStoreType}.",
                 _at(base, "sourceDataStoreType"),
             )
-        if isinstance(target, ItemLevelRestoreTargetInfo):
-            raise _bad("Item-level restore is not supported for PostgreSQL databases.", _at(base, "restoreTargetInfo.objectType"),
-                       code="UserErrorRestoreTargetNotSupported")  # fmt: skip
         if isinstance(target, RestoreFilesTargetInfo):
             try:
                 if is_blob_target(msgspec.to_builtins(target.targetDetails)):
@@ -80,6 +78,18 @@ class RestoreRoutes:
                 check_names(directory, check_prefix(target.targetDetails.filePrefix))
             except UserError as exc:
                 raise _bad(exc.message, _at(base, "restoreTargetInfo.targetDetails"), code=exc.code) from None
+
+    def _check_kind(self, target: Any, source: BackupInstance, base: str) -> None:
+        """What the instance's engine restores: items (blobs) or not, as files or not."""
+        engine = self.protection.engine_for(source)
+        kind = source.dataSourceInfo.datasourceType
+        if isinstance(target, ItemLevelRestoreTargetInfo) and not getattr(engine, "restores_items", False):
+            raise _bad(f"Item-level restore is not supported for datasource type '{kind}'.",
+                       _at(base, "restoreTargetInfo.objectType"), code="UserErrorRestoreTargetNotSupported")  # fmt: skip
+        if isinstance(target, RestoreFilesTargetInfo) and not getattr(engine, "restores_as_files", True):
+            raise _bad(f"A '{kind}' recovery point restores into a storage account, not as files: use "
+                       "RestoreTargetInfo or ItemLevelRestoreTargetInfo.",
+                       _at(base, "restoreTargetInfo.objectType"), code="UserErrorRestoreTargetNotSupported")  # fmt: skip
 
     async def _check_mapped(self, target: dict[str, Any], subscription: str, base: str) -> None:
         """A blob container's storage account must be mapped (dpvault sources set): said at the request,
@@ -156,6 +166,7 @@ class RestoreRoutes:
                 )
             rp = await self._point(tx, row, request, base)
             resource = rules.decode_instance(row.body)
+            self._check_kind(request.restoreTargetInfo, resource.properties, base)
             files = isinstance(request.restoreTargetInfo, RestoreFilesTargetInfo)
             destination = request.restoreTargetInfo.targetDetails.url if files else (
                 request.restoreTargetInfo.datasourceInfo.resourceID)  # type: ignore[union-attr]  # fmt: skip

@@ -1,0 +1,1 @@
+"""The blob container engine: vaulted backups of a storage account's containers (``engine.py``)."""

@@ -1,0 +1,582 @@
+"""The blob container engine (the Engine port's multi-file capability): vaulted backup of the
+containers a backup instance lists (``BlobBackupDatasourceParameters.containersList``) and restore
+of whole containers or of items, into the original or another mapped storage account.
+
+The instance names the storage account by ARM id only; its source mapping (``dpvault sources set
+<account id>``, an Azure Storage connection string) says where it is. A backup copies every block
+blob of each container -- content, content settings, metadata, index tags, tier -- into the vault,
+one file per blob, then the container's listing (``listing.py``). A blob whose ETag equals the one
+the previous point recorded is not read at all: its stored copy is reused, so a backup reads and
+transfers only what changed. Each blob is read at the ETag the listing shows (If-Match), so the
+listing and the bytes agree; a blob changed meanwhile is re-read at its new version, one deleted
+meanwhile is left out. Small blobs are fetched ahead, several at a time; large ones stream, so
+memory stays flat.
+
+A restore writes each selected blob with If-None-Match (never overwriting a blob it did not write;
+one already there with the same Content-MD5 and size is left as it is, any other fails the restore
+before anything is written),
+its bytes checked against the point's SHA-256 (and the blob's own Content-MD5 where it had one)
+before the upload is committed. While a restore writes, each blob it writes carries its job's id in the
+metadata key ``dpvaultrestorejob`` (removed once all are written), so a re-run after a crash
+replaces its own work and nothing else; a failed restore deletes what it wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpvault.engines.base import Fingerprint, Params, PointFiles, SourceFile
+from dpvault.engines.blobs import criteria
+from dpvault.engines.blobs.listing import (
+    BlobRecord,
+    Listing,
+    blob_file,
+    decode,
+    encode,
+    is_listing,
+    listing_name,
+)
+from dpvault.errors import UserError
+from dpvault.model.instances.schema import BackupInstance, BlobBackupDatasourceParameters, Datasource
+
+SMALL = 1 << 20  # blobs up to this size are fetched ahead, whole
+AHEAD = 16  # fetches (and restore uploads) in flight at once: at most AHEAD x SMALL bytes held
+OWNER_KEY = "dpvaultrestorejob"
+_SKIPPED_TIERS = {"archive"}  # Azure's vaulted backup does not take archived blobs either
+
+
+def _sdk() -> Any:
+    """azure-storage-blob's async client (imported when a blob datasource is first used)."""
+    from azure.storage.blob import aio
+
+    return aio
+
+
+def _exceptions() -> Any:
+    from azure.core import exceptions
+
+    return exceptions
+
+
+def _unreachable(account: str, exc: Exception) -> UserError:
+    return UserError(
+        "UserErrorStorageAccountUnreachable",
+        f"Storage account '{account}' could not be reached ({type(exc).__name__}).",
+        "Check the endpoint in the storage account's source mapping (dpvault sources set <account id>) "
+        "and that the account accepts connections from dpvault.",
+        retryable=True,
+    )
+
+
+def _denied(account: str) -> UserError:
+    return UserError(
+        "UserErrorStorageAccountAccessDenied",
+        f"Storage account '{account}' refused dpvault's credentials.",
+        "Update the storage account's source mapping with a current connection string "
+        "(dpvault sources set <account id>).",
+    )
+
+
+def _container_missing(account: str, container: str) -> UserError:
+    return UserError(
+        "UserErrorContainerNotFound",
+        f"Container '{container}' does not exist in storage account '{account}'.",
+        "Create the container, or remove it from containersList (BlobBackupDatasourceParameters).",
+    )
+
+
+@contextlib.asynccontextmanager
+async def _storage_errors(account: str) -> AsyncIterator[None]:
+    """Connection and credential failures as the user's errors; anything else stays an outage."""
+    exceptions = _exceptions()
+    try:
+        yield
+    except exceptions.ClientAuthenticationError:
+        raise _denied(account) from None
+    except exceptions.ServiceRequestError as exc:
+        raise _unreachable(account, exc) from None
+
+
+def _value(enum: Any) -> str:
+    """An SDK enum's value (``BlobType.BLOCKBLOB`` -> "BlockBlob"), or "" for None."""
+    return str(getattr(enum, "value", enum) or "")
+
+
+def _record(props: Any, container: str, tags: dict[str, str] | None = None) -> BlobRecord:
+    settings = props.content_settings
+    md5 = settings.content_md5
+    tier = props.blob_tier
+    return BlobRecord(
+        name=props.name, size=int(props.size), etag=str(props.etag), file=blob_file(container, props.name),
+        content_type=settings.content_type, content_encoding=settings.content_encoding,
+        content_language=settings.content_language, content_disposition=settings.content_disposition,
+        cache_control=settings.cache_control,
+        content_md5=base64.b64encode(bytes(md5)).decode() if md5 else None,
+        metadata=dict(props.metadata or {}), tags=dict(tags if tags is not None else (props.tags or {})),
+        tier=_value(tier) or None,
+    )  # fmt: skip
+
+
+@dataclass
+class Survey:
+    taken: list[str] = field(default_factory=list)
+    same: set[tuple[str, str]] = field(default_factory=set)
+    missing: set[str] = field(default_factory=set)
+    mine: set[tuple[str, str]] = field(default_factory=set)
+
+
+class BlobContainerEngine:
+    name = "azure-blob-containers"
+    datasource_types = frozenset({"microsoft.storage/storageaccounts/blobservices"})
+    archive_format = "blobs + container listings"
+    stream_format = "blobs + container listings (listing format 1)"
+    uses_source_mapping = True  # the account is named by ARM id: its mapping has the connection string
+    restores_as_files = False  # blobs go back into a storage account, not into archive files
+    checks_files = False  # a blob's bytes are whatever they are: only their hash is recorded
+    restores_items = True  # ItemLevelRestoreTargetInfo: containers or blobs by prefix or name range
+
+    def __init__(self, *, connect_timeout: int = 10) -> None:
+        self.connect_timeout = connect_timeout
+
+    @property
+    def tool_version(self) -> str | None:
+        with contextlib.suppress(ImportError):
+            from azure.storage.blob import __version__
+
+            return f"azure-storage-blob {__version__}"
+        return None
+
+    # -- connecting ----------------------------------------------------------------------------
+
+    def parse_secret(self, value: str) -> Params:
+        try:
+            client = _sdk().BlobServiceClient.from_connection_string(value.strip())
+        except (ValueError, TypeError):
+            raise UserError(
+                "UserErrorInvalidConnectionString",
+                "The storage account's mapping is not an Azure Storage connection string.",
+                "Map the account again with its connection string (dpvault sources set <account id>).",
+            ) from None
+        return {"connection_string": value.strip(), "account": str(client.account_name or "")}
+
+    def _client(self, params: Params) -> Any:
+        return _sdk().BlobServiceClient.from_connection_string(
+            params["connection_string"], retry_total=2, connection_timeout=self.connect_timeout,
+        )  # fmt: skip
+
+    def instance_params(self, instance: BackupInstance) -> Params:
+        """The containers of the instance's ``BlobBackupDatasourceParameters`` (newline-separated:
+        container names have none)."""
+        parameters = instance.policyInfo.policyParameters
+        found: list[str] = []
+        for item in (parameters.backupDatasourceParametersList or []) if parameters else []:
+            if isinstance(item, BlobBackupDatasourceParameters):
+                found += [c.strip() for c in item.containersList]
+        return {"containers": "\n".join(dict.fromkeys(c for c in found if c))}
+
+    @staticmethod
+    def _containers(params: Params) -> list[str]:
+        names = [c for c in params.get("containers", "").split("\n") if c]
+        if not names:
+            raise UserError(
+                "UserErrorNoContainersSelectedForOperation",
+                "The backup instance selects no container to back up.",
+                "List the containers in policyInfo.policyParameters.backupDatasourceParametersList "
+                '([{"objectType": "BlobBackupDatasourceParameters", "containersList": [...]}]).',
+            )
+        for name in names:
+            if not criteria.CONTAINER.match(name):
+                raise UserError(
+                    "UserErrorContainerNotFound",
+                    f"'{name[:100]}' is not a container name (3-63 lower-case letters, digits and hyphens).",
+                    "Correct containersList.",
+                )
+        return names
+
+    # -- validation and backup -----------------------------------------------------------------
+
+    async def validate(self, params: Params, datasource: Datasource) -> None:
+        """Reachable with the mapped credentials, and every listed container exists."""
+        account = params.get("account", "")
+        names = self._containers(params)
+        exceptions = _exceptions()
+        async with self._client(params) as service, _storage_errors(account):
+            for name in names:
+                try:
+                    await service.get_container_client(name).get_container_properties()
+                except exceptions.ResourceNotFoundError:
+                    raise _container_missing(account, name) from None
+
+    async def dump_files(self, params: Params, previous: Mapping[str, str]) -> AsyncIterator[SourceFile]:
+        account = params.get("account", "")
+        names = self._containers(params)
+        exceptions = _exceptions()
+        async with self._client(params) as service:
+            for name in names:
+                container = service.get_container_client(name)
+                async with _storage_errors(account):
+                    try:
+                        props = await container.get_container_properties()
+                    except exceptions.ResourceNotFoundError:
+                        raise _container_missing(account, name) from None
+                    listed = [
+                        p
+                        async for p in container.list_blobs(include=["metadata", "tags"])
+                        if _value(p.blob_type).lower() == "blockblob"
+                        and _value(p.blob_tier).lower() not in _SKIPPED_TIERS
+                    ]
+                records: list[BlobRecord] = []
+                async for item, record in _fetch(container, name, listed, previous, account):
+                    records.append(record)
+                    yield item
+                listing = Listing(container=name, metadata=dict(props.metadata or {}), blobs=records)
+                yield SourceFile(listing_name(name), _once(encode(listing)))
+
+    def point_details(self, checks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        """The containers the point holds (its metaData), its blobs and how many were reused unread."""
+        listings = [n for n in checks if is_listing(n)]
+        reused = sum(1 for c in checks.values() if c.get("reused"))
+        containers = sorted(n.removesuffix(".listing") for n in listings)
+        return {"containers": containers, "blobs": len(checks) - len(listings), "reusedBlobs": reused}
+
+    async def check_file(self, name: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+        async for _ in chunks:
+            pass
+        return {}
+
+    # -- restore -------------------------------------------------------------------------------
+
+    def restore_params(self, params: Params, target: Datasource) -> Params:
+        return params
+
+    async def _plan(self, files: PointFiles, target: dict[str, Any]) -> list[criteria.Placement]:
+        listings: dict[str, Listing] = {}
+        for name in files.names:
+            if is_listing(name):
+                data = b"".join([chunk async for chunk in files.read(name)])
+                listing = decode(data)
+                listings[listing.container] = listing
+        return criteria.select(target, listings)
+
+    async def _survey(self, service: Any, plan: list[criteria.Placement], owner: str | None) -> Survey:
+        """What the target holds of the plan: blobs that exist with other content (conflicts), ones
+        that exist with the same content (Content-MD5 and size: left as they are), containers to
+        create, and blobs this job wrote before (a re-run after a crash)."""
+        exceptions = _exceptions()
+        wanted: dict[str, dict[str, BlobRecord]] = {}
+        for p in plan:
+            wanted.setdefault(p.target, {})[p.record.name] = p.record
+        survey = Survey()
+        for target, records in wanted.items():
+            container = service.get_container_client(target)
+            try:
+                await container.get_container_properties()
+            except exceptions.ResourceNotFoundError:
+                survey.missing.add(target)
+                continue
+            async for blob in container.list_blobs(include=["metadata"]):
+                record = records.get(blob.name)
+                if record is None:
+                    continue
+                md5 = blob.content_settings.content_md5
+                if owner is not None and (blob.metadata or {}).get(OWNER_KEY) == owner:
+                    survey.mine.add((target, blob.name))
+                elif (
+                    record.content_md5
+                    and md5
+                    and int(blob.size) == record.size
+                    and (base64.b64encode(bytes(md5)).decode() == record.content_md5)
+                ):
+                    survey.same.add((target, blob.name))
+                else:
+                    survey.taken.append(f"{target}/{blob.name}")
+        return survey
+
+    async def check_restore(self, files: PointFiles, params: Params, target: dict[str, Any]) -> None:
+        plan = await self._plan(files, target)
+        async with self._client(params) as service, _storage_errors(params.get("account", "")):
+            survey = await self._survey(service, plan, None)
+        if survey.taken:
+            raise _exists(survey.taken)
+
+    async def restore_files(
+        self, files: PointFiles, params: Params, target: dict[str, Any], *, owner: str
+    ) -> dict[str, str]:
+        account = params.get("account", "")
+        plan = await self._plan(files, target)
+        listings_metadata = await self._container_metadata(files)
+        written: list[tuple[str, str, dict[str, str]]] = []
+        created: list[str] = []
+        async with self._client(params) as service, _storage_errors(account):
+            survey = await self._survey(service, plan, owner)
+            if survey.taken:
+                raise _exists(survey.taken)
+            todo = [p for p in plan if (p.target, p.record.name) not in survey.same]
+            try:
+                for name in sorted(survey.missing):
+                    source = next(p.source for p in plan if p.target == name)
+                    await service.get_container_client(name).create_container(
+                        metadata=listings_metadata.get(source) or None
+                    )
+                    created.append(name)
+                await _upload_all(service, files, todo, owner, survey.mine, written)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(_undo(service, written, created))
+                raise
+            await _unmark(service, written)
+        containers = sorted({p.target for p in plan})
+        return {
+            "RestoredBlobs": str(len(todo)),
+            "RestoredBytes": str(sum(p.record.size for p in todo)),
+            "AlreadyPresentBlobs": str(len(plan) - len(todo)),
+            "TargetContainers": ",".join(containers),
+            "CreatedContainers": ",".join(created),
+            "StorageAccount": account,
+        }
+
+    async def _container_metadata(self, files: PointFiles) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for name in files.names:
+            if is_listing(name):
+                listing = decode(b"".join([chunk async for chunk in files.read(name)]))
+                out[listing.container] = listing.metadata
+        return out
+
+    async def release(self, params: Params, owner: str) -> None:
+        """Nothing to do: the marks went before the restore reported its blobs (see ``_unmark``)."""
+        return None
+
+    # -- the single-archive parts of the port: containers are not one archive -------------------
+
+    def dump(self, params: Params, *, fingerprint: bool = False, compress: bool = True) -> Any:
+        raise _not_here("a single-archive dump")
+
+    async def check(self, chunks: Any) -> dict[str, Any]:
+        raise _not_here("an archive check")
+
+    async def check_target(self, params: Params) -> None:
+        raise _not_here("a single-archive restore")
+
+    async def restore(self, archive: Path, params: Params, *, owner: str | None = None) -> dict[str, str]:
+        raise _not_here("a single-archive restore")
+
+    async def drill(self, archive: Path, params: Params, *, owner: str) -> Fingerprint:
+        raise _not_here("a restore drill")
+
+
+def _not_here(what: str) -> UserError:
+    return UserError(
+        "UserErrorRestoreTargetNotSupported",
+        f"A blob backup holds containers: {what} is not supported for it.",
+        "Restore with RestoreTargetInfo (whole containers) or ItemLevelRestoreTargetInfo (items).",
+    )
+
+
+def _exists(taken: list[str]) -> UserError:
+    shown = ", ".join(sorted(taken)[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+    return UserError(
+        "UserErrorBlobAlreadyExists",
+        f"{len(taken)} blob(s) to restore exist already in the target: {shown}. Nothing was restored.",
+        "Restore into another container (renameTo) or another storage account, or delete those blobs.",
+    )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _fetch(
+    container: Any, name: str, listed: list[Any], previous: Mapping[str, str], account: str
+) -> AsyncIterator[tuple[SourceFile, BlobRecord]]:
+    """Each listed blob as a point file (unchanged ones as reuses), small ones fetched ahead."""
+    exceptions = _exceptions()
+    from azure.core import MatchConditions
+
+    async def whole(props: Any) -> tuple[Any, bytes] | None:
+        """(the properties of the version read, its bytes); None if the blob went meanwhile."""
+        blob = container.get_blob_client(props.name)
+        async with _storage_errors(account):
+            try:
+                stream = await blob.download_blob(
+                    etag=props.etag, match_condition=MatchConditions.IfNotModified
+                )
+                return props, await stream.readall()
+            except exceptions.ResourceModifiedError:  # changed since the listing: take the new version
+                pass
+            except exceptions.ResourceNotFoundError:
+                return None
+            try:
+                stream = await blob.download_blob()
+                data = await stream.readall()
+                tags = await blob.get_blob_tags()
+            except exceptions.ResourceNotFoundError:
+                return None
+        fresh = stream.properties
+        fresh.tags = tags
+        return fresh, data
+
+    todo = [p for p in listed if previous.get(blob_file(name, p.name)) != str(p.etag)]
+    small = [p for p in todo if int(p.size) <= SMALL]
+    ahead: dict[str, asyncio.Task[tuple[Any, bytes] | None]] = {}
+    next_small = 0
+    try:
+        for props in listed:
+            file = blob_file(name, props.name)
+            if previous.get(file) == str(props.etag):
+                yield SourceFile(file, None, str(props.etag)), _record(props, name)
+                continue
+            while next_small < len(small) and len(ahead) < AHEAD:
+                p = small[next_small]
+                ahead[p.name] = asyncio.create_task(whole(p))
+                next_small += 1
+            if props.name in ahead:
+                got = await ahead.pop(props.name)
+                if got is None:
+                    continue
+                fresh, data = got
+                yield SourceFile(file, _once(data), str(fresh.etag)), _record(fresh, name, fresh.tags)
+                continue
+            opened = await _open_large(container, props, account)
+            if opened is None:
+                continue
+            fresh, stream = opened
+            yield SourceFile(file, stream.chunks(), str(fresh.etag)), _record(fresh, name, fresh.tags)
+    finally:
+        for task in ahead.values():
+            task.cancel()
+        for task in ahead.values():
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def _open_large(container: Any, props: Any, account: str) -> tuple[Any, Any] | None:
+    """A large blob's download, at the listed version (else its current one), to be streamed."""
+    exceptions = _exceptions()
+    from azure.core import MatchConditions
+
+    blob = container.get_blob_client(props.name)
+    async with _storage_errors(account):
+        try:
+            stream = await blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+            props.tags = props.tags or {}
+            return props, stream
+        except exceptions.ResourceModifiedError:
+            pass
+        except exceptions.ResourceNotFoundError:
+            return None
+        try:
+            stream = await blob.download_blob()
+            tags = await blob.get_blob_tags()
+        except exceptions.ResourceNotFoundError:
+            return None
+    fresh = stream.properties
+    fresh.tags = tags
+    # the download pins the version it started at (If-Match on its later ranges)
+    return fresh, stream
+
+
+async def _upload_all(
+    service: Any,
+    files: PointFiles,
+    plan: list[criteria.Placement],
+    owner: str,
+    mine: set[tuple[str, str]],
+    written: list[tuple[str, str, dict[str, str]]],
+) -> None:
+    """Upload every placement, AHEAD at a time; the first failure stops the rest."""
+    gate = asyncio.Semaphore(AHEAD)
+
+    async def one(p: criteria.Placement) -> None:
+        async with gate:
+            await _upload(service, files, p, owner, overwrite=(p.target, p.record.name) in mine)
+            written.append((p.target, p.record.name, dict(p.record.metadata)))
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for p in plan:
+                group.create_task(one(p))
+    except BaseExceptionGroup as group_error:  # the first user error, else the first failure
+        errors = group_error.exceptions
+        raise next((e for e in errors if isinstance(e, UserError)), errors[0]) from None
+
+
+async def _upload(
+    service: Any, files: PointFiles, p: criteria.Placement, owner: str, *, overwrite: bool
+) -> None:
+    from azure.storage.blob import ContentSettings, StandardBlobTier
+
+    exceptions = _exceptions()
+    r = p.record
+    md5 = hashlib.md5(usedforsecurity=False)
+    if files.sha256(r.file) and files.size(r.file) != r.size:
+        raise _damaged(p)
+
+    async def content() -> AsyncIterator[bytes]:
+        async for chunk in files.read(r.file):  # raises at the end if the SHA-256 differs: no commit
+            md5.update(chunk)
+            yield chunk
+        if r.content_md5 and base64.b64encode(md5.digest()).decode() != r.content_md5:
+            raise _damaged(p)
+
+    settings = ContentSettings(
+        content_type=r.content_type, content_encoding=r.content_encoding, content_language=r.content_language,
+        content_disposition=r.content_disposition, cache_control=r.cache_control,
+        content_md5=bytearray(base64.b64decode(r.content_md5)) if r.content_md5 else None,
+    )  # fmt: skip
+    data: Any
+    if r.size <= SMALL:
+        data = b"".join([chunk async for chunk in content()])
+    else:
+        data = content()
+    blob = service.get_blob_client(p.target, r.name)
+    # cool and cold come back in the account's default tier (hot), as in Azure
+    tier = StandardBlobTier.HOT if r.tier and r.tier.lower() == "hot" else None
+    try:
+        await blob.upload_blob(
+            data, length=r.size if isinstance(data, bytes) else None, overwrite=overwrite,
+            metadata={**r.metadata, OWNER_KEY: owner}, tags=r.tags or None, content_settings=settings,
+            standard_blob_tier=tier,
+        )  # fmt: skip
+    except exceptions.ResourceExistsError:
+        raise _exists([f"{p.target}/{r.name}"]) from None
+
+
+def _damaged(p: criteria.Placement) -> UserError:
+    return UserError(
+        "UserErrorRecoveryPointCorrupted",
+        f"The backed-up copy of '{p.source}/{p.record.name}' does not match its recorded hash; what this restore "
+        "wrote was removed.",
+        "Restore another recovery point; run `dpvault verify` to check the others.",
+    )
+
+
+async def _unmark(service: Any, written: list[tuple[str, str, dict[str, str]]]) -> None:
+    """Every blob written: its metadata becomes the backed-up one (the job's mark goes) before the
+    restore reports them. A crash between here and the job's completion leaves a re-run blobs
+    without the mark: those with a Content-MD5 are recognised as already restored; a large blob
+    without one is then a conflict (the re-run fails, naming it)."""
+    gate = asyncio.Semaphore(AHEAD)
+
+    async def unmark(container: str, name: str, metadata: dict[str, str]) -> None:
+        async with gate:
+            await service.get_blob_client(container, name).set_blob_metadata(metadata)
+
+    await asyncio.gather(*(unmark(c, n, m) for c, n, m in written))
+
+
+async def _undo(service: Any, written: list[tuple[str, str, dict[str, str]]], created: list[str]) -> None:
+    """A failed restore: the blobs it wrote and the containers it created go."""
+    for container, name, _ in written:
+        with contextlib.suppress(Exception):
+            await service.get_blob_client(container, name).delete_blob()
+    for container in created:
+        with contextlib.suppress(Exception):
+            await service.get_container_client(container).delete_container()
