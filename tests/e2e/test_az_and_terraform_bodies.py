@@ -19,6 +19,8 @@ tests poll every 0.1 s, which changes how often they look, not what they may see
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -102,9 +104,6 @@ def flex_pg() -> Iterator[PostgresServer]:
     """A server of the module's own (validation and a whole-server backup read every database on
     it, and other tests create and drop databases on the shared one). Not under pytest's tmp dir,
     which is private to root while the server runs as ``postgres``."""
-    import shutil
-    import tempfile
-
     root = Path(tempfile.mkdtemp(prefix="dpvault-azpg-"))
     pg = PostgresServer(root)
     pg.start()
@@ -272,9 +271,10 @@ def az_create(client: httpx.Client, vault: Vault, name: str, body: dict[str, Any
     assert created["properties"]["provisioningState"] == "Succeeded", created
 
     deadline = time.monotonic() + 120
-    while (got := client.get(f"{vault.instance(name)}?api-version={AZ_API}").json()) and protection_status(
-        got
-    ) != "ProtectionConfigured":
+    while True:
+        got = client.get(f"{vault.instance(name)}?api-version={AZ_API}").json()
+        if protection_status(got) == "ProtectionConfigured":
+            break
         assert protection_status(got) == "ConfiguringProtection", got
         assert time.monotonic() < deadline, got
         time.sleep(POLL)
@@ -302,13 +302,17 @@ def az_adhoc_backup(client: httpx.Client, vault: Vault, name: str, rule: str) ->
 
 
 def make_containers(azurite: Any, *names: str) -> None:
-    """Containers created in Azurite with azure-storage-blob, as a user's script would."""
-    from azure.storage.blob import BlobServiceClient
+    """Containers in Azurite (Put Container), each with a blob (obstore), as a user's setup would
+    leave them."""
+    import obstore
+    from obstore.store import AzureStore
 
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
     for name in names:
-        container = service.create_container(name)
-        container.upload_blob("hello.txt", f"hello from {name}".encode())
+        azurite.make_container(name)
+        store = AzureStore(name, config={"account_name": AZURITE_ACCOUNT, "account_key": key,
+                                         "endpoint": azurite.endpoint}, client_options={"allow_http": True})  # fmt: skip
+        obstore.put(store, "hello.txt", f"hello from {name}".encode())
 
 
 # -- az ---------------------------------------------------------------------------------------
