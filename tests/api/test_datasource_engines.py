@@ -1,6 +1,7 @@
 """Which datasource types dpvault backs up is the engine registry's answer, not a list of names: the
 PostgreSQL engine serves ``Microsoft.DBforPostgreSQL/servers/databases`` (and ``OssDB``), the flexible
-server engine ``Microsoft.DBforPostgreSQL/flexibleServers`` (tests/integration/test_flexible_server.py). An instance
+server engine ``Microsoft.DBforPostgreSQL/flexibleServers`` (tests/integration/test_flexible_server.py), the
+blob container engine ``Microsoft.Storage/storageAccounts/blobServices`` (test_blob_containers.py). An instance
 of a type no engine serves is accepted and shallowly validated, says so, and gets no backups: no
 schedule, and an adhoc backup is a 400 -- not a job that fails later."""
 
@@ -12,17 +13,19 @@ from typing import Any
 import httpx
 import pytest
 
+from dpvault.engines.blobs.engine import BlobContainerEngine
 from dpvault.engines.postgres import PostgresEngine
 from dpvault.engines.postgres.flexible import FlexibleServerEngine
 from dpvault.engines.registry import Engines
 from tests.support import API, Env, instance_body, policy_body, wait_operation
 
 FLEX = "Microsoft.DBforPostgreSQL/flexibleServers"
-BLOB = "Microsoft.Storage/storageAccounts/blobServices"  # no engine yet
+BLOB = "Microsoft.Storage/storageAccounts/blobServices"
+DISK = "Microsoft.Compute/disks"  # no engine (yet)
 
 
 def test_the_registry_maps_types_to_engines() -> None:
-    engines = Engines([PostgresEngine(None), FlexibleServerEngine(None)])
+    engines = Engines([PostgresEngine(None), FlexibleServerEngine(None), BlobContainerEngine()])
     pg = engines.for_type("Microsoft.DBforPostgreSQL/servers/databases")
     assert isinstance(pg, PostgresEngine)
     assert (
@@ -31,9 +34,11 @@ def test_the_registry_maps_types_to_engines() -> None:
     )
     assert isinstance(engines.for_type(FLEX), FlexibleServerEngine)
     assert isinstance(engines.for_type(FLEX.upper()), FlexibleServerEngine)
+    assert isinstance(engines.for_type(BLOB), BlobContainerEngine)
     for unserved in (
         "Microsoft.DBforPostgreSQL/flexibleServers/databases",
-        "Microsoft.Storage/storageAccounts/blobServices",
+        "Microsoft.Storage/storageAccounts",
+        DISK,
         "",
         None,
     ):
@@ -41,17 +46,18 @@ def test_the_registry_maps_types_to_engines() -> None:
     assert engines.types == [
         "microsoft.dbforpostgresql/flexibleservers",
         "microsoft.dbforpostgresql/servers/databases",
+        "microsoft.storage/storageaccounts/blobservices",
     ]
     with pytest.raises(ValueError, match="two engines"):
         Engines([PostgresEngine(None), PostgresEngine(None)])
 
 
-def _blob_instance(policy_id: str) -> dict[str, Any]:
-    """A storage account's blobs, a type no engine serves yet."""
+def _disk_instance(policy_id: str) -> dict[str, Any]:
+    """A managed disk, a type no engine serves."""
     body = instance_body(policy_id, validation="DeepValidation")
-    account = "/subscriptions/f75d8d8b-6735-4697-82e1-1a7a3ff0d5d4/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/blobacct"
-    info = {"objectType": "Datasource", "resourceID": account, "resourceName": "blobacct", "resourceType": "Microsoft.Storage/storageAccounts",
-            "resourceLocation": "westus", "datasourceType": BLOB}  # fmt: skip
+    disk = "/subscriptions/f75d8d8b-6735-4697-82e1-1a7a3ff0d5d4/resourceGroups/rg/providers/Microsoft.Compute/disks/disk1"
+    info = {"objectType": "Datasource", "resourceID": disk, "resourceName": "disk1", "resourceType": DISK,
+            "resourceLocation": "westus", "datasourceType": DISK}  # fmt: skip
     props = body["properties"]
     props["dataSourceInfo"] = info
     props["dataSourceSetInfo"] = {**info, "objectType": "DatasourceSet"}
@@ -61,15 +67,15 @@ def _blob_instance(policy_id: str) -> dict[str, Any]:
 
 def test_an_instance_no_engine_serves_is_configured_says_so_and_gets_no_backups(client: httpx.Client) -> None:
     env = Env(client).create()
-    r = client.put(f"{env.policy_id}?api-version={API}", json=policy_body(BLOB))
+    r = client.put(f"{env.policy_id}?api-version={API}", json=policy_body(DISK))
     assert r.status_code == 200, r.text
-    r = env.put_instance("blobs", _blob_instance(env.policy_id))
+    r = env.put_instance("blobs", _disk_instance(env.policy_id))
     assert r.status_code == 201, r.text
     assert wait_operation(client, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
     props = client.get(f"{env.instance_path('blobs')}?api-version={API}").json()["properties"]
     assert props["currentProtectionState"] == "ProtectionConfigured"  # what Terraform waits for
     assert props["protectionErrorDetails"]["code"] == "UserErrorDatasourceTypeNotSupported"
-    assert BLOB in props["protectionErrorDetails"]["message"]
+    assert DISK in props["protectionErrorDetails"]["message"]
     assert props["protectionStatus"]["errorDetails"]["code"] == "UserErrorDatasourceTypeNotSupported"
 
     r = client.post(

@@ -140,23 +140,30 @@ class Sources:
                 found.append(sid)
         mine = [sid for sid in found if sid.subscription == subscription.lower()]
         chosen = mine or found
-        if len(chosen) != 1:
-            example = (
+        if not chosen:
+            raise not_mapped(
                 f"/subscriptions/{subscription}/resourceGroups/<group>/providers/Microsoft.Storage/"
                 f"storageAccounts/{account}"
             )
-            if not chosen:
-                raise not_mapped(example)
+        # Storage account names are global: several mappings of one name (other resource groups or
+        # subscriptions) are one account unless they disagree on how to reach it.
+        values = (
+            {v for sid in chosen if (v := await self.local.get_source(sid.key, tenant)) is not None}
+            if self.local
+            else set()
+        )
+        if not values:  # deleted meanwhile
+            raise not_mapped(chosen[0].key)
+        if len(values) > 1:
+            where = "the backup instance's subscription" if mine else "several subscriptions of this tenant"
             raise UserError(
                 "UserErrorDatasourceNotMapped",
-                f"Storage account '{account}' is mapped in several subscriptions of this tenant, none of them "
-                "the backup instance's: the URL does not say which.",
-                "Give targetDetails.targetResourceArmId of the container instead of its URL.",
+                f"Storage account '{account}' is mapped more than once in {where}, to different connection "
+                "strings: the URL does not say which mapping to use.",
+                "Give targetDetails.targetResourceArmId of the container instead of its URL, or delete the "
+                "stale mapping (dpvault sources delete <id>).",
             )
-        value = await self.local.get_source(chosen[0].key, tenant) if self.local else None
-        if value is None:  # deleted meanwhile
-            raise not_mapped(chosen[0].key)
-        return value
+        return values.pop()
 
     async def params(self, bi: BackupInstance, subscription: str, engine: Engine) -> Params:
         """An instance's connection parameters: its credentials' secret, or -- for an engine whose

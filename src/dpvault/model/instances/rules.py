@@ -29,7 +29,7 @@ def decode_instance(body: bytes) -> BackupInstanceResource:
 
 def check_shape(bi: BackupInstance, base: str = "properties") -> None:
     """Rules the schema cannot say: the plain-string objectType, non-empty ids, a datasource type."""
-    if bi.objectType.lower() != "backupinstance":
+    if bi.objectType.lower() not in ("backupinstance", ""):  # Terraform's azurerm always sends ""
         raise errors.bad_request(
             f"The value '{ids.printable(bi.objectType)}' of '{base}.objectType' is not valid; expected 'BackupInstance'.",
             target=f"{base}.objectType",

@@ -87,7 +87,13 @@ class InstanceRoutes:
         check_tags(body.tags)
         rules.check_shape(body.properties)
         request_hash = fingerprint("instance.put", body.tags, body.properties)
-        deep = body.properties.validationType == "DeepValidation"
+        # A datasource named by ARM id only (a storage account, a flexible server) is checked at every
+        # PUT: clients that send no validationType (Terraform) would otherwise see ProtectionConfigured
+        # for an account dpvault cannot reach, as Azure's own checks of the vault's access would not.
+        engine = self.protection.engine_for(body.properties)
+        deep = body.properties.validationType == "DeepValidation" or (
+            getattr(engine, "uses_source_mapping", False) and body.properties.datasourceAuthCredentials is None
+        )
         policy_key, _ = rules.policy_key_of(body.properties)
         vkey = vault_key(sub, rg, vault)
         key = instance_key(vkey, name)
