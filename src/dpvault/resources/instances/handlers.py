@@ -92,7 +92,8 @@ class InstanceRoutes:
         # for an account dpvault cannot reach, as Azure's own checks of the vault's access would not.
         engine = self.protection.engine_for(body.properties)
         deep = body.properties.validationType == "DeepValidation" or (
-            getattr(engine, "uses_source_mapping", False) and body.properties.datasourceAuthCredentials is None
+            getattr(engine, "uses_source_mapping", False)
+            and body.properties.datasourceAuthCredentials is None
         )
         policy_key, _ = rules.policy_key_of(body.properties)
         vkey = vault_key(sub, rg, vault)
