@@ -339,3 +339,52 @@ def test_blob_restore_requests_that_cannot_work_are_refused_with_cloud_errors(
     assert (
         job["status"] == "Failed" and job["errorDetails"][0]["code"] == "UserErrorStorageAccountUnreachable"
     ), job
+
+
+def operational_policy() -> dict[str, Any]:
+    """Azure's operational blob backup: a retention rule on OperationalStore, no backup rule."""
+    return {
+        "properties": {
+            "objectType": "BackupPolicy",
+            "datasourceTypes": [BLOB_TYPE],
+            "policyRules": [
+                {
+                    "objectType": "AzureRetentionRule", "name": "Default", "isDefault": True,
+                    "lifecycles": [{
+                        "sourceDataStore": {"objectType": "DataStoreInfoBase", "dataStoreType": "OperationalStore"},
+                        "deleteAfter": {"objectType": "AbsoluteDeleteOption", "duration": "P30D"},
+                    }],
+                }
+            ],
+        }
+    }  # fmt: skip
+
+
+def test_operational_blob_backup_is_accepted_and_validated_but_copies_nothing(
+    server: Server, client: httpx.Client, azurite: Any, sdk: DataProtectionMgmtClient
+) -> None:
+    env = Env(client).create()
+    r = client.put(
+        f"{env.vault_path}/backupPolicies/operational?api-version={API}", json=operational_policy()
+    )
+    assert r.status_code == 200, r.text
+    policy_id = f"{env.vault_path}/backupPolicies/operational"
+    body = blob_instance(policy_id, account_id(f"op{uuid.uuid4().hex[:8]}"), [])
+    del body["properties"]["policyInfo"]["policyParameters"]  # operational backup lists no containers
+    body["properties"].pop("validationType")  # as Terraform sends it: validated all the same
+
+    # the account is not mapped: configuring fails as the client polls it
+    r = client.put(f"{env.instance_path('op')}?api-version={API}", json=body)
+    op = wait_operation(client, r.headers["Azure-AsyncOperation"])
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorDatasourceNotMapped", op
+
+    set_source(server, body["properties"]["dataSourceInfo"]["resourceID"], azurite.connection_string)
+    r = client.put(f"{env.instance_path('op')}?api-version={API}", json=body)
+    assert wait_operation(client, r.headers["Azure-AsyncOperation"])["status"] == "Succeeded"
+    props = client.get(f"{env.instance_path('op')}?api-version={API}").json()["properties"]
+    assert props["currentProtectionState"] == "ProtectionConfigured"
+    # nothing is copied: there is no backup rule to run, and no recovery point appears
+    r = client.post(f"{env.instance_path('op')}/backup?api-version={API}",
+                    json={"backupRuleOptions": {"ruleName": "Default", "triggerOption": {}}})  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"]["code"], r.text
+    assert list(sdk.recovery_points.list(env.rg, env.vault, "op")) == []

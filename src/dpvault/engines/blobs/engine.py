@@ -176,10 +176,17 @@ class BlobContainerEngine:
         container names have none)."""
         parameters = instance.policyInfo.policyParameters
         found: list[str] = []
+        listed = False
         for item in (parameters.backupDatasourceParametersList or []) if parameters else []:
             if isinstance(item, BlobBackupDatasourceParameters):
+                listed = True
                 found += [c.strip() for c in item.containersList]
-        return {"containers": "\n".join(dict.fromkeys(c for c in found if c))}
+        # No BlobBackupDatasourceParameters at all: an operational backup (Azure's in-account
+        # point-in-time restore), which lists no containers; a vaulted one must list some.
+        return {
+            "containers": "\n".join(dict.fromkeys(c for c in found if c)),
+            "vaulted": "1" if listed else "",
+        }
 
     @staticmethod
     def _containers(params: Params) -> list[str]:
@@ -203,10 +210,16 @@ class BlobContainerEngine:
     # -- validation and backup -----------------------------------------------------------------
 
     async def validate(self, params: Params, datasource: Datasource) -> None:
-        """Reachable with the mapped credentials, and every listed container exists."""
+        """Reachable with the mapped credentials, and every listed container exists (an operational
+        backup lists none: the account answering is all there is to check)."""
         account = params.get("account", "")
-        names = self._containers(params)
         exceptions = _exceptions()
+        if not params.get("vaulted") and not params.get("containers"):  # operational: the account answers
+            async with self._client(params) as service, _storage_errors(account):
+                async for _ in service.list_containers(results_per_page=1):
+                    break
+            return
+        names = self._containers(params)
         async with self._client(params) as service, _storage_errors(account):
             for name in names:
                 try:
