@@ -386,5 +386,5 @@ def test_operational_blob_backup_is_accepted_and_validated_but_copies_nothing(
     # nothing is copied: there is no backup rule to run, and no recovery point appears
     r = client.post(f"{env.instance_path('op')}/backup?api-version={API}",
                     json={"backupRuleOptions": {"ruleName": "Default", "triggerOption": {}}})  # fmt: skip
-    assert r.status_code == 400 and r.json()["error"]["code"], r.text
+    assert r.status_code == 400 and r.json()["error"]["code"] == "UserErrorInvalidRuleName", r.text
     assert list(sdk.recovery_points.list(env.rg, env.vault, "op")) == []
