@@ -388,3 +388,36 @@ def test_operational_blob_backup_is_accepted_and_validated_but_copies_nothing(
                     json={"backupRuleOptions": {"ruleName": "Default", "triggerOption": {}}})  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["code"] == "UserErrorInvalidRuleName", r.text
     assert list(sdk.recovery_points.list(env.rg, env.vault, "op")) == []
+
+
+def test_auto_protection_backs_up_every_container_but_the_excluded_prefixes(
+    server: Server, client: httpx.Client, sdk: DataProtectionMgmtClient
+) -> None:
+    env = Env(client).create()
+    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
+    with Azurite() as own:  # an account of its own: auto-protection takes every container in it
+        service = blob_service(own)
+        for name in ("keep-a", "keep-b", "temp-scratch", "test-fixtures"):
+            service.create_container(name).upload_blob("x.txt", name.encode())
+        account = account_id(f"auto{uuid.uuid4().hex[:8]}")
+        set_source(server, account, own.connection_string)
+        body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [])
+        rules = [{"objectType": "BlobBackupAutoProtectionRule", "mode": "Exclude", "type": "Prefix", "pattern": p}
+                 for p in ("temp-", "test-")]  # fmt: skip
+        body["properties"]["policyInfo"]["policyParameters"]["backupDatasourceParametersList"] = [{
+            "objectType": "BlobBackupDatasourceParametersForAutoProtection",
+            "autoProtectionSettings": {"objectType": "BlobBackupRuleBasedAutoProtectionSettings", "enabled": True,
+                                       "rules": rules},
+        }]  # fmt: skip
+        sdk.backup_instances.begin_create_or_update(
+            env.rg, env.vault, "auto", body, polling_interval=0
+        ).result()
+        service.create_container("keep-c").upload_blob("late.txt", b"created after the PUT")
+        done = sdk.backup_instances.begin_adhoc_backup(
+            env.rg, env.vault, "auto", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
+        ).result()
+        job = wait_job(client, env, done.job_id)
+        assert job["status"] == "Completed", str(job.get("errorDetails"))
+        (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "auto"))
+        meta = metadata_of(rp)
+        assert meta["containers"] == "keep-a,keep-b,keep-c" and meta["blobs"] == "3", meta

@@ -44,7 +44,12 @@ from dpvault.engines.blobs.listing import (
     listing_name,
 )
 from dpvault.errors import UserError
-from dpvault.model.instances.schema import BackupInstance, BlobBackupDatasourceParameters, Datasource
+from dpvault.model.instances.schema import (
+    BackupInstance,
+    BlobBackupDatasourceParameters,
+    BlobBackupDatasourceParametersForAutoProtection,
+    Datasource,
+)
 
 SMALL = 1 << 20  # blobs up to this size are fetched ahead, whole
 AHEAD = 16  # fetches (and restore uploads) in flight at once: at most AHEAD x SMALL bytes held
@@ -173,20 +178,43 @@ class BlobContainerEngine:
 
     def instance_params(self, instance: BackupInstance) -> Params:
         """The containers of the instance's ``BlobBackupDatasourceParameters`` (newline-separated:
-        container names have none)."""
+        container names have none), or the exclusions of ``…ForAutoProtection``."""
         parameters = instance.policyInfo.policyParameters
         found: list[str] = []
         listed = False
+        auto: list[str] | None = None
         for item in (parameters.backupDatasourceParametersList or []) if parameters else []:
             if isinstance(item, BlobBackupDatasourceParameters):
                 listed = True
                 found += [c.strip() for c in item.containersList]
-        # No BlobBackupDatasourceParameters at all: an operational backup (Azure's in-account
-        # point-in-time restore), which lists no containers; a vaulted one must list some.
-        return {
+            elif isinstance(item, BlobBackupDatasourceParametersForAutoProtection):
+                listed = True
+                settings = item.autoProtectionSettings
+                if settings.get("enabled"):  # every container but those an Exclude rule's prefix names
+                    rules = settings.get("rules") or []
+                    auto = [
+                        str(r.get("pattern") or "") for r in rules if isinstance(r, dict) and r.get("pattern")
+                    ]
+        # No datasource parameters at all: an operational backup (Azure's in-account point-in-time
+        # restore), which lists no containers; a vaulted one must list some (or protect them all).
+        params = {
             "containers": "\n".join(dict.fromkeys(c for c in found if c)),
             "vaulted": "1" if listed else "",
         }
+        if auto is not None:
+            params["auto_exclude"] = "\n".join(auto) or "\n"
+        return params
+
+    async def _containers_of(self, service: Any, params: Params) -> list[str]:
+        """The containers a backup takes: the listed ones, and with auto-protection every container of
+        the account whose name starts with no excluded prefix."""
+        names = [c for c in params.get("containers", "").split("\n") if c]
+        if "auto_exclude" in params:
+            excluded = tuple(p for p in params["auto_exclude"].split("\n") if p)
+            async for container in service.list_containers():
+                if not (excluded and container.name.startswith(excluded)) and container.name not in names:
+                    names.append(container.name)
+        return self._containers({**params, "containers": "\n".join(names)})
 
     @staticmethod
     def _containers(params: Params) -> list[str]:
@@ -219,9 +247,8 @@ class BlobContainerEngine:
                 async for _ in service.list_containers(results_per_page=1):
                     break
             return
-        names = self._containers(params)
         async with self._client(params) as service, _storage_errors(account):
-            for name in names:
+            for name in await self._containers_of(service, params):
                 try:
                     await service.get_container_client(name).get_container_properties()
                 except exceptions.ResourceNotFoundError:
@@ -229,9 +256,10 @@ class BlobContainerEngine:
 
     async def dump_files(self, params: Params, previous: Mapping[str, str]) -> AsyncIterator[SourceFile]:
         account = params.get("account", "")
-        names = self._containers(params)
         exceptions = _exceptions()
         async with self._client(params) as service:
+            async with _storage_errors(account):
+                names = await self._containers_of(service, params)
             for name in names:
                 container = service.get_container_client(name)
                 async with _storage_errors(account):
