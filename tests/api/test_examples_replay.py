@@ -1198,7 +1198,8 @@ def check_feature_support(x: Replay) -> None:
     x.compare(r)
     features = {f["featureName"]: f["supportStatus"] for f in r.json()["features"]}
     assert features["Microsoft.DBforPostgreSQL/servers/databases"] == "GenerallyAvailable", features
-    assert features["Microsoft.Storage/storageAccounts/blobServices"] == "NotSupported", features
+    assert features["Microsoft.Storage/storageAccounts/blobServices"] == "GenerallyAvailable", features
+    assert features["Microsoft.DBforMySQL/flexibleServers"] == "NotSupported", features
 
 
 def find_restorable_time_ranges(x: Replay) -> None:
