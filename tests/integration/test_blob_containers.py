@@ -304,11 +304,25 @@ def test_blob_restore_requests_that_cannot_work_are_refused_with_cloud_errors(
         "isPathRelativeToBackupItem": True,
     }
     assert failed_job(target_info(account, restoreCriteria=[item]))["code"] == "UserErrorRestoreItemNotFound"
-    bad_rename = {**item, "itemPath": blobs.docs, "renameTo": "Not_A_Container"}
-    assert (
-        failed_job(target_info(account, restoreCriteria=[bad_rename]))["code"]
-        == "UserErrorInvalidRestoreCriteria"
-    )
+    # criteria that cannot be right whatever the point holds: 400 at the request (and at validateRestore)
+    range_item = {"objectType": "RangeBasedItemLevelRestoreCriteria"}
+    for criteria in (
+        [{**item, "itemPath": blobs.docs, "renameTo": "Not_A_Container"}],
+        [{**item, "itemPath": ""}],
+        [{**item, "subItemPathPrefix": "reports/"}],
+        [{**range_item, "minMatchingValue": f"{blobs.docs}/z", "maxMatchingValue": f"{blobs.docs}/a"}],
+        [{**range_item, "minMatchingValue": f"{blobs.docs}/a"}],
+        [{"objectType": "KubernetesClusterRestoreCriteria"}],
+        [],
+    ):
+        for path, body in (
+            (url, restore_request(rp.name, target_info(account, restoreCriteria=criteria))),
+            (url.replace("/restore?", "/validateRestore?"),
+             {"restoreRequestObject": restore_request(rp.name, target_info(account, restoreCriteria=criteria))}),
+        ):  # fmt: skip
+            r = client.post(path, json=body)
+            assert r.status_code == 400, (criteria, r.text)
+            assert r.json()["error"]["code"] == "UserErrorInvalidRestoreCriteria", (criteria, r.text)
     nothing = {**item, "itemPath": blobs.docs, "subItemPathPrefix": ["zzz/"]}
     assert failed_job(target_info(account, restoreCriteria=[nothing]))["code"] == "UserErrorNoItemsToRestore"
     unmapped = account_id(f"nomap{uuid.uuid4().hex[:8]}")

@@ -59,19 +59,48 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
+def check_shape(target: dict[str, Any]) -> None:
+    """What a request's criteria must be whatever the point holds (said at the request, 400)."""
+    if target.get("objectType") != "ItemLevelRestoreTargetInfo":
+        return
+    criteria = target.get("restoreCriteria")
+    if not isinstance(criteria, list) or not criteria:
+        raise _bad("ItemLevelRestoreTargetInfo needs at least one restoreCriteria item.")
+    for item in criteria:
+        kind = item.get("objectType") if isinstance(item, dict) else None
+        if kind == "ItemPathBasedRestoreCriteria":
+            if not _container_of(str(item.get("itemPath") or "")):
+                raise _bad("ItemPathBasedRestoreCriteria needs itemPath, the container to restore.")
+            if item.get("renameTo"):
+                _check_name(str(item["renameTo"]), "renameTo")
+            prefixes = item.get("subItemPathPrefix")
+            if prefixes is not None and (
+                not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes)
+            ):
+                raise _bad("subItemPathPrefix must be a list of strings.")
+        elif kind == "RangeBasedItemLevelRestoreCriteria":
+            low, high = str(item.get("minMatchingValue") or ""), str(item.get("maxMatchingValue") or "")
+            if not low or not high or low > high:
+                raise _bad(
+                    "minMatchingValue and maxMatchingValue must both be given, as <container>/<prefix>, min <= max."
+                )
+        else:
+            raise _bad(
+                f"restoreCriteria objectType '{str(kind)[:60]}' is not one a blob restore takes: "
+                "ItemPathBasedRestoreCriteria or RangeBasedItemLevelRestoreCriteria."
+            )
+
+
 def select(target: dict[str, Any], listings: dict[str, Listing]) -> list[Placement]:
     """The blobs the request restores, in a stable order; UserError for criteria that name what the
     point does not hold, or that select nothing."""
     if target.get("objectType") != "ItemLevelRestoreTargetInfo":
         chosen = [Placement(c, r, c) for c, listing in listings.items() for r in listing.blobs]
         return _nonempty(chosen, "The recovery point holds no blobs.")
-    criteria = target.get("restoreCriteria") or []
-    if not isinstance(criteria, list) or not criteria:
-        raise _bad("ItemLevelRestoreTargetInfo needs at least one restoreCriteria item.")
+    check_shape(target)
+    criteria = target["restoreCriteria"]
     picked: dict[tuple[str, str], Placement] = {}
     for item in criteria:
-        if not isinstance(item, dict):
-            raise _bad("Each restoreCriteria item must be an object.")
         for placement in _one(item, listings):
             picked.setdefault((placement.target, placement.record.name), placement)
     return _nonempty(list(picked.values()), "The restoreCriteria select no blob of the recovery point.")

@@ -173,7 +173,10 @@ class BlobContainerEngine:
 
     def _client(self, params: Params) -> Any:
         return _sdk().BlobServiceClient.from_connection_string(
-            params["connection_string"], retry_total=2, connection_timeout=self.connect_timeout,
+            params["connection_string"], connection_timeout=self.connect_timeout,
+            # storage's own retry policy waits 15 s, then 18 s...: a few short retries instead (a job
+            # that meets an account that does not answer fails, retryable, in seconds)
+            retry_total=3, initial_backoff=0.5, increment_base=2,
         )  # fmt: skip
 
     def instance_params(self, instance: BackupInstance) -> Params:
@@ -296,6 +299,10 @@ class BlobContainerEngine:
 
     def restore_params(self, params: Params, target: Datasource) -> Params:
         return params
+
+    def check_restore_request(self, target: dict[str, Any]) -> None:
+        """The request's own mistakes (criteria shapes, a bad renameTo), said at the request."""
+        criteria.check_shape(target)
 
     async def _plan(self, files: PointFiles, target: dict[str, Any]) -> list[criteria.Placement]:
         listings: dict[str, Listing] = {}

@@ -86,6 +86,14 @@ class RestoreRoutes:
         if isinstance(target, ItemLevelRestoreTargetInfo) and not getattr(engine, "restores_items", False):
             raise _bad(f"Item-level restore is not supported for datasource type '{kind}'.",
                        _at(base, "restoreTargetInfo.objectType"), code="UserErrorRestoreTargetNotSupported")  # fmt: skip
+        check_request = getattr(engine, "check_restore_request", None)
+        if check_request is not None:
+            try:
+                check_request(msgspec.to_builtins(target))
+            except UserError as exc:
+                raise _bad(
+                    exc.message, _at(base, "restoreTargetInfo.restoreCriteria"), code=exc.code
+                ) from None
         if isinstance(target, RestoreFilesTargetInfo) and not getattr(engine, "restores_as_files", True):
             raise _bad(f"A '{kind}' recovery point restores into a storage account, not as files: use "
                        "RestoreTargetInfo or ItemLevelRestoreTargetInfo.",
