@@ -435,3 +435,34 @@ def test_auto_protection_backs_up_every_container_but_the_excluded_prefixes(
         (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "auto"))
         meta = metadata_of(rp)
         assert meta["containers"] == "keep-a,keep-b,keep-c" and meta["blobs"] == "3", meta
+
+
+def test_a_damaged_point_restores_nothing_and_leaves_no_container_behind(
+    server: Server, client: httpx.Client, azurite: Any, sdk: DataProtectionMgmtClient
+) -> None:
+    from tests.vaultfiles import flip_a_byte_in_each_stored_pack
+
+    env = Env(client).create()
+    blobs = Blobs(azurite)
+    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
+    account = account_id()
+    set_source(server, account, azurite.connection_string)
+    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [blobs.docs, blobs.media])
+    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "blobs", body, polling_interval=0).result()
+    done = sdk.backup_instances.begin_adhoc_backup(
+        env.rg, env.vault, "blobs", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
+    ).result()
+    assert wait_job(client, env, done.job_id)["status"] == "Completed"
+    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "blobs"))
+    assert flip_a_byte_in_each_stored_pack(server, env.vault_path) >= 3
+    with Azurite() as other:  # an empty account: whatever the failed restore made would show
+        other_id = account_id(f"dmg{uuid.uuid4().hex[:8]}")
+        set_source(server, other_id, other.connection_string)
+        restored = sdk.backup_instances.begin_trigger_restore(
+            env.rg, env.vault, "blobs", restore_request(rp.name, target_info(other_id, "RestoreTargetInfo")),
+            polling_interval=0,
+        ).result()  # fmt: skip
+        job = wait_job(client, env, restored.job_id)
+        assert job["status"] == "Failed", job
+        assert job["errorDetails"][0]["code"] == "UserErrorRecoveryPointCorrupted", job["errorDetails"]
+        assert [c.name for c in blob_service(other).list_containers()] == []
