@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.test_protection import Protected, make_sample_database
 from tests.integration.test_restore import _pg_restore, finish, restore, restore_request, table_state
-from tests.support import SUB, PostgresServer, Server
+from tests.support import API, SUB, PostgresServer, Server
 
 FLEX = f"/subscriptions/{SUB}/resourceGroups/rg-pg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg-one"
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -325,6 +325,21 @@ def test_bad_blob_targets_are_refused_at_the_request(protected: Protected) -> No
             error = r.json()["error"]
             assert error["code"] == code, (details, r.text)
             assert error["target"].endswith("restoreTargetInfo.targetDetails"), (details, r.text)
+
+
+def test_a_restore_to_an_unmapped_account_in_a_vault_that_does_not_exist_is_a_404(
+    protected: Protected,
+) -> None:
+    """The missing vault or instance is the first answer, before the target's mapping is looked at."""
+    p = protected
+    target = files_target(
+        {"url": f"https://nomap{uuid.uuid4().hex[:8]}.blob.core.windows.net/restores", "filePrefix": "x"}
+    )
+    body = restore_request(str(uuid.uuid4()), target)
+    for path in (p.env.vault_path.replace(p.env.vault, "no-such-vault"), p.env.vault_path):
+        r = p.client.post(f"{path}/backupInstances/no-such-instance/restore?api-version={API}", json=body)
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == "ResourceNotFound", r.text
 
 
 def test_a_given_up_blob_restore_removes_only_the_blobs_its_job_wrote(tmp_path: Path, azurite: Any) -> None:

@@ -151,6 +151,8 @@ class RestoreRoutes:
         base = "restoreRequestObject" if validate else ""
         self._check_target(request, base)
         target = msgspec.to_builtins(request.restoreTargetInfo)
+        async with self.svc.store.read() as tx:  # a vault or instance that is not there is the first answer
+            await require_instance(tx, await require_vault(tx, sub, rg, vault), name, vault=vault, rg=rg)
         await self._check_mapped(target, sub, base)
         if "datasourceAuthCredentials" in target and target["datasourceAuthCredentials"].get(
             "secretStoreResource"
