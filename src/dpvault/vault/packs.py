@@ -43,6 +43,7 @@ MIN_CHUNK = 256 << 10
 AVG_CHUNK = 768 << 10  # with normalized chunking level 2: about 1 MiB on average on dumps
 MAX_CHUNK = 4 << 20
 PACK_TARGET = 4 << 20  # a pack is written once it holds this much
+LOOKUP_CHUNKS, LOOKUP_BYTES = 64, 8 << 20  # chunks asked of the index at once, and their bytes held
 ZSTD_LEVEL = 3
 MAGIC = b"DPVPACK\x02"
 _TRAILER_LEN = struct.Struct("<I")
@@ -165,6 +166,10 @@ class PackWriter:
         self._mine: set[str] = set()  # chunks this writer holds (written or waiting in its pack)
         self._flushing: set[asyncio.Task[None]] = set()
         self._sealing: list[asyncio.Future[tuple[str, bytes, int]]] = []
+        # Chunks whose presence in the index is not asked yet: looked up together (many small files
+        # -- blobs -- would otherwise cost a state-database read per chunk).
+        self._pending: dict[str, bytes] = {}
+        self._pending_bytes = 0
 
     @property
     def key(self) -> DataKey:
@@ -210,15 +215,30 @@ class PackWriter:
             self.written.reused_chunks += 1
             self.written.reused_bytes += len(plaintext)
             return
+        self._mine.add(chunk_id)
         if self.dedupe:
-            async with self.store.read() as tx:
-                known = await tx.known_chunks(self.vault_key, [chunk_id])
-            if known:
-                self._mine.add(chunk_id)
+            self._pending[chunk_id] = plaintext
+            self._pending_bytes += len(plaintext)
+            if len(self._pending) >= LOOKUP_CHUNKS or self._pending_bytes >= LOOKUP_BYTES:
+                await self._look_up()
+            return
+        await self._seal(chunk_id, plaintext)
+
+    async def _look_up(self) -> None:
+        """The pending chunks the index has are reused; the others are sealed and written."""
+        pending, self._pending, self._pending_bytes = self._pending, {}, 0
+        if not pending:
+            return
+        async with self.store.read() as tx:
+            known = await tx.known_chunks(self.vault_key, list(pending))
+        for chunk_id, plaintext in pending.items():
+            if chunk_id in known:
                 self.written.reused_chunks += 1
                 self.written.reused_bytes += len(plaintext)
-                return
-        self._mine.add(chunk_id)
+            else:
+                await self._seal(chunk_id, plaintext)
+
+    async def _seal(self, chunk_id: str, plaintext: bytes) -> None:
         loop = asyncio.get_running_loop()
         self._sealing.append(
             loop.run_in_executor(
@@ -295,6 +315,7 @@ class PackWriter:
     async def finish(self) -> Written:
         """Every chunk written and indexed: packs first, then their index entries (each pack's own
         transaction), before the caller writes the manifest."""
+        await self._look_up()
         await self._collect()
         await self._flush()
         await self._settle()
@@ -302,6 +323,7 @@ class PackWriter:
 
     async def abort(self) -> None:
         """Stop: what was sealed or is in flight is dropped (packs already written stay, indexed)."""
+        self._pending.clear()
         for future in self._sealing:
             future.cancel()
         self._sealing.clear()
