@@ -157,12 +157,17 @@ async def _comment(engine: PostgresEngine, params: Params, text: str | None) -> 
             await conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(text)))
 
 
-async def _create(engine: PostgresEngine, params: Params, owner: str | None) -> None:
+async def _create(
+    engine: PostgresEngine, params: Params, owner: str | None, *, template0: bool = False
+) -> None:
+    """CREATE DATABASE (from template0 if asked: nothing of the target's template1 in it), marked
+    as ``owner``'s until released."""
     conn = await engine.connect(params, "postgres")
     async with conn:
         try:
             name = sql.Identifier(params["dbname"])
-            await conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+            template = sql.SQL(" TEMPLATE template0" if template0 else "")
+            await conn.execute(sql.SQL("CREATE DATABASE {}{}").format(name, template))
             if owner is not None:
                 await conn.execute(
                     sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(marker(owner)))
@@ -184,15 +189,30 @@ async def drop(engine: PostgresEngine, params: Params) -> None:
         )
 
 
-async def _pg_restore(engine: PostgresEngine, archive: Path, params: Params) -> None:
+async def _pg_restore(
+    engine: PostgresEngine,
+    archive: Path,
+    params: Params,
+    *,
+    owners: bool = False,
+    privileges: bool = False,
+    tablespaces: bool = True,
+    single_transaction: bool = False,
+) -> None:
+    """pg_restore into ``params``' database: owners and privileges left out unless asked (a
+    database restored on its own has none of its roles around), in parallel unless it must be one
+    transaction (a restore into an existing database, undone whole if it fails)."""
     tools = require(engine.tools)
     jobs = max(1, min(4, os.cpu_count() or 1))
     env = tool_env({k: v for k, v in params.items() if k != "dbname"})
     target = psycopg.conninfo.make_conninfo(dbname=params["dbname"])
+    flags = ["--exit-on-error", "--single-transaction" if single_transaction else f"--jobs={jobs}"]
+    flags += [] if owners else ["--no-owner"]
+    flags += [] if privileges else ["--no-privileges"]
+    flags += [] if tablespaces else ["--no-tablespaces"]
     with tempfile.TemporaryFile() as stderr:
         proc = await asyncio.create_subprocess_exec(
-            tools.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", f"--jobs={jobs}",
-            f"--dbname={target}", str(archive),
+            tools.pg_restore, *flags, f"--dbname={target}", str(archive),
             stdout=asyncio.subprocess.DEVNULL, stderr=stderr, env=env,
         )  # fmt: skip
         try:
@@ -203,12 +223,29 @@ async def _pg_restore(engine: PostgresEngine, archive: Path, params: Params) -> 
             raise
         if code != 0:
             stderr.seek(0)
-            detail = stderr_detail(stderr.read().decode(errors="replace"), params, "pg_restore failed")
+            detail = stderr_detail(
+                _error_lines(stderr.read().decode(errors="replace")), params, "pg_restore failed"
+            )
             raise UserError(
                 "UserErrorRestoreFailed",
                 f"pg_restore failed: {detail}",
                 "Check the target server's log, then retry.",
             )
+
+
+def _error_lines(stderr: str) -> str:
+    """pg_restore's stderr without the "Command was: ..." lines after its error (the error is the
+    line to report, not the statement's text)."""
+    lines, skipping = [], False
+    for line in stderr.splitlines():
+        if line.startswith("Command was:"):
+            skipping = True
+            continue
+        if skipping and not line.startswith("pg_restore:"):
+            continue
+        skipping = False
+        lines.append(line)
+    return "\n".join(lines)
 
 
 async def drill(engine: PostgresEngine, archive: Path, params: Params, *, owner: str) -> Fingerprint:
