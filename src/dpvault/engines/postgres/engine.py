@@ -304,7 +304,9 @@ class _Dump:
 
 
 def _dump_error(stderr: str, params: Params) -> UserError:
-    detail = stderr_detail(stderr, params, "pg_dump exited with an error")
+    # the error line, not the "detail: Query was: ..." pg_dump writes after it
+    said = [ln for ln in stderr.splitlines() if re.match(r"pg_dump(all)?: error: ", ln)]
+    detail = stderr_detail(said[-1] if said else stderr, params, "pg_dump exited with an error")
     lowered = stderr.lower()
     if (
         "server closed the connection" in lowered

@@ -105,8 +105,8 @@ class FlexibleServerEngine:
         ``dump_jobs()`` pg_dumps at once, at most ``dump_jobs() - 1`` databases ahead, and only where
         the temporary directory has room for them; a failure of one ahead fails the backup at once."""
         tools = require(self.tools)
+        names = await self.databases(params)  # connecting first: a connection's error says why it failed
         yield SourceFile(GLOBALS, _globals(tools, params))
-        names = await self.databases(params)
         ahead = _Ahead(self, tools, params, names, dump_jobs(), self.tmp_dir)
         if ahead.jobs > 1 and len(names) > 1:
             ahead.sizes = await self._sizes(params, names)
@@ -334,6 +334,7 @@ class _Ahead:
             return False
         pending = sum(max(0, self.sizes.get(self.names[i], 0) - s.written()) for i, s in self.spools.items())
         try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             free = shutil.disk_usage(self.directory).free
         except OSError:
             return False

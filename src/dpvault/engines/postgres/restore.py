@@ -234,18 +234,19 @@ async def _pg_restore(
 
 
 def _error_lines(stderr: str) -> str:
-    """pg_restore's stderr without the "Command was: ..." lines after its error (the error is the
-    line to report, not the statement's text)."""
-    lines, skipping = [], False
-    for line in stderr.splitlines():
-        if line.startswith("Command was:"):
-            skipping = True
-            continue
-        if skipping and not line.startswith("pg_restore:"):
-            continue
-        skipping = False
-        lines.append(line)
-    return "\n".join(lines)
+    """What pg_restore failed on: its (last) error line and the server's DETAIL/HINT after it, not
+    the "Command was: ..." text of the statement."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [i for i, ln in enumerate(lines) if ln.startswith("pg_restore: error:")]
+    if not errors:
+        return stderr
+    at = errors[-1]
+    said = [lines[at].removeprefix("pg_restore: error: ")]
+    for ln in lines[at + 1 :]:
+        if not ln.startswith(("DETAIL:", "HINT:")):
+            break
+        said.append(ln)
+    return " ".join(said)
 
 
 async def drill(engine: PostgresEngine, archive: Path, params: Params, *, owner: str) -> Fingerprint:
