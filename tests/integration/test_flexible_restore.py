@@ -171,6 +171,11 @@ class Protected:
         return {"objectType": "AzureBackupRecoveryPointBasedRestoreRequest", "sourceDataStoreType": "VaultStore",
                 "recoveryPointId": rp, "restoreTargetInfo": target}  # fmt: skip
 
+    def post(self, action: str, rp: str, target: dict[str, Any]) -> httpx.Response:
+        body = self.request(rp, target)
+        return self.client.post(f"{self.env.instance_path(self.name)}/{action}?api-version={API}",
+                                json={"restoreRequestObject": body} if action == "validateRestore" else body)  # fmt: skip
+
     def validate(self, rp: str, target: dict[str, Any]) -> dict[str, Any]:
         r = self.client.post(f"{self.env.instance_path(self.name)}/validateRestore?api-version={API}",
                              json={"restoreRequestObject": self.request(rp, target)})  # fmt: skip
@@ -414,19 +419,33 @@ def test_restore_criteria_restore_the_named_databases_only_under_their_new_names
     expected = {db: tables(source, db) for db in DATABASES}
     p, rp = backed_up(server, client, source)
 
-    # bad criteria are refused by validateRestore and by the job, before anything is written
+    # the source server mapped as a target too (restores beside its own databases)
     source_id = server_id("self")
     set_source(server, source_id, source.url("postgres"))
-    bad = {
-        "UserErrorRestoreItemNotFound": [item("billing")],
-        "UserErrorInvalidRestoreCriteria": [item("crm", subItemPathPrefix=["sales"])],
-    }
-    for code, criteria in bad.items():
-        op = p.validate(rp, into_server(source_id, criteria))
-        assert op["status"] == "Failed" and op["error"]["code"] == code, op
-        assert error_of(p.restore(rp, into_server(source_id, criteria)))["code"] == code
-    op = p.validate(rp, into_server(source_id, [item("crm", "twice"), item("shop", "twice")]))
-    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorInvalidRestoreCriteria", op
+    # criteria that cannot be right whatever the point holds: a 400 at the request
+    for criteria in (
+        [item("crm", subItemPathPrefix=["sales"])],
+        [item("crm", "twice"), item("shop", "twice")],
+        [item("crm", "x" * 64)],
+        [
+            {
+                "objectType": "RangeBasedItemLevelRestoreCriteria",
+                "minMatchingValue": "a",
+                "maxMatchingValue": "z",
+            }
+        ],
+        [],
+    ):
+        for action in ("restore", "validateRestore"):
+            r = p.post(action, rp, into_server(source_id, criteria))
+            assert r.status_code == 400, (criteria, r.text)
+            assert r.json()["error"]["code"] == "UserErrorInvalidRestoreCriteria", r.text
+    # a database the point does not hold: a Failed validation and a Failed job
+    op = p.validate(rp, into_server(source_id, [item("crm"), item("billing")]))
+    assert op["status"] == "Failed" and op["error"]["code"] == "UserErrorRestoreItemNotFound", op
+    assert "crm, inventory, postgres, shop" in op["error"]["message"]
+    error = error_of(p.restore(rp, into_server(source_id, [item("crm", "crm_copy"), item("billing")])))
+    assert error["code"] == "UserErrorRestoreItemNotFound", error
     assert databases(source) == {"postgres", *DATABASES}
 
     # into a fresh server as a user that is not a superuser (CREATEDB, CREATEROLE): crm and shop only

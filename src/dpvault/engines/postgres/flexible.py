@@ -186,6 +186,10 @@ class FlexibleServerEngine:
     async def drill(self, archive: Path, params: Params, *, owner: str) -> Fingerprint:
         raise _not_here("a restore drill")
 
+    def check_restore_request(self, target: dict[str, Any]) -> None:
+        """The request's own mistakes (criteria shapes, a bad renameTo), said at the request."""
+        server_restore.check_shape(target)
+
     async def check_restore(self, files: PointFiles, params: Params, target: dict[str, Any]) -> None:
         await server_restore.check(self.database, files, params, target)
 

@@ -157,17 +157,12 @@ async def _comment(engine: PostgresEngine, params: Params, text: str | None) -> 
             await conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(text)))
 
 
-async def _create(
-    engine: PostgresEngine, params: Params, owner: str | None, *, template0: bool = False
-) -> None:
-    """CREATE DATABASE (from template0 if asked: nothing of the target's template1 in it), marked
-    as ``owner``'s until released."""
+async def _create(engine: PostgresEngine, params: Params, owner: str | None) -> None:
     conn = await engine.connect(params, "postgres")
     async with conn:
         try:
             name = sql.Identifier(params["dbname"])
-            template = sql.SQL(" TEMPLATE template0" if template0 else "")
-            await conn.execute(sql.SQL("CREATE DATABASE {}{}").format(name, template))
+            await conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
             if owner is not None:
                 await conn.execute(
                     sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(marker(owner)))

@@ -120,37 +120,47 @@ def _check_database_name(name: str, what: str) -> str:
     return name
 
 
-def select(target: dict[str, Any], databases: list[str]) -> list[tuple[str, str]]:
-    """(database of the point, database restored into) for each database the request restores
-    (see the module docstring); UserError for criteria the point does not answer."""
+def check_shape(target: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a request's criteria must be whatever the point holds (said at the request, 400):
+    (database of the point, database restored into) for each item, in order, without repeats."""
     if target.get("objectType") != "ItemLevelRestoreTargetInfo":
-        return [(d, d) for d in databases]
-    criteria = target.get("restoreCriteria") or []
+        return []
+    criteria = target.get("restoreCriteria")
     if not isinstance(criteria, list) or not criteria:
         raise _bad("ItemLevelRestoreTargetInfo needs at least one restoreCriteria item.")
     chosen: dict[str, str] = {}  # target -> source
     for item in criteria:
-        if not isinstance(item, dict) or item.get("objectType") != "ItemPathBasedRestoreCriteria":
-            kind = item.get("objectType") if isinstance(item, dict) else type(item).__name__
+        kind = item.get("objectType") if isinstance(item, dict) else type(item).__name__
+        if not isinstance(item, dict) or kind != "ItemPathBasedRestoreCriteria":
             raise _bad(
                 f"restoreCriteria objectType '{str(kind)[:60]}' is not one a flexible server restore takes: "
                 "use ItemPathBasedRestoreCriteria with a database name as itemPath."
             )
         if item.get("subItemPathPrefix"):
             raise _bad("subItemPathPrefix is not supported for databases: a database is restored whole.")
-        source = _database_of_path(str(item.get("itemPath") or ""))
-        if source not in databases:
-            raise UserError(
-                "UserErrorRestoreItemNotFound",
-                f"The recovery point holds no database '{source[:100]}'; it holds: {', '.join(databases)}.",
-                "Name a database of the recovery point in itemPath.",
-            )
+        source = _check_database_name(_database_of_path(str(item.get("itemPath") or "")), "itemPath")
         rename = item.get("renameTo")
         name = _check_database_name(str(rename), "renameTo") if rename else source
         if chosen.get(name, source) != source:
             raise _bad(f"Two restoreCriteria items restore into the same database '{name[:100]}'.")
         chosen[name] = source
     return [(source, name) for name, source in chosen.items()]
+
+
+def select(target: dict[str, Any], databases: list[str]) -> list[tuple[str, str]]:
+    """(database of the point, database restored into) for each database the request restores
+    (see the module docstring); UserError for criteria the point does not answer."""
+    if target.get("objectType") != "ItemLevelRestoreTargetInfo":
+        return [(d, d) for d in databases]
+    chosen = check_shape(target)
+    for source, _ in chosen:
+        if source not in databases:
+            raise UserError(
+                "UserErrorRestoreItemNotFound",
+                f"The recovery point holds no database '{source[:100]}'; it holds: {', '.join(databases)}.",
+                "Name a database of the recovery point in itemPath.",
+            )
+    return chosen
 
 
 def _exists_error(names: list[str]) -> UserError:
@@ -335,20 +345,22 @@ async def run(
 ) -> dict[str, str]:
     """Restore the selection into the target server (see the module docstring). On any failure,
     what this job created (in this run or an earlier one) is dropped again."""
+    made = _Made()
     try:
         steps = await plan(engine, files, params, target, owner)
         for name in steps.own_databases:  # an earlier run of this job left it half-restored
             await restore.drop(engine, {**params, "dbname": name})
-        await _apply_roles(engine, params, steps, owner)
+        await _apply_roles(engine, params, steps, owner, made)
         # new databases first: an existing one restored into cannot be taken back once committed
-        for item in [i for i in steps.items if i.mode == "create"] + [
+        ordered = [i for i in steps.items if i.mode == "create"] + [
             i for i in steps.items if i.mode == "into-empty"
-        ]:
+        ]
+        for item in ordered:
             into = {**params, "dbname": item.target}
             try:
                 async with files.local_copy(item.file) as archive:
                     if item.mode == "create":
-                        await restore._create(engine, into, owner, template0=True)
+                        await _create_database(engine, params, item.target, owner, made)
                     await restore._pg_restore(
                         engine, archive, into, owners=steps.superuser, privileges=True, tablespaces=False,
                         single_transaction=item.mode == "into-empty",
@@ -360,7 +372,7 @@ async def run(
                 ) from None  # fmt: skip
     except BaseException:
         with contextlib.suppress(Exception):
-            await undo(engine, params, owner)
+            await undo(engine, params, owner, made)
         raise
     restored = [i.target for i in steps.items if i.mode != "skip"]
     details = {
@@ -378,7 +390,37 @@ async def run(
     return {k: v for k, v in details.items() if v}
 
 
-async def _apply_roles(engine: Engine, params: Params, steps: Plan, owner: str) -> None:
+@dataclass
+class _Made:
+    """What this run created, known before its mark is on it (a failure between the two)."""
+
+    databases: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+
+
+async def _create_database(engine: Engine, params: Params, name: str, owner: str, made: _Made) -> None:
+    """CREATE DATABASE from template0 (nothing of the target's template1 in it), marked as the job's."""
+    conn = await engine.connect(params)
+    async with conn:
+        ident = sql.Identifier(name)
+        try:
+            await conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
+        except psycopg.Error as exc:
+            raise UserError(
+                "UserErrorCannotCreateDatabase",
+                f"The database could not be created: {_first_line(exc)}",
+                "Give the restore user the CREATEDB privilege, or restore as a superuser.",
+            ) from None
+        made.databases.append(name)
+        await conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(marker(owner))))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def _apply_roles(engine: Engine, params: Params, steps: Plan, owner: str, made: _Made) -> None:
     """The globals' statements for this restore's own roles, each marked as the job's at once."""
     ours = set(steps.create_roles) | set(steps.own_roles)
     comments = {st.role: st.comment for st in steps.statements if st.kind == "comment-role" and st.role}
@@ -408,15 +450,15 @@ async def _apply_roles(engine: Engine, params: Params, steps: Plan, owner: str) 
             try:
                 await conn.execute(text.encode())
                 if st.kind == "create-role":
+                    made.roles.append(st.role)
                     mark = marker(owner) + ("\n" + comments[st.role] if comments.get(st.role) else "")
                     await conn.execute(
                         sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(st.role), sql.Literal(mark))
                     )
             except psycopg.Error as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise UserError(
                     "UserErrorRestoreFailed",
-                    f"Recreating the point's roles failed at '{_head(text)}': {first}",
+                    f"Recreating the point's roles failed at '{_head(text)}': {_first_line(exc)}",
                     "Create the role in the target first (existing roles are left as they are), or restore as a "
                     "superuser.",
                 ) from None
@@ -427,9 +469,13 @@ def _head(text: str) -> str:
     return one if len(one) <= 120 else one[:117] + "..."
 
 
-async def undo(engine: Engine, params: Params, owner: str) -> None:
-    """What a failed restore leaves: every database and role marked as ``owner``'s is dropped."""
+async def undo(engine: Engine, params: Params, owner: str, made: _Made | None = None) -> None:
+    """What a failed restore leaves: every database and role marked as ``owner``'s (or that this run
+    created, ``made``) is dropped; databases first (roles own their objects)."""
     databases, roles = await _marked(engine, params, owner)
+    if made is not None:
+        databases = list(dict.fromkeys([*made.databases, *databases]))
+        roles = {**{r: "" for r in made.roles}, **roles}
     for name in databases:
         with contextlib.suppress(Exception):
             await restore.drop(engine, {**params, "dbname": name})
