@@ -210,7 +210,8 @@ def test_a_whole_flexible_server_backs_up_and_restores_as_files_into_a_blob_cont
     assert left == ["aside", "nightly_shop.dump", "nightly_shop.dump.sha256"], left
     assert (directory / "nightly_shop.dump").read_bytes() == kept
 
-    # into a server: not yet (a Failed job saying so, not a credentials error)
+    # into the source server itself: its databases have tables -> FailIfExists, nothing changed
+    # (restores into servers: test_flexible_restore.py)
     into_server = {"objectType": "RestoreTargetInfo", "recoveryOption": "FailIfExists", "restoreLocation": "westus",
                    "datasourceInfo": {**flex_instance(policy_id, server_id)["properties"]["dataSourceInfo"]}}  # fmt: skip
     restored = sdk.backup_instances.begin_trigger_restore(
@@ -218,7 +219,8 @@ def test_a_whole_flexible_server_backs_up_and_restores_as_files_into_a_blob_cont
     ).result()
     job = _wait_job(client, env, restored.job_id)
     assert job["status"] == "Failed", job
-    assert job["errorDetails"][0]["code"] == "UserErrorRestoreTargetNotSupported", job
+    assert job["errorDetails"][0]["code"] == "UserErrorTargetDatabaseNotEmpty", job
+    assert tables(flex_pg, "crm") == expected["crm"]
 
     # a container that does not exist: a Failed job, nothing written
     missing = files_target(

@@ -181,6 +181,13 @@ class PostgresEngine:
     async def check(self, chunks: AsyncIterable[bytes]) -> dict[str, Any]:
         """``pg_restore --list`` over the streamed archive: it must read the table of contents.
         Returns {"tables": how many tables the archive holds}."""
+        listing = await self.toc(chunks)
+        tables = sum(1 for line in listing.splitlines() if re.search(r"\d+ TABLE (?!DATA )\S+ ", line))
+        return {"tables": tables}
+
+    async def toc(self, chunks: AsyncIterable[bytes]) -> str:
+        """The archive's table of contents (``pg_restore --list``, consuming all of ``chunks``);
+        UserError if it is not a valid archive."""
         tools = require(self.tools)
         proc = await asyncio.create_subprocess_exec(
             tools.pg_restore, "--list",
@@ -219,12 +226,7 @@ class PostgresEngine:
                 f"The backup archive failed its check: {err.decode(errors='replace').strip()[:300]}",
                 "Retry the backup; if it fails again, check the database for corruption.",
             )
-        tables = sum(
-            1
-            for line in out.decode(errors="replace").splitlines()
-            if re.search(r"\d+ TABLE (?!DATA )\S+ ", line)
-        )
-        return {"tables": tables}
+        return out.decode(errors="replace")
 
     def restore_params(self, params: Params, target: Datasource) -> Params:
         name = target.resourceName or target.resourceID.rstrip("/").rsplit("/", 1)[-1]
@@ -302,7 +304,9 @@ class _Dump:
 
 
 def _dump_error(stderr: str, params: Params) -> UserError:
-    detail = stderr_detail(stderr, params, "pg_dump exited with an error")
+    # the error line, not the "detail: Query was: ..." pg_dump writes after it
+    said = [ln for ln in stderr.splitlines() if re.match(r"pg_dump(all)?: error: ", ln)]
+    detail = stderr_detail(said[-1] if said else stderr, params, "pg_dump exited with an error")
     lowered = stderr.lower()
     if (
         "server closed the connection" in lowered

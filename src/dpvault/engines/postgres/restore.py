@@ -184,15 +184,30 @@ async def drop(engine: PostgresEngine, params: Params) -> None:
         )
 
 
-async def _pg_restore(engine: PostgresEngine, archive: Path, params: Params) -> None:
+async def _pg_restore(
+    engine: PostgresEngine,
+    archive: Path,
+    params: Params,
+    *,
+    owners: bool = False,
+    privileges: bool = False,
+    tablespaces: bool = True,
+    single_transaction: bool = False,
+) -> None:
+    """pg_restore into ``params``' database: owners and privileges left out unless asked (a
+    database restored on its own has none of its roles around), in parallel unless it must be one
+    transaction (a restore into an existing database, undone whole if it fails)."""
     tools = require(engine.tools)
     jobs = max(1, min(4, os.cpu_count() or 1))
     env = tool_env({k: v for k, v in params.items() if k != "dbname"})
     target = psycopg.conninfo.make_conninfo(dbname=params["dbname"])
+    flags = ["--exit-on-error", "--single-transaction" if single_transaction else f"--jobs={jobs}"]
+    flags += [] if owners else ["--no-owner"]
+    flags += [] if privileges else ["--no-privileges"]
+    flags += [] if tablespaces else ["--no-tablespaces"]
     with tempfile.TemporaryFile() as stderr:
         proc = await asyncio.create_subprocess_exec(
-            tools.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", f"--jobs={jobs}",
-            f"--dbname={target}", str(archive),
+            tools.pg_restore, *flags, f"--dbname={target}", str(archive),
             stdout=asyncio.subprocess.DEVNULL, stderr=stderr, env=env,
         )  # fmt: skip
         try:
@@ -203,12 +218,30 @@ async def _pg_restore(engine: PostgresEngine, archive: Path, params: Params) -> 
             raise
         if code != 0:
             stderr.seek(0)
-            detail = stderr_detail(stderr.read().decode(errors="replace"), params, "pg_restore failed")
+            detail = stderr_detail(
+                _error_lines(stderr.read().decode(errors="replace")), params, "pg_restore failed"
+            )
             raise UserError(
                 "UserErrorRestoreFailed",
                 f"pg_restore failed: {detail}",
                 "Check the target server's log, then retry.",
             )
+
+
+def _error_lines(stderr: str) -> str:
+    """What pg_restore failed on: its (last) error line and the server's DETAIL/HINT after it, not
+    the "Command was: ..." text of the statement."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [i for i, ln in enumerate(lines) if ln.startswith("pg_restore: error:")]
+    if not errors:
+        return stderr
+    at = errors[-1]
+    said = [lines[at].removeprefix("pg_restore: error: ")]
+    for ln in lines[at + 1 :]:
+        if not ln.startswith(("DETAIL:", "HINT:")):
+            break
+        said.append(ln)
+    return " ".join(said)
 
 
 async def drill(engine: PostgresEngine, archive: Path, params: Params, *, owner: str) -> Fingerprint:
