@@ -2,16 +2,18 @@
 ~1 GB in all) through the real server process and API, against raw sequential ``pg_dump -Fc`` of
 the four databases, measured side by side in one run.
 
-    .venv/bin/python -m bench.flexible [--total-mb 1000] [--rounds 2] [--jobs 1,2] [--store local|azure]
+    .venv/bin/python -m bench.flexible [--total-mb 1000] [--rounds 3] [--jobs 1,2] [--store local|azure]
 
 Each value of ``--jobs`` is a dpvault server of its own started with ``DPVAULT_PG_DUMP_JOBS`` set to
 it (1: one database after another; 2: the next database dumped into a spool while the current one
 streams), all protecting the same throwaway PostgreSQL server through its source mapping. Every
-round runs the raw dumps, then each server's backup (POST .../backup to job Completed: globals, one
-``pg_dump -Fc -Z0`` per database, chunked, compressed, encrypted, each archive checked with
-``pg_restore --list``, the point committed), alternating the servers' order between rounds.
-Round 1 writes every chunk; later rounds of the unchanged server find most chunks in the vault.
-Prints each ratio dpvault / raw (the goal: <= 0.7) and the server's RSS (goal: flat).
+round runs the raw dumps (``pg_dump -Fc > file`` + fsync, one database after the other), then, for
+each server in turn (the order alternating between rounds), a new instance in a new vault: its
+first backup (every chunk new) and a repeat backup of the unchanged server (chunks found in the
+vault), each timed from POST .../backup to job Completed (globals, one ``pg_dump -Fc -Z0`` per
+database, chunked, compressed, encrypted, each archive checked with ``pg_restore --list``, the point
+committed). Prints each ratio dpvault / raw (the goal: <= 0.7), the machine's CPU use while each ran
+(/proc/stat) and the server's RSS (goal: flat).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +144,34 @@ class Protected:
         return elapsed, job["properties"], max(samples or [0])
 
 
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+@dataclass
+class Figures:
+    first: list[float] = field(default_factory=list)
+    repeat: list[float] = field(default_factory=list)
+    first_busy: list[float] = field(default_factory=list)
+    repeat_busy: list[float] = field(default_factory=list)
+    peaks: list[int] = field(default_factory=list)
+
+
+def timed(p: Protected) -> tuple[float, dict[str, Any], int, float]:
+    before = cpu_busy()
+    elapsed, job, peak = p.backup()
+    after = cpu_busy()
+    busy = (after[0] - before[0]) / max(1, after[1] - before[1])
+    return elapsed, job, peak, busy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--total-mb", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", default="1,2", help="DPVAULT_PG_DUMP_JOBS of each server, comma-separated")
     parser.add_argument("--store", choices=["local", "azure"], default="local")
     args = parser.parse_args()
@@ -158,6 +185,7 @@ def main() -> None:
     pg.start()
     stack = contextlib.ExitStack()
     servers: dict[int, Server] = {}
+    clients: dict[int, httpx.Client] = {}
     try:
         names = [f"db{i}_{uuid.uuid4().hex[:4]}" for i in range(len(SHARES))]
         total = 0
@@ -166,48 +194,61 @@ def main() -> None:
             total += size
             print(f"database {name}: {size / 1e6:.0f} MB", flush=True)
         print(f"server: {len(names)} databases, {total / 1e6:.0f} MB", flush=True)
-        protected: dict[int, Protected] = {}
         for jobs in variants:
             store_args, environ = stack.enter_context(vault_store(args.store))
             server = Server(work / f"server-j{jobs}", args=["--no-access-log", *store_args],
                             environ={**environ, "DPVAULT_PG_DUMP_JOBS": str(jobs)})  # fmt: skip
             servers[jobs] = server.start()
-            client = stack.enter_context(server.client())
-            protected[jobs] = Protected(server, client, pg)
-        raw_times: list[float] = []
-        times: dict[int, list[float]] = {j: [] for j in variants}
-        peaks: dict[int, list[int]] = {j: [] for j in variants}
+            clients[jobs] = stack.enter_context(server.client())
+        figures = {j: Figures() for j in variants}
         baselines = {j: server_rss(servers[j].proc.pid) for j in variants}  # type: ignore[union-attr]
+        raw_times: list[float] = []
+        raw_busy: list[float] = []
         raw_size = 0
         for round_no in range(args.rounds):
+            before = cpu_busy()
             raw, raw_size = raw_dumps(pg, names, tools.pg_dump, work)
+            after = cpu_busy()
             raw_times.append(raw)
-            line = [f"round {round_no + 1}: raw sequential pg_dump -Fc {raw:.2f}s"]
+            raw_busy.append((after[0] - before[0]) / max(1, after[1] - before[1]))
+            line = [f"round {round_no + 1}: raw {raw:.2f}s (CPU {raw_busy[-1]:.0%})"]
             order = variants if round_no % 2 == 0 else list(reversed(variants))
             for jobs in order:
-                elapsed, job, peak = protected[jobs].backup()
-                times[jobs].append(elapsed)
-                peaks[jobs].append(peak)
-                line.append(f"jobs={jobs} {elapsed:.2f}s ({elapsed / raw:.3f}, "
-                            f"stored {int(job['extendedInfo']['additionalDetails'].get('StoredBytes', 0)) / 1e6:.0f} MB)")  # fmt: skip
+                # a new vault each round: its first backup stores every chunk; then a repeat
+                p = Protected(servers[jobs], clients[jobs], pg)
+                f = figures[jobs]
+                elapsed, job, peak, busy = timed(p)
+                stored = int(job["extendedInfo"]["additionalDetails"].get("StoredBytes", 0))
+                f.first.append(elapsed)
+                f.first_busy.append(busy)
+                f.peaks.append(peak)
+                again, _, peak, busy_again = timed(p)
+                f.repeat.append(again)
+                f.repeat_busy.append(busy_again)
+                f.peaks.append(peak)
+                line.append(f"jobs={jobs} first {elapsed:.2f}s ({elapsed / raw:.3f}, CPU {busy:.0%}, "
+                            f"stored {stored / 1e6:.0f} MB), repeat {again:.2f}s ({again / raw:.3f}, CPU {busy_again:.0%})")  # fmt: skip
             print("; ".join(line), flush=True)
+        med = statistics.median
         print()
         print(f"vault store: {args.store}; {len(names)} databases, {total / 1e6:.0f} MB; "
-              f"raw dumps {raw_size / 1e6:.0f} MB; {os.cpu_count()} cores")  # fmt: skip
-        print("| figure | value |")
-        print("|---|---|")
+              f"raw dumps {raw_size / 1e6:.0f} MB; {os.cpu_count()} cores; medians of {args.rounds} rounds")  # fmt: skip
+        print("| figure | seconds | ratio to raw (goal <= 0.7) | machine CPU busy |")
+        print("|---|---|---|---|")
         print(
-            f"| raw sequential `pg_dump -Fc > file` of the 4 (rounds) | {', '.join(f'{t:.2f}' for t in raw_times)} s |"
+            f"| raw sequential `pg_dump -Fc > file` of the 4 | {med(raw_times):.2f} | 1 | {med(raw_busy):.0%} |"
         )
         for jobs in variants:
-            ratios = [t / r for t, r in zip(times[jobs], raw_times, strict=True)]
-            print(f"| dpvault, DPVAULT_PG_DUMP_JOBS={jobs}, first backup | {times[jobs][0]:.2f} s, "
-                  f"ratio **{ratios[0]:.3f}** |")  # fmt: skip
-            if len(ratios) > 1:
-                print(f"| dpvault, DPVAULT_PG_DUMP_JOBS={jobs}, repeat backups (median) | "
-                      f"{statistics.median(times[jobs][1:]):.2f} s, ratio {statistics.median(ratios[1:]):.3f} |")  # fmt: skip
-            print(f"| server RSS, jobs={jobs}: before / peak | {baselines[jobs] / 1024:.0f} / "
-                  f"{max(peaks[jobs]) / 1024:.0f} MiB |")  # fmt: skip
+            f = figures[jobs]
+            first = [t / r for t, r in zip(f.first, raw_times, strict=True)]
+            repeat = [t / r for t, r in zip(f.repeat, raw_times, strict=True)]
+            print(f"| dpvault first backup, DPVAULT_PG_DUMP_JOBS={jobs} | {med(f.first):.2f} | **{med(first):.3f}** "
+                  f"({min(first):.3f}-{max(first):.3f}) | {med(f.first_busy):.0%} |")  # fmt: skip
+            print(f"| dpvault repeat backup, DPVAULT_PG_DUMP_JOBS={jobs} | {med(f.repeat):.2f} | {med(repeat):.3f} "
+                  f"({min(repeat):.3f}-{max(repeat):.3f}) | {med(f.repeat_busy):.0%} |")  # fmt: skip
+        for jobs in variants:
+            print(f"server RSS, jobs={jobs}: {baselines[jobs] / 1024:.0f} MiB before, "
+                  f"{max(figures[jobs].peaks) / 1024:.0f} MiB peak")  # fmt: skip
     finally:
         for server in servers.values():
             server.stop()
