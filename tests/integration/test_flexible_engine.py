@@ -57,7 +57,11 @@ def pg_dumps() -> list[int]:
     """This process's pg_dump children still alive."""
     found = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for child in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # that thread has just ended
+            continue
+        for child in children:
             try:
                 if Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0].endswith(b"pg_dump"):
                     state = Path(f"/proc/{child}/stat").read_text().split(") ", 1)[1][0]
