@@ -154,6 +154,8 @@ class RestoreJobs:
         p = claimed.payload
         job, instance, rp = await self._load(p.job, p.instance, p.rp)
         if job is None or job.terminal:
+            if job is not None and job.status == backup_jobs.COMPLETED and instance is not None:
+                await self._release_after_crash(instance, p.target, job.id)  # it crashed before its release
             return
         if instance is None or rp is None or rp.state != "available":
             await self._finish_job(job.id, backup_jobs.FAILED, error=_point_gone())
@@ -189,15 +191,37 @@ class RestoreJobs:
             return
         await self._finish_job(job.id, backup_jobs.COMPLETED, details=details)
         # Only now that Completed is committed may the marks of "this job's work" go.
+        await self._release(p.target, job.id, engine, params)
+
+    async def _release(
+        self, target: dict[str, Any], job_id: str, engine: Engine | None, params: Params
+    ) -> None:
+        """A completed restore's marks go (best effort: what stays is harmless, and a re-claim of
+        the job after a crash tries again)."""
         try:
-            if blobs:
+            if target["objectType"] == FILES and is_blob_target(target["targetDetails"]):
                 pass  # blobs carry the job's id in their metadata: nothing to release
-            elif files:
-                await asyncio.to_thread(self.files.release, p.target, job.id)
+            elif target["objectType"] == FILES:
+                await asyncio.to_thread(self.files.release, target, job_id)
             elif engine is not None:
-                await engine.release(params, job.id)
+                await engine.release(params, job_id)
         except Exception as exc:  # harmless leftovers: a hidden link, a database comment
-            log.warning("restore marks not removed", job=job.id, error=type(exc).__name__)
+            log.warning("restore marks not removed", job=job_id, error=type(exc).__name__)
+
+    async def _release_after_crash(self, instance: Any, target: dict[str, Any], job_id: str) -> None:
+        """The release of a job whose Completed was committed by a worker that died before it
+        released: what the job restored is the user's now, and must never be taken as leftovers."""
+        engine: Engine | None = None
+        params: Params = {}
+        if target["objectType"] != FILES:
+            try:
+                engine, params = await self.target_params(
+                    decode_instance(instance.body).properties, target, instance.subscription
+                )
+            except Exception:  # the target's mapping is gone: its marks stay, harmless
+                log.warning("restore marks not removed", job=job_id, exc_info=True)
+                return
+        await self._release(target, job_id, engine, params)
 
     async def _file_names(self, rp: RecoveryPointRow) -> list[str] | None:
         """The names of a multi-file point's files (None for a point of one archive)."""
@@ -273,12 +297,36 @@ class RestoreJobs:
         else:
             await engine.check_target(params)
 
+    async def _abandon_in_datasource(self, instance_id: str, target: dict[str, Any], job_id: str) -> None:
+        """What a restore into a datasource that gave up left there (an engine with ``abandon``: a
+        whole-server restore's half-made databases and roles) goes; best effort, the job fails anyway."""
+        async with self.svc.store.read() as tx:
+            instance = await tx.resource(instance_id)
+        if instance is None:
+            return
+        try:
+            engine, params = await self.target_params(
+                decode_instance(instance.body).properties, target, instance.subscription
+            )
+            abandon = getattr(engine, "abandon", None)
+            if abandon is not None:
+                await abandon(params, job_id)
+        except Exception:  # the target is unreachable or its mapping gone: nothing more to do here
+            log.warning("restore_abandon_failed", job=job_id, exc_info=True)
+
     async def give_up(self, claimed: Claimed[Any], reason: str) -> None:
         error = UserError(
             "InternalError", f"The job could not be completed: {reason}", "Retry.", user_error=False
         )
         target = getattr(claimed.payload, "target", None)
         job_id = claimed.payload.job
+        if isinstance(claimed.payload, payloads.Restore) and job_id and target:
+            job, instance, _ = await self._load(job_id, claimed.payload.instance, claimed.payload.rp)
+            if job is not None and job.terminal:
+                # its end was committed before the crash: a Completed job's work is the user's
+                if job.status == backup_jobs.COMPLETED and instance is not None:
+                    await self._release_after_crash(instance, target, job_id)
+                return
         if (
             isinstance(claimed.payload, payloads.Restore)
             and target
@@ -300,6 +348,13 @@ class RestoreJobs:
             if instance is not None:  # the blobs this job wrote (their metadata names it)
                 with contextlib.suppress(Exception):
                     await self.blobs.abandon(target["targetDetails"], instance.subscription, job_id)
+        elif (
+            isinstance(claimed.payload, payloads.Restore)
+            and target
+            and job_id
+            and target.get("objectType") != FILES
+        ):
+            await self._abandon_in_datasource(claimed.payload.instance, target, job_id)
         operation = getattr(claimed.payload, "operation", None)
         if operation:
             await self.svc.store.transact(lambda tx: operations.finish(
