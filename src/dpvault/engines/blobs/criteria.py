@@ -79,16 +79,24 @@ def check_shape(target: dict[str, Any]) -> None:
             ):
                 raise _bad("subItemPathPrefix must be a list of strings.")
         elif kind == "RangeBasedItemLevelRestoreCriteria":
-            low, high = str(item.get("minMatchingValue") or ""), str(item.get("maxMatchingValue") or "")
-            if not low or not high or low > high:
-                raise _bad(
-                    "minMatchingValue and maxMatchingValue must both be given, as <container>/<prefix>, min <= max."
-                )
+            _range(item)
         else:
             raise _bad(
                 f"restoreCriteria objectType '{str(kind)[:60]}' is not one a blob restore takes: "
                 "ItemPathBasedRestoreCriteria or RangeBasedItemLevelRestoreCriteria."
             )
+
+
+def _range(item: dict[str, Any]) -> tuple[str, str]:
+    """A range criterion's bounds, ``<container>/<prefix>``; a bare container name is that whole
+    container (``docs`` is ``docs/``: it must not reach ``docs-archive/…`` or ``docs2/…``)."""
+    low, high = (str(item.get(k) or "") for k in ("minMatchingValue", "maxMatchingValue"))
+    low, high = (v if "/" in v or not v else f"{v}/" for v in (low, high))
+    if not low or not high or low > high:
+        raise _bad(
+            "minMatchingValue and maxMatchingValue must both be given, as <container>/<prefix>, min <= max."
+        )
+    return low, high
 
 
 def select(target: dict[str, Any], listings: dict[str, Listing]) -> list[Placement]:
@@ -127,11 +135,7 @@ def _one(item: dict[str, Any], listings: dict[str, Listing]) -> Iterable[Placeme
             if not prefixes or any(r.name.startswith(p) for p in prefixes)
         ]
     if kind == "RangeBasedItemLevelRestoreCriteria":
-        low, high = str(item.get("minMatchingValue") or ""), str(item.get("maxMatchingValue") or "")
-        if not low or not high or low > high:
-            raise _bad(
-                "minMatchingValue and maxMatchingValue must both be given, as <container>/<prefix>, min <= max."
-            )
+        low, high = _range(item)
         for value in (low, high):
             if _container_of(value.split("/", 1)[0]) not in listings:
                 raise UserError(
