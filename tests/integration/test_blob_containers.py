@@ -466,3 +466,86 @@ def test_a_damaged_point_restores_nothing_and_leaves_no_container_behind(
         assert job["status"] == "Failed", job
         assert job["errorDetails"][0]["code"] == "UserErrorRecoveryPointCorrupted", job["errorDetails"]
         assert [c.name for c in blob_service(other).list_containers()] == []
+
+
+def test_blobs_whose_content_md5_property_is_wrong_back_up_and_restore_as_they_were(
+    server: Server, client: httpx.Client, azurite: Any, sdk: DataProtectionMgmtClient
+) -> None:
+    """Azure keeps whatever Content-MD5 a client sets (Set Blob Properties), right or wrong, and Put
+    Blob refuses one that is not the bytes': such blobs restore with their bytes and their recorded
+    property, small (one Put Blob) and large (blocks) alike."""
+    from azure.storage.blob import ContentSettings
+
+    env = Env(client).create()
+    container = f"md5-{uuid.uuid4().hex[:6]}"
+    source = blob_service(azurite).create_container(container)
+    wrong = bytearray(hashlib.md5(b"something else").digest())
+    for name, data in (("small.txt", b"small blob\n" * 10), ("large.bin", os.urandom(3 << 20))):
+        source.upload_blob(name, data, metadata={"kind": name})
+        source.get_blob_client(name).set_http_headers(
+            ContentSettings(content_type="text/plain", content_md5=wrong)
+        )
+    before = state_of(azurite, container)
+    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
+    account = account_id()
+    set_source(server, account, azurite.connection_string)
+    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [container])
+    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "md5", body, polling_interval=0).result()
+    done = sdk.backup_instances.begin_adhoc_backup(
+        env.rg, env.vault, "md5", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
+    ).result()
+    assert wait_job(client, env, done.job_id)["status"] == "Completed"
+    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "md5"))
+    renamed = f"md5-copy-{uuid.uuid4().hex[:6]}"
+    whole = target_info(account, restoreCriteria=[{
+        "objectType": "ItemPathBasedRestoreCriteria", "itemPath": container, "renameTo": renamed}])  # fmt: skip
+    restored = sdk.backup_instances.begin_trigger_restore(
+        env.rg, env.vault, "md5", restore_request(rp.name, whole), polling_interval=0
+    ).result()
+    job = wait_job(client, env, restored.job_id)
+    assert job["status"] == "Completed", str(job.get("errorDetails"))
+    assert state_of(azurite, renamed) == before  # bytes, settings, the (wrong) Content-MD5, metadata
+    # restoring over the restored copy finds every blob there already: nothing is written again
+    again = sdk.backup_instances.begin_trigger_restore(
+        env.rg, env.vault, "md5", restore_request(rp.name, whole), polling_interval=0
+    ).result()
+    job = wait_job(client, env, again.job_id)
+    assert job["status"] == "Completed", str(job.get("errorDetails"))
+    details = job["extendedInfo"]["additionalDetails"]
+    assert (details["RestoredBlobs"], details["AlreadyPresentBlobs"]) == ("0", "2"), details
+
+
+def test_a_blob_whose_metadata_differs_is_not_taken_as_already_restored(
+    server: Server, client: httpx.Client, azurite: Any, sdk: DataProtectionMgmtClient
+) -> None:
+    """Same bytes and Content-MD5 but other metadata or content settings: the target blob is not the
+    backed-up one, so a FailIfExists restore over it is refused, naming it."""
+    from azure.storage.blob import ContentSettings
+
+    env = Env(client).create()
+    container = f"meta-{uuid.uuid4().hex[:6]}"
+    source = blob_service(azurite).create_container(container)
+    for name in ("a.txt", "b.txt"):
+        data = f"{name}\n".encode()
+        source.upload_blob(name, data, metadata={"v": "1"}, content_settings=ContentSettings(
+            content_type="text/plain", content_md5=bytearray(hashlib.md5(data).digest())))  # fmt: skip
+    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
+    account = account_id()
+    set_source(server, account, azurite.connection_string)
+    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [container])
+    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "meta", body, polling_interval=0).result()
+    done = sdk.backup_instances.begin_adhoc_backup(
+        env.rg, env.vault, "meta", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
+    ).result()
+    assert wait_job(client, env, done.job_id)["status"] == "Completed"
+    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "meta"))
+    source.get_blob_client("a.txt").set_blob_metadata({"v": "2"})  # same bytes, other metadata
+    restored = sdk.backup_instances.begin_trigger_restore(
+        env.rg, env.vault, "meta", restore_request(rp.name, target_info(account, "RestoreTargetInfo")),
+        polling_interval=0,
+    ).result()  # fmt: skip
+    job = wait_job(client, env, restored.job_id)
+    assert job["status"] == "Failed" and job["errorDetails"][0]["code"] == "UserErrorBlobAlreadyExists", job
+    assert f"{container}/a.txt" in job["errorDetails"][0]["message"]
+    assert f"{container}/b.txt" not in job["errorDetails"][0]["message"]  # the same as backed up
+    assert source.get_blob_client("a.txt").get_blob_properties().metadata == {"v": "2"}  # untouched

@@ -13,12 +13,14 @@ meanwhile is left out. Small blobs are fetched ahead, several at a time; large o
 memory stays flat.
 
 A restore writes each selected blob with If-None-Match (never overwriting a blob it did not write;
-one already there with the same Content-MD5 and size is left as it is, any other fails the restore
-before anything is written),
-its bytes checked against the point's SHA-256 (and the blob's own Content-MD5 where it had one)
-before the upload is committed. While a restore writes, each blob it writes carries its job's id in the
-metadata key ``dpvaultrestorejob`` (removed once all are written), so a re-run after a crash
-replaces its own work and nothing else; a failed restore deletes what it wrote.
+one already there with the same size, Content-MD5, metadata and content settings is left as it is,
+any other fails the restore before anything is written), its bytes checked against the point's
+SHA-256 before the upload is committed (a blob's Content-MD5 is a property Azure keeps as a client
+set it, right or wrong: it comes back as it was). While a restore writes, each blob it writes and
+each container it creates carries its job's id in the metadata key ``dpvaultrestorejob`` (removed
+once all are written), so a re-run after a crash replaces its own work and nothing else; a failed
+restore deletes what it wrote, and one that gave up after its attempts what still carries its id
+(``abandon``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import hashlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -80,12 +83,13 @@ def _unreachable(account: str, exc: Exception) -> UserError:
     )
 
 
-def _denied(account: str) -> UserError:
+def _denied(account: str, reason: Any = None) -> UserError:
+    why = f" ({str(reason)[:80]})" if reason else ""
     return UserError(
         "UserErrorStorageAccountAccessDenied",
-        f"Storage account '{account}' refused dpvault's credentials.",
-        "Update the storage account's source mapping with a current connection string "
-        "(dpvault sources set <account id>).",
+        f"Storage account '{account}' refused dpvault's request{why}.",
+        "Update the storage account's source mapping with a current connection string that may list, read "
+        "and write blobs and tags (dpvault sources set <account id>), and check the account's network rules.",
     )
 
 
@@ -107,6 +111,18 @@ async def _storage_errors(account: str) -> AsyncIterator[None]:
         raise _denied(account) from None
     except exceptions.ServiceRequestError as exc:
         raise _unreachable(account, exc) from None
+    except exceptions.HttpResponseError as exc:
+        if exc.status_code != 403:  # 404s and 409s are the caller's to read
+            raise
+        # AuthorizationFailure (the account's network rules), AuthorizationPermissionMismatch (a SAS
+        # without the permission), ...: not an outage to retry
+        raise _denied(account, getattr(exc, "error_code", None)) from None
+
+
+def _etag(value: Any) -> str:
+    """An ETag as a listing shows it: a download's response header quotes it, a listing does not
+    (compared as they come, a blob changed during one backup would be read again at the next)."""
+    return str(value).strip('"')
 
 
 def _value(enum: Any) -> str:
@@ -119,7 +135,7 @@ def _record(props: Any, container: str, tags: dict[str, str] | None = None) -> B
     md5 = settings.content_md5
     tier = props.blob_tier
     return BlobRecord(
-        name=props.name, size=int(props.size), etag=str(props.etag), file=blob_file(container, props.name),
+        name=props.name, size=int(props.size), etag=_etag(props.etag), file=blob_file(container, props.name),
         content_type=settings.content_type, content_encoding=settings.content_encoding,
         content_language=settings.content_language, content_disposition=settings.content_disposition,
         cache_control=settings.cache_control,
@@ -135,6 +151,7 @@ class Survey:
     same: set[tuple[str, str]] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
     mine: set[tuple[str, str]] = field(default_factory=set)
+    my_containers: set[str] = field(default_factory=set)  # created by an earlier attempt of this job
 
 
 class BlobContainerEngine:
@@ -215,6 +232,8 @@ class BlobContainerEngine:
         if "auto_exclude" in params:
             excluded = tuple(p for p in params["auto_exclude"].split("\n") if p)
             async for container in service.list_containers():
+                if container.name.startswith("$"):
+                    continue  # $logs, $web, $root: the account's own containers
                 if not (excluded and container.name.startswith(excluded)) and container.name not in names:
                     names.append(container.name)
         return self._containers({**params, "containers": "\n".join(names)})
@@ -325,23 +344,19 @@ class BlobContainerEngine:
         for target, records in wanted.items():
             container = service.get_container_client(target)
             try:
-                await container.get_container_properties()
+                props = await container.get_container_properties()
             except exceptions.ResourceNotFoundError:
                 survey.missing.add(target)
                 continue
+            if owner is not None and (props.metadata or {}).get(OWNER_KEY) == owner:
+                survey.my_containers.add(target)
             async for blob in container.list_blobs(include=["metadata"]):
                 record = records.get(blob.name)
                 if record is None:
                     continue
-                md5 = blob.content_settings.content_md5
                 if owner is not None and (blob.metadata or {}).get(OWNER_KEY) == owner:
                     survey.mine.add((target, blob.name))
-                elif (
-                    record.content_md5
-                    and md5
-                    and int(blob.size) == record.size
-                    and (base64.b64encode(bytes(md5)).decode() == record.content_md5)
-                ):
+                elif _same(blob, record):
                     survey.same.add((target, blob.name))
                 else:
                     survey.taken.append(f"{target}/{blob.name}")
@@ -364,22 +379,33 @@ class BlobContainerEngine:
         created: list[str] = []
         async with self._client(params) as service, _storage_errors(account):
             survey = await self._survey(service, plan, owner)
+            created.extend(sorted(survey.my_containers))
             if survey.taken:
+                # nothing of this job stays: what an earlier attempt of it wrote goes too
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(_undo(service, [(c, n, {}) for c, n in survey.mine], created))
                 raise _exists(survey.taken)
             todo = [p for p in plan if (p.target, p.record.name) not in survey.same]
+            sources = {p.target: p.source for p in plan}
             try:
                 for name in sorted(survey.missing):
-                    source = next(p.source for p in plan if p.target == name)
+                    # marked as this job's until it is done, like its blobs (a re-run takes it as its own)
                     await service.get_container_client(name).create_container(
-                        metadata=listings_metadata.get(source) or None
+                        metadata={**listings_metadata.get(sources[name], {}), OWNER_KEY: owner}
                     )
                     created.append(name)
                 await _upload_all(service, files, todo, owner, survey.mine, written)
+                await _unmark(service, written)
+                for name in created:
+                    await service.get_container_client(name).set_container_metadata(
+                        listings_metadata.get(sources[name], {})
+                    )
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(_undo(service, written, created))
+                    await asyncio.shield(
+                        _undo(service, written + [(c, n, {}) for c, n in survey.mine], created)
+                    )
                 raise
-            await _unmark(service, written)
         containers = sorted({p.target for p in plan})
         return {
             "RestoredBlobs": str(len(todo)),
@@ -401,6 +427,21 @@ class BlobContainerEngine:
     async def release(self, params: Params, owner: str) -> None:
         """Nothing to do: the marks went before the restore reported its blobs (see ``_unmark``)."""
         return None
+
+    async def abandon(self, params: Params, owner: str) -> None:
+        """A restore that gave up after its attempts: the blobs still carrying its mark go, then the
+        containers it created (marked too), in every container of the target account."""
+        exceptions = _exceptions()
+        async with self._client(params) as service, _storage_errors(params.get("account", "")):
+            async for c in service.list_containers(include_metadata=True):
+                container = service.get_container_client(c.name)
+                async for blob in container.list_blobs(include=["metadata"]):
+                    if (blob.metadata or {}).get(OWNER_KEY) == owner:
+                        with contextlib.suppress(exceptions.ResourceNotFoundError):
+                            await container.delete_blob(blob.name)
+                if (c.metadata or {}).get(OWNER_KEY) == owner:
+                    with contextlib.suppress(exceptions.ResourceNotFoundError):
+                        await container.delete_container()
 
     # -- the single-archive parts of the port: containers are not one archive -------------------
 
@@ -426,6 +467,24 @@ def _not_here(what: str) -> UserError:
         f"A blob backup holds containers: {what} is not supported for it.",
         "Restore with RestoreTargetInfo (whole containers) or ItemLevelRestoreTargetInfo (items).",
     )
+
+
+def _same(blob: Any, record: BlobRecord) -> bool:
+    """A target blob that is the backed-up one already (a re-run's blob whose mark went, a restore
+    over an unchanged original): same size and Content-MD5, metadata and content settings."""
+    settings = blob.content_settings
+    md5 = settings.content_md5
+    return bool(
+        record.content_md5
+        and md5
+        and int(blob.size) == record.size
+        and base64.b64encode(bytes(md5)).decode() == record.content_md5
+        and dict(blob.metadata or {}) == record.metadata
+        and (settings.content_type, settings.content_encoding, settings.content_language,
+             settings.content_disposition, settings.cache_control)
+        == (record.content_type, record.content_encoding, record.content_language,
+            record.content_disposition, record.cache_control)
+    )  # fmt: skip
 
 
 def _exists(taken: list[str]) -> UserError:
@@ -469,17 +528,18 @@ async def _fetch(
                 return None
         fresh = stream.properties
         fresh.tags = tags
+        fresh.blob_tier = fresh.blob_tier or props.blob_tier  # a download's answer has no tier
         return fresh, data
 
-    todo = [p for p in listed if previous.get(blob_file(name, p.name)) != str(p.etag)]
+    todo = [p for p in listed if previous.get(blob_file(name, p.name)) != _etag(p.etag)]
     small = [p for p in todo if int(p.size) <= SMALL]
     ahead: dict[str, asyncio.Task[tuple[Any, bytes] | None]] = {}
     next_small = 0
     try:
         for props in listed:
             file = blob_file(name, props.name)
-            if previous.get(file) == str(props.etag):
-                yield SourceFile(file, None, str(props.etag)), _record(props, name)
+            if previous.get(file) == _etag(props.etag):
+                yield SourceFile(file, None, _etag(props.etag)), _record(props, name)
                 continue
             while next_small < len(small) and len(ahead) < AHEAD:
                 p = small[next_small]
@@ -490,19 +550,39 @@ async def _fetch(
                 if got is None:
                     continue
                 fresh, data = got
-                yield SourceFile(file, _once(data), str(fresh.etag)), _record(fresh, name, fresh.tags)
+                yield SourceFile(file, _once(data), _etag(fresh.etag)), _record(fresh, name, fresh.tags)
                 continue
             opened = await _open_large(container, props, account)
             if opened is None:
                 continue
             fresh, stream = opened
-            yield SourceFile(file, stream.chunks(), str(fresh.etag)), _record(fresh, name, fresh.tags)
+            yield (
+                SourceFile(file, _streamed(stream, account, props.name), _etag(fresh.etag)),
+                _record(fresh, name, fresh.tags),
+            )
     finally:
         for task in ahead.values():
             task.cancel()
         for task in ahead.values():
             with contextlib.suppress(BaseException):
                 await task
+
+
+async def _streamed(stream: Any, account: str, name: str) -> AsyncIterator[bytes]:
+    """A large blob's chunks, its storage errors the user's: one rewritten while it is read (the
+    download is pinned to its first version) is retried with the job, then named."""
+    exceptions = _exceptions()
+    async with _storage_errors(account):
+        try:
+            async for chunk in stream.chunks():
+                yield chunk
+        except exceptions.ResourceModifiedError:
+            raise UserError(
+                "UserErrorBlobChangedDuringBackup",
+                f"Blob '{name[:200]}' was rewritten while it was being backed up.",
+                "Back up again when the blob is not being written.",
+                retryable=True,
+            ) from None
 
 
 async def _open_large(container: Any, props: Any, account: str) -> tuple[Any, Any] | None:
@@ -527,6 +607,7 @@ async def _open_large(container: Any, props: Any, account: str) -> tuple[Any, An
             return None
     fresh = stream.properties
     fresh.tags = tags
+    fresh.blob_tier = fresh.blob_tier or props.blob_tier  # a download's answer has no tier
     # the download pins the version it started at (If-Match on its later ranges)
     return fresh, stream
 
@@ -564,14 +645,17 @@ async def _upload(
     exceptions = _exceptions()
     r = p.record
     md5 = hashlib.md5(usedforsecurity=False)
-    if files.sha256(r.file) and files.size(r.file) != r.size:
+    checked = bool(files.sha256(r.file))
+    if checked and files.size(r.file) != r.size:
         raise _damaged(p)
 
     async def content() -> AsyncIterator[bytes]:
         async for chunk in files.read(r.file):  # raises at the end if the SHA-256 differs: no commit
             md5.update(chunk)
             yield chunk
-        if r.content_md5 and base64.b64encode(md5.digest()).decode() != r.content_md5:
+        # the point's SHA-256 is the check; a blob's Content-MD5 is only a property (Azure keeps
+        # whatever a client set, right or wrong), so it decides only where no SHA-256 was recorded
+        if not checked and r.content_md5 and base64.b64encode(md5.digest()).decode() != r.content_md5:
             raise _damaged(p)
 
     settings = ContentSettings(
@@ -580,21 +664,32 @@ async def _upload(
         content_md5=bytearray(base64.b64decode(r.content_md5)) if r.content_md5 else None,
     )  # fmt: skip
     data: Any
+    # Put Blob refuses a Content-MD5 that is not the bytes' (Azure keeps a wrong one that a client set
+    # later): such a blob is put without it and gets its recorded properties set afterwards. A large
+    # blob's MD5 is known only once it is read: its properties are always set afterwards.
+    settings_after = False
     if r.size <= SMALL:
         data = b"".join([chunk async for chunk in content()])
+        settings_after = bool(r.content_md5) and base64.b64encode(md5.digest()).decode() != r.content_md5
     else:
         data = content()
+        settings_after = bool(r.content_md5)
+    put_settings = copy.copy(settings)
+    if settings_after:
+        put_settings.content_md5 = None
     blob = service.get_blob_client(p.target, r.name)
     # cool and cold come back in the account's default tier (hot), as in Azure
     tier = StandardBlobTier.HOT if r.tier and r.tier.lower() == "hot" else None
     try:
         await blob.upload_blob(
             data, length=r.size if isinstance(data, bytes) else None, overwrite=overwrite,
-            metadata={**r.metadata, OWNER_KEY: owner}, tags=r.tags or None, content_settings=settings,
+            metadata={**r.metadata, OWNER_KEY: owner}, tags=r.tags or None, content_settings=put_settings,
             standard_blob_tier=tier,
         )  # fmt: skip
     except exceptions.ResourceExistsError:
         raise _exists([f"{p.target}/{r.name}"]) from None
+    if settings_after:
+        await blob.set_http_headers(settings)
 
 
 def _damaged(p: criteria.Placement) -> UserError:
