@@ -549,3 +549,46 @@ def test_a_blob_whose_metadata_differs_is_not_taken_as_already_restored(
     assert f"{container}/a.txt" in job["errorDetails"][0]["message"]
     assert f"{container}/b.txt" not in job["errorDetails"][0]["message"]  # the same as backed up
     assert source.get_blob_client("a.txt").get_blob_properties().metadata == {"v": "2"}  # untouched
+
+
+def test_a_whole_container_restores_into_its_original_place_around_its_unchanged_blobs(
+    server: Server, client: httpx.Client, azurite: Any, sdk: DataProtectionMgmtClient
+) -> None:
+    """The common recovery: some blobs were deleted, the container is restored whole where it was.
+    The blobs still there unchanged (a large one put in blocks has no Content-MD5: its ETag says it
+    is the backed-up version) are left; the deleted ones come back."""
+    env = Env(client).create()
+    container = f"orig-{uuid.uuid4().hex[:6]}"
+    source = blob_service(azurite).create_container(container)
+    from azure.storage.blob import BlobBlock
+
+    big = source.get_blob_client("big.bin")  # put in blocks, as large uploads are: no Content-MD5
+    for i in range(3):
+        big.stage_block(f"{i:04d}", os.urandom(1 << 20))
+    big.commit_block_list([BlobBlock(f"{i:04d}") for i in range(3)])
+    for i in range(3):
+        source.upload_blob(f"doc-{i}.txt", f"doc {i}\n".encode(), metadata={"i": str(i)})
+    assert source.get_blob_client("big.bin").get_blob_properties().content_settings.content_md5 is None
+    before = state_of(azurite, container)
+    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
+    account = account_id()
+    set_source(server, account, azurite.connection_string)
+    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [container])
+    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "orig", body, polling_interval=0).result()
+    done = sdk.backup_instances.begin_adhoc_backup(
+        env.rg, env.vault, "orig", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
+    ).result()
+    assert wait_job(client, env, done.job_id)["status"] == "Completed"
+    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "orig"))
+    source.delete_blob("doc-1.txt")
+    whole = target_info(
+        account, restoreCriteria=[{"objectType": "ItemPathBasedRestoreCriteria", "itemPath": container}]
+    )
+    restored = sdk.backup_instances.begin_trigger_restore(
+        env.rg, env.vault, "orig", restore_request(rp.name, whole), polling_interval=0
+    ).result()
+    job = wait_job(client, env, restored.job_id)
+    assert job["status"] == "Completed", str(job.get("errorDetails"))
+    details = job["extendedInfo"]["additionalDetails"]
+    assert (details["RestoredBlobs"], details["AlreadyPresentBlobs"]) == ("1", "3"), details
+    assert state_of(azurite, container) == before

@@ -470,15 +470,18 @@ def _not_here(what: str) -> UserError:
 
 
 def _same(blob: Any, record: BlobRecord) -> bool:
-    """A target blob that is the backed-up one already (a re-run's blob whose mark went, a restore
-    over an unchanged original): same size and Content-MD5, metadata and content settings."""
+    """A target blob that is the backed-up one already: the original, unchanged since the backup
+    (its ETag is the recorded one: blobs put in blocks have no Content-MD5), or a copy with the same
+    Content-MD5 (a re-run's blob whose mark went); same size, metadata and content settings too."""
     settings = blob.content_settings
     md5 = settings.content_md5
+    same_bytes = _etag(blob.etag) == record.etag or bool(
+        record.content_md5 and md5 and base64.b64encode(bytes(md5)).decode() == record.content_md5
+    )
     return bool(
-        record.content_md5
-        and md5
+        same_bytes
         and int(blob.size) == record.size
-        and base64.b64encode(bytes(md5)).decode() == record.content_md5
+        and (base64.b64encode(bytes(md5)).decode() if md5 else None) == record.content_md5
         and dict(blob.metadata or {}) == record.metadata
         and (settings.content_type, settings.content_encoding, settings.content_language,
              settings.content_disposition, settings.cache_control)
