@@ -55,6 +55,7 @@ from dpvault.model.instances.schema import (
 )
 
 SMALL = 1 << 20  # blobs up to this size are fetched ahead, whole
+LIST_PAGE = 1000  # blobs listed per request (Azure's most is 5000)
 AHEAD = 16  # fetches (and restore uploads) in flight at once: at most AHEAD x SMALL bytes held
 OWNER_KEY = "dpvaultrestorejob"
 _SKIPPED_TIERS = {"archive"}  # Azure's vaulted backup does not take archived blobs either
@@ -289,16 +290,27 @@ class BlobContainerEngine:
                         props = await container.get_container_properties()
                     except exceptions.ResourceNotFoundError:
                         raise _container_missing(account, name) from None
-                    listed = [
-                        p
-                        async for p in container.list_blobs(include=["metadata", "tags"])
-                        if _value(p.blob_type).lower() == "blockblob"
-                        and _value(p.blob_tier).lower() not in _SKIPPED_TIERS
-                    ]
+                # a page of the listing at a time: the SDK's properties of a listed blob take ~10 KB,
+                # a record a few hundred bytes (what a container of millions of blobs needs)
+                pages = container.list_blobs(
+                    include=["metadata", "tags"], results_per_page=LIST_PAGE
+                ).by_page()
                 records: list[BlobRecord] = []
-                async for item, record in _fetch(container, name, listed, previous, account):
-                    records.append(record)
-                    yield item
+                while True:
+                    async with _storage_errors(account):
+                        try:
+                            page = await anext(pages)
+                        except StopAsyncIteration:
+                            break
+                        listed = [
+                            p
+                            async for p in page
+                            if _value(p.blob_type).lower() == "blockblob"
+                            and _value(p.blob_tier).lower() not in _SKIPPED_TIERS
+                        ]
+                    async for item, record in _fetch(container, name, listed, previous, account):
+                        records.append(record)
+                        yield item
                 listing = Listing(container=name, metadata=dict(props.metadata or {}), blobs=records)
                 yield SourceFile(listing_name(name), _once(encode(listing)))
 
