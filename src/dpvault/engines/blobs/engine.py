@@ -335,14 +335,17 @@ class BlobContainerEngine:
         """The request's own mistakes (criteria shapes, a bad renameTo), said at the request."""
         criteria.check_shape(target)
 
-    async def _plan(self, files: PointFiles, target: dict[str, Any]) -> list[criteria.Placement]:
+    async def _plan(
+        self, files: PointFiles, target: dict[str, Any]
+    ) -> tuple[list[criteria.Placement], dict[str, dict[str, str]]]:
+        """The blobs to restore and where, and each backed-up container's metadata."""
         listings: dict[str, Listing] = {}
         for name in files.names:
             if is_listing(name):
                 data = b"".join([chunk async for chunk in files.read(name)])
                 listing = decode(data)
                 listings[listing.container] = listing
-        return criteria.select(target, listings)
+        return criteria.select(target, listings), {c: x.metadata for c, x in listings.items()}
 
     async def _survey(self, service: Any, plan: list[criteria.Placement], owner: str | None) -> Survey:
         """What the target holds of the plan: blobs that exist with other content (conflicts), ones
@@ -375,7 +378,7 @@ class BlobContainerEngine:
         return survey
 
     async def check_restore(self, files: PointFiles, params: Params, target: dict[str, Any]) -> None:
-        plan = await self._plan(files, target)
+        plan, _ = await self._plan(files, target)
         async with self._client(params) as service, _storage_errors(params.get("account", "")):
             survey = await self._survey(service, plan, None)
         if survey.taken:
@@ -385,8 +388,7 @@ class BlobContainerEngine:
         self, files: PointFiles, params: Params, target: dict[str, Any], *, owner: str
     ) -> dict[str, str]:
         account = params.get("account", "")
-        plan = await self._plan(files, target)
-        listings_metadata = await self._container_metadata(files)
+        plan, listings_metadata = await self._plan(files, target)
         written: list[tuple[str, str, dict[str, str]]] = []
         created: list[str] = []
         async with self._client(params) as service, _storage_errors(account):
@@ -427,14 +429,6 @@ class BlobContainerEngine:
             "CreatedContainers": ",".join(created),
             "StorageAccount": account,
         }
-
-    async def _container_metadata(self, files: PointFiles) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
-        for name in files.names:
-            if is_listing(name):
-                listing = decode(b"".join([chunk async for chunk in files.read(name)]))
-                out[listing.container] = listing.metadata
-        return out
 
     async def release(self, params: Params, owner: str) -> None:
         """Nothing to do: the marks went before the restore reported its blobs (see ``_unmark``)."""
