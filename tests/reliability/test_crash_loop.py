@@ -77,9 +77,15 @@ def test_every_acknowledged_write_survives_sigkill_under_bursts(make_server: Cal
             threading.Thread(target=_burst, args=(server, token, env, names[t], outcomes, statuses, stop, cycle * 100 + t))
             for t in range(THREADS)
         ]  # fmt: skip
+        answered = len(statuses)
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.5, 1.5))
+        # a burst long enough to acknowledge writes however loaded the machine (a slow state store
+        # answers fewer requests per second), then a random moment
+        deadline = time.monotonic() + 20
+        while len(statuses) - answered < 3 * THREADS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.2, 1.0))
         server.kill()  # SIGKILL, mid-burst
         stop.set()
         for t in threads:
