@@ -101,6 +101,24 @@ def metadata_of(rp: Any) -> dict[str, str]:
     return dict(x.split(":", 1) for x in meta.split(";"))
 
 
+def backed_up(
+    server: Server, client: httpx.Client, sdk: Any, env: Env, azurite: Any, containers: list[str], name: str
+) -> tuple[str, Any]:
+    """The containers protected (a weekly blob policy, the account mapped) and backed up once: the
+    account's id and the recovery point."""
+    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
+    account = account_id()
+    set_source(server, account, azurite.connection_string)
+    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, containers)
+    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, name, body, polling_interval=0).result()
+    done = sdk.backup_instances.begin_adhoc_backup(
+        env.rg, env.vault, name, {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
+    ).result()
+    assert wait_job(client, env, done.job_id)["status"] == "Completed"
+    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, name))
+    return account, rp
+
+
 class Blobs:
     """Two containers of a fresh Azurite account: nested prefixes, metadata, tags, settings."""
 
@@ -444,16 +462,7 @@ def test_a_damaged_point_restores_nothing_and_leaves_no_container_behind(
 
     env = Env(client).create()
     blobs = Blobs(azurite)
-    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
-    account = account_id()
-    set_source(server, account, azurite.connection_string)
-    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [blobs.docs, blobs.media])
-    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "blobs", body, polling_interval=0).result()
-    done = sdk.backup_instances.begin_adhoc_backup(
-        env.rg, env.vault, "blobs", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
-    ).result()
-    assert wait_job(client, env, done.job_id)["status"] == "Completed"
-    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "blobs"))
+    _, rp = backed_up(server, client, sdk, env, azurite, [blobs.docs, blobs.media], "blobs")
     assert flip_a_byte_in_each_stored_pack(server, env.vault_path) >= 3
     with Azurite() as other:  # an empty account: whatever the failed restore made would show
         other_id = account_id(f"dmg{uuid.uuid4().hex[:8]}")
@@ -486,16 +495,7 @@ def test_blobs_whose_content_md5_property_is_wrong_back_up_and_restore_as_they_w
             ContentSettings(content_type="text/plain", content_md5=wrong)
         )
     before = state_of(azurite, container)
-    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
-    account = account_id()
-    set_source(server, account, azurite.connection_string)
-    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [container])
-    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "md5", body, polling_interval=0).result()
-    done = sdk.backup_instances.begin_adhoc_backup(
-        env.rg, env.vault, "md5", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
-    ).result()
-    assert wait_job(client, env, done.job_id)["status"] == "Completed"
-    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "md5"))
+    account, rp = backed_up(server, client, sdk, env, azurite, [container], "md5")
     renamed = f"md5-copy-{uuid.uuid4().hex[:6]}"
     whole = target_info(account, restoreCriteria=[{
         "objectType": "ItemPathBasedRestoreCriteria", "itemPath": container, "renameTo": renamed}])  # fmt: skip
@@ -529,16 +529,7 @@ def test_a_blob_whose_metadata_differs_is_not_taken_as_already_restored(
         data = f"{name}\n".encode()
         source.upload_blob(name, data, metadata={"v": "1"}, content_settings=ContentSettings(
             content_type="text/plain", content_md5=bytearray(hashlib.md5(data).digest())))  # fmt: skip
-    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
-    account = account_id()
-    set_source(server, account, azurite.connection_string)
-    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [container])
-    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "meta", body, polling_interval=0).result()
-    done = sdk.backup_instances.begin_adhoc_backup(
-        env.rg, env.vault, "meta", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
-    ).result()
-    assert wait_job(client, env, done.job_id)["status"] == "Completed"
-    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "meta"))
+    account, rp = backed_up(server, client, sdk, env, azurite, [container], "meta")
     source.get_blob_client("a.txt").set_blob_metadata({"v": "2"})  # same bytes, other metadata
     restored = sdk.backup_instances.begin_trigger_restore(
         env.rg, env.vault, "meta", restore_request(rp.name, target_info(account, "RestoreTargetInfo")),
@@ -570,16 +561,7 @@ def test_a_whole_container_restores_into_its_original_place_around_its_unchanged
         source.upload_blob(f"doc-{i}.txt", f"doc {i}\n".encode(), metadata={"i": str(i)})
     assert source.get_blob_client("big.bin").get_blob_properties().content_settings.content_md5 is None
     before = state_of(azurite, container)
-    sdk.backup_policies.create_or_update(env.rg, env.vault, "blobpolicy", policy_body(BLOB_TYPE))
-    account = account_id()
-    set_source(server, account, azurite.connection_string)
-    body = blob_instance(f"{env.vault_path}/backupPolicies/blobpolicy", account, [container])
-    sdk.backup_instances.begin_create_or_update(env.rg, env.vault, "orig", body, polling_interval=0).result()
-    done = sdk.backup_instances.begin_adhoc_backup(
-        env.rg, env.vault, "orig", {"backupRuleOptions": {"ruleName": "BackupWeekly"}}, polling_interval=0
-    ).result()
-    assert wait_job(client, env, done.job_id)["status"] == "Completed"
-    (rp,) = list(sdk.recovery_points.list(env.rg, env.vault, "orig"))
+    account, rp = backed_up(server, client, sdk, env, azurite, [container], "orig")
     source.delete_blob("doc-1.txt")
     whole = target_info(
         account, restoreCriteria=[{"objectType": "ItemPathBasedRestoreCriteria", "itemPath": container}]

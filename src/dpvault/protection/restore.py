@@ -9,7 +9,6 @@ Each job re-reads its records and does nothing once they are terminal, so a re-c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import msgspec
@@ -297,20 +296,27 @@ class RestoreJobs:
         else:
             await engine.check_target(params)
 
-    async def _abandon_in_datasource(self, instance_id: str, target: dict[str, Any], job_id: str) -> None:
-        """What a restore into a datasource that gave up left there (an engine with ``abandon``: a
-        whole-server restore's half-made databases and roles) goes; best effort, the job fails anyway."""
-        async with self.svc.store.read() as tx:
-            instance = await tx.resource(instance_id)
+    async def _abandon(self, instance: Any, target: dict[str, Any], job_id: str) -> None:
+        """What a restore that gave up left in its target goes: a files restore's staging files, and,
+        best effort (the job fails anyway), the blobs it wrote (their metadata names it) or what an
+        engine with ``abandon`` left in a datasource (a whole-server restore's databases and roles)."""
+        if target.get("objectType") == FILES and not is_blob_target(target.get("targetDetails") or {}):
+            # a crash's staging file, a dump without its checksum file
+            await asyncio.to_thread(self.files.abandon, target, job_id)
+            return
         if instance is None:
             return
         try:
-            engine, params = await self.target_params(
-                decode_instance(instance.body).properties, target, instance.subscription
-            )
-            abandon = getattr(engine, "abandon", None)
-            if abandon is not None:
-                await abandon(params, job_id)
+            if target.get("objectType") == FILES:
+                if self.blobs is not None:
+                    await self.blobs.abandon(target["targetDetails"], instance.subscription, job_id)
+            else:
+                engine, params = await self.target_params(
+                    decode_instance(instance.body).properties, target, instance.subscription
+                )
+                abandon = getattr(engine, "abandon", None)
+                if abandon is not None:
+                    await abandon(params, job_id)
         except Exception:  # the target is unreachable or its mapping gone: nothing more to do here
             log.warning("restore_abandon_failed", job=job_id, exc_info=True)
 
@@ -327,34 +333,7 @@ class RestoreJobs:
                 if job.status == backup_jobs.COMPLETED and instance is not None:
                     await self._release_after_crash(instance, target, job_id)
                 return
-        if (
-            isinstance(claimed.payload, payloads.Restore)
-            and target
-            and target.get("objectType") == FILES
-            and not is_blob_target(target.get("targetDetails") or {})
-            and job_id
-        ):
-            # whatever its attempts left (a crash's staging file, a dump without its checksum file)
-            await asyncio.to_thread(self.files.abandon, target, job_id)
-        elif (
-            isinstance(claimed.payload, payloads.Restore)
-            and target
-            and target.get("objectType") == FILES
-            and job_id
-            and self.blobs is not None
-        ):
-            async with self.svc.store.read() as tx:
-                instance = await tx.resource(claimed.payload.instance)
-            if instance is not None:  # the blobs this job wrote (their metadata names it)
-                with contextlib.suppress(Exception):
-                    await self.blobs.abandon(target["targetDetails"], instance.subscription, job_id)
-        elif (
-            isinstance(claimed.payload, payloads.Restore)
-            and target
-            and job_id
-            and target.get("objectType") != FILES
-        ):
-            await self._abandon_in_datasource(claimed.payload.instance, target, job_id)
+            await self._abandon(instance, target, job_id)
         operation = getattr(claimed.payload, "operation", None)
         if operation:
             await self.svc.store.transact(lambda tx: operations.finish(
