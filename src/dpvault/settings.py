@@ -50,7 +50,10 @@ class HttpLimits:
     header_timeout: float = 10.0  # TLS handshake, then each request head -> 408 (idle: closed)
     body_timeout: float = 10.0  # no byte of a body for this long -> 400
     min_body_rate: int = 1024  # bytes/s, after BODY_RATE_GRACE seconds -> 408
-    keep_alive_timeout: float = 5.0  # idle between requests -> closed
+    # Idle between requests -> closed. Longer than clients' own idle expiry (httpx 5 s, aiohttp 15 s,
+    # Go's net/http 90 s), so the client closes first: a server that closes first races a request
+    # being sent on the connection, which then fails with no response (uvicorn's 5 s did, in CI).
+    keep_alive_timeout: float = 120.0
     max_connections: int = 1000  # open connections per process -> 503
 
 
