@@ -137,3 +137,32 @@ def vault_store_args(request: pytest.FixtureRequest) -> Callable[..., tuple[list
         raise ValueError(kind)
 
     return make
+
+
+# -- the PostgreSQL pass runs only what the state store can change ---------------------------------
+
+STATE_STORE_FIXTURE = "postgres"  # every server the tests start on the run's backend comes through it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "state_store: the test's outcome depends on the state store's backend (found dynamically)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On ``DPVAULT_TEST_DATABASE=postgresql``, deselect the tests that never touch the run's state
+    store (pure units, engines, object stores, servers on SQLite of their own): the SQLite pass ran
+    them, and a second run on PostgreSQL would repeat it identically. What reaches ``postgres`` (the
+    shared server, ``make_server``, the store tests) or is marked ``state_store`` runs."""
+    if BACKEND != "postgresql":
+        return
+    kept, dropped = [], []
+    for item in items:
+        uses_store = STATE_STORE_FIXTURE in getattr(item, "fixturenames", ()) or item.get_closest_marker(
+            "state_store"
+        )
+        (kept if uses_store else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

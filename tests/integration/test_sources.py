@@ -40,10 +40,7 @@ def dpvault(
 
 
 def set_source(server: Server, resource_id: str, value: str, *extra: str) -> None:
-    r = dpvault(
-        server.data_dir, "sources", "set", resource_id, *extra, stdin=value, database_url=server.database_url
-    )
-    assert r.returncode == 0, r.stderr
+    server.cli("sources", "set", resource_id, *extra, input=value)
 
 
 # -- the command ------------------------------------------------------------------------------

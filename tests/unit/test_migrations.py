@@ -42,10 +42,9 @@ OPTS = {"compare_type": True, "compare_server_default": True}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer | None) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
-    postgres: PostgresServer | None = request.getfixturevalue("postgres")
     if postgres is None:
         pytest.skip("PostgreSQL is compared when DPVAULT_TEST_DATABASE=postgresql")
     return postgres.create_database()
