@@ -5,6 +5,7 @@ Nothing here mocks dpvault: the server runs as ``python -m dpvault serve`` and t
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import pwd
@@ -43,8 +44,13 @@ def run_cli(
 
     from dpvault.cli import app
 
-    with _CLI_LOCK:
-        result = CliRunner().invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+    def invoke() -> Any:
+        return CliRunner().invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+
+    # on a thread of its own: the command runs asyncio.run, and the caller may be in an event
+    # loop (Playwright's sync API runs one)
+    with _CLI_LOCK, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        result = pool.submit(invoke).result()
     return subprocess.CompletedProcess(["dpvault", *args], result.exit_code, result.stdout, result.stderr)
 
 

@@ -518,28 +518,34 @@ def test_blobs_whose_content_md5_property_is_wrong_back_up_and_restore_as_they_w
 def test_a_blob_whose_metadata_differs_is_not_taken_as_already_restored(
     server: Server, client: httpx.Client, azurite: Any, sdk: DataProtectionMgmtClient
 ) -> None:
-    """Same bytes and Content-MD5 but other metadata or content settings: the target blob is not the
-    backed-up one, so a FailIfExists restore over it is refused, naming it."""
+    """Same bytes and Content-MD5 but other metadata or index tags: the target blob is not the
+    backed-up one, so a FailIfExists restore over it is refused, naming it. (Setting tags leaves
+    the ETag as it was.)"""
     from azure.storage.blob import ContentSettings
 
     env = Env(client).create()
     container = f"meta-{uuid.uuid4().hex[:6]}"
     source = blob_service(azurite).create_container(container)
-    for name in ("a.txt", "b.txt"):
+    for name in ("a.txt", "b.txt", "c.txt"):
         data = f"{name}\n".encode()
-        source.upload_blob(name, data, metadata={"v": "1"}, content_settings=ContentSettings(
+        source.upload_blob(name, data, metadata={"v": "1"}, tags={"t": "1"}, content_settings=ContentSettings(
             content_type="text/plain", content_md5=bytearray(hashlib.md5(data).digest())))  # fmt: skip
     account, rp = backed_up(server, client, sdk, env, azurite, [container], "meta")
     source.get_blob_client("a.txt").set_blob_metadata({"v": "2"})  # same bytes, other metadata
+    etag = source.get_blob_client("c.txt").get_blob_properties().etag
+    source.get_blob_client("c.txt").set_blob_tags({"t": "2"})  # same bytes and ETag, other tags
+    assert source.get_blob_client("c.txt").get_blob_properties().etag == etag
     restored = sdk.backup_instances.begin_trigger_restore(
         env.rg, env.vault, "meta", restore_request(rp.name, target_info(account, "RestoreTargetInfo")),
         polling_interval=0,
     ).result()  # fmt: skip
     job = wait_job(client, env, restored.job_id)
     assert job["status"] == "Failed" and job["errorDetails"][0]["code"] == "UserErrorBlobAlreadyExists", job
-    assert f"{container}/a.txt" in job["errorDetails"][0]["message"]
-    assert f"{container}/b.txt" not in job["errorDetails"][0]["message"]  # the same as backed up
+    message = job["errorDetails"][0]["message"]
+    assert f"{container}/a.txt" in message and f"{container}/c.txt" in message, message
+    assert f"{container}/b.txt" not in message  # the same as backed up
     assert source.get_blob_client("a.txt").get_blob_properties().metadata == {"v": "2"}  # untouched
+    assert source.get_blob_client("c.txt").get_blob_tags() == {"t": "2"}
 
 
 def test_a_whole_container_restores_into_its_original_place_around_its_unchanged_blobs(

@@ -365,7 +365,7 @@ class BlobContainerEngine:
                 continue
             if owner is not None and (props.metadata or {}).get(OWNER_KEY) == owner:
                 survey.my_containers.add(target)
-            async for blob in container.list_blobs(include=["metadata"]):
+            async for blob in container.list_blobs(include=["metadata", "tags"]):
                 record = records.get(blob.name)
                 if record is None:
                     continue
@@ -441,7 +441,7 @@ class BlobContainerEngine:
         async with self._client(params) as service, _storage_errors(params.get("account", "")):
             async for c in service.list_containers(include_metadata=True):
                 container = service.get_container_client(c.name)
-                async for blob in container.list_blobs(include=["metadata"]):
+                async for blob in container.list_blobs(include=["metadata", "tags"]):
                     if (blob.metadata or {}).get(OWNER_KEY) == owner:
                         with contextlib.suppress(exceptions.ResourceNotFoundError):
                             await container.delete_blob(blob.name)
@@ -478,7 +478,8 @@ def _not_here(what: str) -> UserError:
 def _same(blob: Any, record: BlobRecord) -> bool:
     """A target blob that is the backed-up one already: the original, unchanged since the backup
     (its ETag is the recorded one: blobs put in blocks have no Content-MD5), or a copy with the same
-    Content-MD5 (a re-run's blob whose mark went); same size, metadata and content settings too."""
+    Content-MD5 (a re-run's blob whose mark went); same size, metadata, index tags and content
+    settings too (setting tags leaves the ETag as it was, so they are compared on their own)."""
     settings = blob.content_settings
     md5 = settings.content_md5
     same_bytes = _etag(blob.etag) == record.etag or bool(
@@ -489,6 +490,7 @@ def _same(blob: Any, record: BlobRecord) -> bool:
         and int(blob.size) == record.size
         and (base64.b64encode(bytes(md5)).decode() if md5 else None) == record.content_md5
         and dict(blob.metadata or {}) == record.metadata
+        and dict(blob.tags or {}) == dict(record.tags or {})
         and (settings.content_type, settings.content_encoding, settings.content_language,
              settings.content_disposition, settings.cache_control)
         == (record.content_type, record.content_encoding, record.content_language,
