@@ -120,7 +120,7 @@ class Runtime:
         protection = self.protection = Protection(
             svc, engines, points, SecretResolver(providers), local_secrets
         )
-        blobs = BlobRestorer(points, protection.sources, settings.data_dir / "tmp")
+        blobs = BlobRestorer(points, protection.sources)
         restores = RestoreJobs(
             svc,
             engines,

@@ -18,17 +18,11 @@ import pytest
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 
 from tests.e2e.test_sdk import DpvaultCredential
-from tests.integration.test_sources import account_id, set_source
+from tests.integration.test_sources import account_id, blob_service, set_source
 from tests.objectstores import Azurite
 from tests.support import API, SUB, Env, Server, policy_body, wait_operation
 
 BLOB_TYPE = "Microsoft.Storage/storageAccounts/blobServices"
-
-
-def blob_service(azurite: Any) -> Any:
-    from azure.storage.blob import BlobServiceClient
-
-    return BlobServiceClient.from_connection_string(azurite.connection_string)
 
 
 def state_of(azurite: Any, container: str) -> dict[str, tuple[Any, ...]]:

@@ -4,11 +4,13 @@ container (Azurite) through a storage account's mapping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -145,34 +147,23 @@ def files_target(details: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def blob_service(azurite: Any) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(azurite.connection_string)
+
+
 def download(azurite: Any, container: str, name: str) -> bytes | None:
-    import obstore
-    from obstore.store import AzureStore
+    from azure.core.exceptions import ResourceNotFoundError
 
-    store = AzureStore(
-        container,
-        config={"account_name": AZURITE_ACCOUNT, "account_key": azurite.connection_string.split("AccountKey=")[1].split(";")[0],
-                "endpoint": azurite.endpoint},
-        client_options={"allow_http": True},
-    )  # fmt: skip
-
-    async def get() -> bytes | None:
-        try:
-            return bytes(await (await obstore.get_async(store, name)).bytes_async())
-        except FileNotFoundError:
-            return None
-
-    return asyncio.run(get())
+    try:
+        return bytes(blob_service(azurite).get_blob_client(container, name).download_blob().readall())
+    except ResourceNotFoundError:
+        return None
 
 
 def names_in(azurite: Any, container: str) -> list[str]:
-    import obstore
-    from obstore.store import AzureStore
-
-    key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
-    store = AzureStore(container, config={"account_name": AZURITE_ACCOUNT, "account_key": key, "endpoint": azurite.endpoint},
-                       client_options={"allow_http": True})  # fmt: skip
-    return sorted(m["path"] for batch in obstore.list(store) for m in batch)
+    return sorted(blob_service(azurite).get_container_client(container).list_blob_names())
 
 
 def point_sha256(rp: dict[str, Any]) -> str:
@@ -339,16 +330,15 @@ def test_a_restore_to_an_unmapped_account_in_a_vault_that_does_not_exist_is_a_40
         assert r.json()["error"]["code"] == "ResourceNotFound", r.text
 
 
-def test_a_given_up_blob_restore_removes_only_the_blobs_its_job_wrote(tmp_path: Path, azurite: Any) -> None:
-    """``BlobRestorer.abandon`` (what a restore job that gave up runs) against Azurite, with the real
-    local secret store: blobs whose metadata names the job go, everyone else's stay."""
-    import obstore
+@contextlib.asynccontextmanager
+async def blob_restorer(tmp_path: Path, mappings: dict[str, str]) -> AsyncIterator[Any]:
+    """A ``BlobRestorer`` (what restore jobs into blob containers run) over the real local secret
+    store, with ``mappings`` (storage account id -> connection string) set."""
     from cryptography.fernet import Fernet
-    from obstore.store import AzureStore
 
     from dpvault.clock import Clock
     from dpvault.protection.credentials import Credentials
-    from dpvault.protection.restore_blobs import OWNER_KEY, BlobRestorer
+    from dpvault.protection.restore_blobs import BlobRestorer
     from dpvault.protection.sources import Sources
     from dpvault.secrets import SecretResolver
     from dpvault.secrets.local import LocalSecretStore
@@ -356,28 +346,110 @@ def test_a_given_up_blob_restore_removes_only_the_blobs_its_job_wrote(tmp_path: 
     from dpvault.settings import Settings
     from dpvault.store import Store
 
+    store = await Store.open(f"sqlite:///{tmp_path / f'state-{uuid.uuid4().hex[:6]}.db'}")
+    try:
+        svc = Services(Settings(data_dir=tmp_path), store, Clock(), wake_worker=lambda: None)
+        local = LocalSecretStore(store, Fernet(Fernet.generate_key()))
+        for resource_id, value in mappings.items():
+            await local.set(resource_id, value, tenant=svc.settings.tenant_id, now=1.0)
+        yield BlobRestorer(None, Sources(Credentials(svc, SecretResolver([])), local))  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
+def test_a_given_up_blob_restore_removes_only_the_blobs_its_job_wrote(tmp_path: Path, azurite: Any) -> None:
+    """``BlobRestorer.abandon`` (what a restore job that gave up runs) against Azurite: blobs whose
+    metadata names the job go, everyone else's stay."""
+    from dpvault.protection.restore_blobs import OWNER_KEY
+
     container = azurite.make_container(f"abandon-{uuid.uuid4().hex[:8]}")
-    key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
-    blobs = AzureStore(container, config={"account_name": AZURITE_ACCOUNT, "account_key": key, "endpoint": azurite.endpoint},
-                       client_options={"allow_http": True})  # fmt: skip
+    blobs = blob_service(azurite).get_container_client(container)
     mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
     owners = {"pre.dump": mine, "pre_shop.dump": mine, "pre_shop.dump.sha256": mine, "pre.dump.sha256": theirs,
               "other.dump": mine, "pre_crm.dump": theirs}  # fmt: skip
+    for name, owner in owners.items():
+        blobs.upload_blob(name, b"x", metadata={OWNER_KEY: owner})
+    blobs.upload_blob("pre_plain.dump", b"x")  # no metadata: not a restore's
 
     async def run() -> int:
-        for name, owner in owners.items():
-            await obstore.put_async(blobs, name, b"x", attributes={OWNER_KEY: owner})
-        await obstore.put_async(blobs, "pre_plain.dump", b"x")  # no metadata: not a restore's
-        store = await Store.open(f"sqlite:///{tmp_path / 'state.db'}")
-        try:
-            svc = Services(Settings(data_dir=tmp_path), store, Clock(), wake_worker=lambda: None)
-            local = LocalSecretStore(store, Fernet(Fernet.generate_key()))
-            await local.set(account_id(), azurite.connection_string, tenant=svc.settings.tenant_id, now=1.0)
-            restorer = BlobRestorer(None, Sources(Credentials(svc, SecretResolver([])), local), tmp_path)  # type: ignore[arg-type]
+        async with blob_restorer(tmp_path, {account_id(): azurite.connection_string}) as restorer:
             details = {"url": f"{azurite.endpoint}/{container}", "filePrefix": "pre"}
             return await restorer.abandon(details, SUB, mine)
-        finally:
-            await store.close()
 
     assert asyncio.run(run()) == 3
     assert names_in(azurite, container) == ["other.dump", "pre.dump.sha256", "pre_crm.dump", "pre_plain.dump"]
+
+
+def test_a_blob_target_that_refuses_answers_nothing_or_is_another_account_is_the_users_error(
+    tmp_path: Path, azurite: Any
+) -> None:
+    """What validateRestore and a restore job meet at the target: a SAS that may not write (403:
+    AccessDenied, not an outage to retry), an account that does not answer (Unreachable, retryable),
+    a mapping that holds another account's connection string; and a blob that appears between the
+    check and the put is refused by If-None-Match, not replaced."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from dpvault.errors import UserError
+    from dpvault.protection import restore_blobs
+    from tests.objectstores import AZURITE_KEY, free_port
+
+    container = azurite.make_container(f"refuse-{uuid.uuid4().hex[:8]}")
+    sas = generate_container_sas(AZURITE_ACCOUNT, container, account_key=AZURITE_KEY,
+                                 permission=ContainerSasPermissions(read=True, list=True),
+                                 expiry=datetime.now(UTC) + timedelta(hours=1))  # fmt: skip
+    read_only = f"BlobEndpoint={azurite.endpoint};SharedAccessSignature={sas}"
+    dead = azurite.connection_string.replace(
+        azurite.endpoint, f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}"
+    )
+    other = azurite.connection_string.replace(AZURITE_ACCOUNT, "otheraccount")
+
+    def in_group(group: str, name: str = AZURITE_ACCOUNT) -> str:
+        return account_id(name).replace("/rg-storage/", f"/{group}/")
+
+    # the same account reached three ways, and an id whose mapping holds another account's string
+    ids = {"readonly": in_group("rg-readonly"), "dead": in_group("rg-dead"), "mixedup": account_id("mixedup"),
+           "ok": account_id()}  # fmt: skip
+    values = {"readonly": read_only, "dead": dead, "mixedup": other, "ok": azurite.connection_string}
+    mappings = {ids[kind]: values[kind] for kind in ids}
+
+    def details(kind: str) -> dict[str, str]:
+        arm = f"{ids[kind]}/blobServices/default/containers/{container}"
+        return {"targetResourceArmId": arm, "filePrefix": "nightly"}
+
+    async def run() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with blob_restorer(tmp_path, mappings) as restorer:
+            for kind in ("readonly", "dead", "mixedup"):
+                with pytest.raises(UserError) as raised:
+                    await restorer.abandon(details(kind), SUB, "job")  # listing works or is refused
+                    await restorer.check(details(kind), SUB)
+                    target = restore_blobs.parse_target(details(kind))
+                    async with restorer._container(target, SUB) as client:
+                        await restore_blobs._put(client, target, "nightly.dump", b"x", {})
+                seen[kind] = raised.value
+            # another writer's blob that appeared after the check: If-None-Match refuses the put
+            target = restore_blobs.parse_target(details("ok"))
+            async with restorer._container(target, SUB) as client:
+                await client.upload_blob("nightly.dump", b"theirs")
+
+                async def chunks() -> AsyncIterator[bytes]:
+                    yield b"ours"
+
+                with pytest.raises(UserError) as raised:
+                    await restore_blobs._put(client, target, "nightly.dump", chunks(), {})
+                seen["race"] = raised.value
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen["readonly"].code == "UserErrorStorageAccountAccessDenied" and not seen["readonly"].retryable
+    assert seen["dead"].code == "UserErrorStorageAccountUnreachable" and seen["dead"].retryable
+    assert seen["mixedup"].code == "UserErrorDatasourceNotMapped", seen["mixedup"]
+    assert seen["race"].code == "UserErrorTargetFileExists" and "nightly.dump" in seen["race"].message
+    assert (
+        blob_service(azurite).get_blob_client(container, "nightly.dump").download_blob().readall()
+        == b"theirs"
+    )
+    for error in seen.values():
+        assert sas not in error.message and "AccountKey" not in error.message  # never the secret

@@ -7,8 +7,8 @@ Azurite's ``http://127.0.0.1:<port>/<account>/<c>``) or ``targetResourceArmId``
 managed identity; dpvault uses the storage account's source mapping (``dpvault sources set``), so the
 connection string, not the URL's host, says where the account is.
 
-Never overwriting: both blobs are put with If-None-Match (obstore's ``mode="create"``), so a blob that
-appears meanwhile is not replaced either. The dump streams (memory stays flat), hashed on the way; a
+Never overwriting: both blobs are put with If-None-Match (azure-storage-blob's ``overwrite=False``,
+on the commit of a blob put in blocks too), so a blob that appears meanwhile is not replaced either. The dump streams (memory stays flat), hashed on the way; a
 digest that differs from the point's removes the blob again. Each blob carries the restore job's id
 in its metadata, so a re-run of the same job (after a crash) replaces only its own work.
 """
@@ -20,15 +20,11 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import obstore
-
-from dpvault.datastores.base import DatastoreConfigError
-from dpvault.datastores.urls import connection_string_fields as storage_fields
-from dpvault.datastores.urls import open_datastore
+from dpvault.engines.blobs.client import account_name, service_client
+from dpvault.engines.blobs.client import exceptions as storage_exceptions
 from dpvault.errors import UserError
 from dpvault.protection.restore_files import check_prefix
 from dpvault.protection.sources import Sources
@@ -44,7 +40,7 @@ _CONTAINER_ID = re.compile(
 )
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 OWNER_KEY = "dpvaultrestorejob"  # blob metadata: the restore job that wrote it (a C# identifier)
-PART = 8 << 20
+PART = 8 << 20  # block size of a dump put in blocks
 
 
 def _invalid(what: str, why: str) -> UserError:
@@ -156,20 +152,58 @@ def _unreachable(target: BlobTarget, exc: BaseException) -> UserError:
     )
 
 
+def _denied(target: BlobTarget, exc: Any) -> UserError:
+    code = getattr(exc, "error_code", None)
+    return UserError(
+        "UserErrorStorageAccountAccessDenied",
+        f"Storage account '{target.account}' refused dpvault's request{f' ({str(code)[:80]})' if code else ''}.",
+        "Update the storage account's source mapping with a connection string that may list, read, write "
+        "and delete blobs (dpvault sources set), and check the account's network rules.",
+    )
+
+
+@contextlib.asynccontextmanager
+async def _errors(target: BlobTarget) -> AsyncIterator[None]:
+    """The storage SDK's errors as the user's: a missing container, refused access, an
+    unreachable account (retryable); the point's own errors pass as they are."""
+    exceptions = storage_exceptions()
+    try:
+        yield
+    except exceptions.ResourceNotFoundError:
+        raise container_not_found(target) from None
+    except exceptions.ClientAuthenticationError as exc:
+        raise _denied(target, exc) from None
+    except exceptions.HttpResponseError as exc:
+        if exc.status_code == 403:
+            raise _denied(target, exc) from None
+        raise _unreachable(target, exc) from None
+    except exceptions.AzureError as exc:  # connection refused, timeouts
+        raise _unreachable(target, exc) from None
+
+
 class BlobRestorer:
-    def __init__(self, points: RecoveryPoints, sources: Sources, tmp_dir: Path) -> None:
+    def __init__(self, points: RecoveryPoints, sources: Sources) -> None:
         self.points = points
         self.sources = sources
-        self.tmp_dir = tmp_dir
 
-    async def _store(self, target: BlobTarget, subscription: str) -> Any:
-        """The obstore store of the target container, through the account's source mapping."""
+    @contextlib.asynccontextmanager
+    async def _container(self, target: BlobTarget, subscription: str) -> AsyncIterator[Any]:
+        """The target container's client, through the account's source mapping; inside, storage
+        errors are the user's (``_errors``)."""
         if target.account_id is not None:
             conn = await self.sources.source(target.account_id, subscription)
         else:
             conn = await self.sources.storage_account(target.account, subscription)
-        fields = storage_fields(conn)
-        named = fields.get("accountname") or ("devstoreaccount1" if "usedevelopmentstorage" in fields else "")
+        try:
+            named = account_name(conn)
+        except ValueError:
+            # the message never holds the value
+            raise UserError(
+                "UserErrorInvalidConnectionString",
+                f"The source mapping of storage account '{target.account}' is not an Azure Storage "
+                "connection string.",
+                "Map the account again (dpvault sources set) with its connection string.",
+            ) from None
         if named.lower() != target.account:
             raise UserError(
                 "UserErrorDatasourceNotMapped",
@@ -177,42 +211,23 @@ class BlobRestorer:
                 "another account.",
                 f"Map the account again with its own connection string (dpvault sources set <id of {target.account}>).",
             )
-        try:
-            datastore = open_datastore(
-                f"azure://{target.container}", data_dir_default=self.tmp_dir, heartbeat=5.0,
-                environ={"AZURE_STORAGE_CONNECTION_STRING": conn}, retry_timeout=10.0, tmp_dir=self.tmp_dir,
-            )  # fmt: skip
-        except DatastoreConfigError as exc:
-            # the message names the variable, never the value
-            raise UserError(
-                "UserErrorInvalidConnectionString",
-                f"The source mapping of storage account '{target.account}' cannot be used: {exc}.",
-                "Map the account again (dpvault sources set) with its connection string.",
-            ) from None
-        return datastore.store  # type: ignore[attr-defined]
+        async with service_client(conn, max_block_size=PART) as service, _errors(target):
+            yield service.get_container_client(target.container)
 
     async def _check_free(
-        self, store: Any, target: BlobTarget, owner: str | None, names: list[str] | None = None
+        self, container: Any, target: BlobTarget, owner: str | None, names: list[str] | None = None
     ) -> list[str]:
         """UserError if the container is missing or a blob to write exists (and is not ``owner``'s);
         returns the names ``owner`` already wrote (a re-run's leftovers)."""
-        try:
-            stream = obstore.list(store, None, chunk_size=1)
-            with contextlib.suppress(StopAsyncIteration):
-                await anext(stream)
-        except Exception as exc:
-            if "ContainerNotFound" in str(exc) or "404" in str(exc):
-                raise container_not_found(target) from None
-            raise _unreachable(target, exc) from None
+        exceptions = storage_exceptions()
+        await container.get_container_properties()  # a missing container: ResourceNotFoundError
         ours = []
         for name in names if names is not None else list(target.names):
             try:
-                result = await obstore.get_async(store, name, options={"head": True})
-            except FileNotFoundError:
+                props = await container.get_blob_client(name).get_blob_properties()
+            except exceptions.ResourceNotFoundError:
                 continue
-            except Exception as exc:
-                raise _unreachable(target, exc) from None
-            if owner is not None and result.attributes.get(OWNER_KEY) == owner:
+            if owner is not None and (props.metadata or {}).get(OWNER_KEY) == owner:
                 ours.append(name)
                 continue
             raise blob_exists(name, target)
@@ -222,33 +237,34 @@ class BlobRestorer:
         """What validateRestore checks: the mapping, the container, and that the names are free."""
         target = parse_target(details)
         names = target.all_names(files) if files else None
-        await self._check_free(await self._store(target, subscription), target, None, names)
+        async with self._container(target, subscription) as container:
+            await self._check_free(container, target, None, names)
 
     async def to_blobs(
         self, rp: RecoveryPointRow, details: dict[str, Any], subscription: str, owner: str
     ) -> dict[str, str]:
-        """Stream the point into ``<prefix>.dump``, then write ``<prefix>.dump.sha256``; neither
+        """Stream each file of the point into its blob, then write its ``.sha256``; nothing
         overwrites a blob, and a failure removes what this job wrote."""
         target = parse_target(details)
-        store = await self._store(target, subscription)
         files = await point_files(self.points, rp)
         sums = dict(files)
         placed = target.file_names([name for name, _ in files])
         names = [n for _, blob in placed for n in (blob, f"{blob}.sha256")]
-        for name in await self._check_free(store, target, owner, names):
-            await obstore.delete_async(store, name)  # an earlier attempt of this very job
-        meta = {OWNER_KEY: owner}
-        written: list[str] = []
-        try:
-            for name, blob in placed:
-                await self._copy(store, target, rp, name or None, blob, sums[name], meta, written)
-        except BaseException as exc:
-            for name in written:  # nothing half-written left visible
-                with contextlib.suppress(Exception):
-                    await obstore.delete_async(store, name)
-            if isinstance(exc, PointDamagedError):
-                raise corrupted(rp.id) from None
-            raise
+        async with self._container(target, subscription) as container:
+            for name in await self._check_free(container, target, owner, names):
+                await _delete(container, name)  # an earlier attempt of this very job
+            meta = {OWNER_KEY: owner}
+            written: list[str] = []
+            try:
+                for name, blob in placed:
+                    await self._copy(container, target, rp, name or None, blob, sums[name], meta, written)
+            except BaseException as exc:
+                for name in written:  # nothing half-written left visible
+                    with contextlib.suppress(Exception):
+                        await _delete(container, name)
+                if isinstance(exc, PointDamagedError):
+                    raise corrupted(rp.id) from None
+                raise
         where = f"{target.account}/{target.container}"
         if len(placed) == 1:
             return {"RestoredFile": f"{where}/{placed[0][1]}", "SHA256": rp.sha256}
@@ -262,26 +278,25 @@ class BlobRestorer:
         ``.sha256``, carrying its id in their metadata), never anyone else's. Returns how many."""
         try:
             target = parse_target(details)
-            store = await self._store(target, subscription)
-        except UserError:
-            return 0  # a target it could never have written to
-        removed = 0
-        batches = obstore.list(store, None, chunk_size=1000)
-        async for batch in batches:
-            for meta in batch:
-                name = meta["path"]
-                if not (name.startswith(f"{target.prefix}_") or name.startswith(f"{target.prefix}.dump")):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    head = await obstore.get_async(store, name, options={"head": True})
-                    if head.attributes.get(OWNER_KEY) == owner:
-                        await obstore.delete_async(store, name)
+            async with self._container(target, subscription) as container:
+                removed = 0
+                async for blob in container.list_blobs(name_starts_with=target.prefix, include=["metadata"]):
+                    name = blob.name
+                    if not (name.startswith(f"{target.prefix}_") or name.startswith(f"{target.prefix}.dump")):
+                        continue
+                    if (blob.metadata or {}).get(OWNER_KEY) == owner:
+                        await _delete(container, name)
                         removed += 1
-        return removed
+                return removed
+        except UserError as exc:
+            if exc.code in ("UserErrorContainerNotFound", "UserErrorInvalidRestoreTarget",
+                            "UserErrorDatasourceNotMapped", "UserErrorInvalidConnectionString"):  # fmt: skip
+                return 0  # a target it could never have written to
+            raise
 
     async def _copy(
         self,
-        store: Any,
+        container: Any,
         target: BlobTarget,
         rp: RecoveryPointRow,
         name: str | None,
@@ -291,6 +306,8 @@ class BlobRestorer:
         written: list[str],
     ) -> None:
         """One file of the point into ``blob``, streamed and checked, then its ``.sha256`` blob."""
+        from azure.storage.blob import ContentSettings
+
         digest = hashlib.sha256()
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -298,28 +315,32 @@ class BlobRestorer:
                 digest.update(chunk)
                 yield chunk
 
-        await self._put(store, target, blob, chunks(), meta)
+        await _put(container, target, blob, chunks(), meta)  # a failed one leaves no blob
         written.append(blob)
         if digest.hexdigest() != sha256:
             raise corrupted(rp.id)
         line = f"{sha256}  {blob}\n".encode()
-        await self._put(store, target, f"{blob}.sha256", line, {**meta, "Content-Type": "text/plain"})
+        await _put(
+            container, target, f"{blob}.sha256", line, meta, ContentSettings(content_type="text/plain")
+        )
         written.append(f"{blob}.sha256")
 
-    async def _put(
-        self, store: Any, target: BlobTarget, name: str, data: Any, attributes: dict[str, str]
-    ) -> None:
-        try:
-            await obstore.put_async(
-                store, name, data, mode="create", attributes=attributes, chunk_size=PART, max_concurrency=4
-            )
-        except UserError:
-            raise
-        except PointDamagedError:
-            raise
-        except Exception as exc:
-            if type(exc).__name__ == "AlreadyExistsError":
-                raise blob_exists(name, target) from None
-            if isinstance(exc, FileNotFoundError):
-                raise container_not_found(target) from None
-            raise _unreachable(target, exc) from None
+
+async def _put(
+    container: Any, target: BlobTarget, name: str, data: Any, meta: dict[str, str], settings: Any = None
+) -> None:
+    """Put ``name`` unless it exists: If-None-Match (``overwrite=False``), on the commit of a blob
+    put in blocks too, so one that appeared meanwhile is refused, not replaced."""
+    exceptions = storage_exceptions()
+    try:
+        await container.get_blob_client(name).upload_blob(
+            data, length=len(data) if isinstance(data, bytes) else None, overwrite=False, metadata=meta,
+            content_settings=settings, max_concurrency=4,
+        )  # fmt: skip
+    except (exceptions.ResourceExistsError, exceptions.ResourceModifiedError):
+        raise blob_exists(name, target) from None
+
+
+async def _delete(container: Any, name: str) -> None:
+    with contextlib.suppress(storage_exceptions().ResourceNotFoundError):
+        await container.delete_blob(name)

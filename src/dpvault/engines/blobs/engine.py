@@ -37,6 +37,8 @@ from typing import Any
 
 from dpvault.engines.base import Fingerprint, Params, PointFiles, SourceFile
 from dpvault.engines.blobs import criteria
+from dpvault.engines.blobs.client import account_name, service_client
+from dpvault.engines.blobs.client import exceptions as _exceptions
 from dpvault.engines.blobs.listing import (
     BlobRecord,
     Listing,
@@ -59,19 +61,6 @@ LIST_PAGE = 1000  # blobs listed per request (Azure's most is 5000)
 AHEAD = 16  # fetches (and restore uploads) in flight at once: at most AHEAD x SMALL bytes held
 OWNER_KEY = "dpvaultrestorejob"
 _SKIPPED_TIERS = {"archive"}  # Azure's vaulted backup does not take archived blobs either
-
-
-def _sdk() -> Any:
-    """azure-storage-blob's async client (imported when a blob datasource is first used)."""
-    from azure.storage.blob import aio
-
-    return aio
-
-
-def _exceptions() -> Any:
-    from azure.core import exceptions
-
-    return exceptions
 
 
 def _unreachable(account: str, exc: Exception) -> UserError:
@@ -180,22 +169,17 @@ class BlobContainerEngine:
 
     def parse_secret(self, value: str) -> Params:
         try:
-            client = _sdk().BlobServiceClient.from_connection_string(value.strip())
-        except (ValueError, TypeError):
+            account = account_name(value)
+        except ValueError:
             raise UserError(
                 "UserErrorInvalidConnectionString",
                 "The storage account's mapping is not an Azure Storage connection string.",
                 "Map the account again with its connection string (dpvault sources set <account id>).",
             ) from None
-        return {"connection_string": value.strip(), "account": str(client.account_name or "")}
+        return {"connection_string": value.strip(), "account": account}
 
     def _client(self, params: Params) -> Any:
-        return _sdk().BlobServiceClient.from_connection_string(
-            params["connection_string"], connection_timeout=self.connect_timeout,
-            # storage's own retry policy waits 15 s, then 18 s...: a few short retries instead (a job
-            # that meets an account that does not answer fails, retryable, in seconds)
-            retry_total=3, initial_backoff=0.5, increment_base=2,
-        )  # fmt: skip
+        return service_client(params["connection_string"], connect_timeout=self.connect_timeout)
 
     def instance_params(self, instance: BackupInstance) -> Params:
         """The containers of the instance's ``BlobBackupDatasourceParameters`` (newline-separated:
