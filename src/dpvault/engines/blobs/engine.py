@@ -425,7 +425,7 @@ class BlobContainerEngine:
         async with self._client(params) as service, _storage_errors(params.get("account", "")):
             async for c in service.list_containers(include_metadata=True):
                 container = service.get_container_client(c.name)
-                async for blob in container.list_blobs(include=["metadata", "tags"]):
+                async for blob in container.list_blobs(include=["metadata"]):
                     if (blob.metadata or {}).get(OWNER_KEY) == owner:
                         with contextlib.suppress(exceptions.ResourceNotFoundError):
                             await container.delete_blob(blob.name)
