@@ -1,6 +1,7 @@
 """Fixtures: one PostgreSQL cluster and one dpvault server per session.
 
-``DPVAULT_TEST_DATABASE=postgresql`` runs the whole suite against PostgreSQL; the default is SQLite.
+``DPVAULT_TEST_DATABASE=postgresql`` runs the servers and stores of the suite on PostgreSQL (and only the
+tests that reach them: see ``pytest_collection_modifyitems``); the default is SQLite.
 Tests that need their own server (restart, settings) start one with ``make_server``.
 
 Under pytest-xdist (``./scripts/test`` runs ``-n``), a session is one worker process: each worker
