@@ -8,9 +8,10 @@ managed identity; dpvault uses the storage account's source mapping (``dpvault s
 connection string, not the URL's host, says where the account is.
 
 Never overwriting: both blobs are put with If-None-Match (azure-storage-blob's ``overwrite=False``,
-on the commit of a blob put in blocks too), so a blob that appears meanwhile is not replaced either. The dump streams (memory stays flat), hashed on the way; a
-digest that differs from the point's removes the blob again. Each blob carries the restore job's id
-in its metadata, so a re-run of the same job (after a crash) replaces only its own work.
+on the commit of a blob put in blocks too), so a blob that appears meanwhile is not replaced either.
+The dump streams (memory stays flat), hashed on the way; a digest that differs from the point's
+removes the blob again. Each blob carries the restore job's id in its metadata, so a re-run of the
+same job (after a crash) replaces only its own work.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from dpvault.engines.blobs.client import account_name, service_client
+from dpvault.engines.blobs.client import account_name, service_client, storage_errors, unreachable
 from dpvault.engines.blobs.client import exceptions as storage_exceptions
 from dpvault.errors import UserError
 from dpvault.protection.restore_files import check_prefix
@@ -143,42 +144,19 @@ def blob_exists(name: str, target: BlobTarget) -> UserError:
     )
 
 
-def _unreachable(target: BlobTarget, exc: BaseException) -> UserError:
-    return UserError(
-        "UserErrorStorageAccountUnreachable",
-        f"Storage account '{target.account}' could not be written to ({type(exc).__name__}).",
-        "Check the storage account's source mapping (dpvault sources set) and that the account is reachable.",
-        retryable=True,
-    )
-
-
-def _denied(target: BlobTarget, exc: Any) -> UserError:
-    code = getattr(exc, "error_code", None)
-    return UserError(
-        "UserErrorStorageAccountAccessDenied",
-        f"Storage account '{target.account}' refused dpvault's request{f' ({str(code)[:80]})' if code else ''}.",
-        "Update the storage account's source mapping with a connection string that may list, read, write "
-        "and delete blobs (dpvault sources set), and check the account's network rules.",
-    )
-
-
 @contextlib.asynccontextmanager
 async def _errors(target: BlobTarget) -> AsyncIterator[None]:
-    """The storage SDK's errors as the user's: a missing container, refused access, an
-    unreachable account (retryable); the point's own errors pass as they are."""
+    """The blob engine's ``storage_errors`` (refused: AccessDenied; no answer: Unreachable, retryable)
+    plus what a restore target adds: a missing container, and any other storage failure retried as
+    an account that did not answer. The point's own errors pass as they are."""
     exceptions = storage_exceptions()
     try:
-        yield
+        async with storage_errors(target.account):
+            yield
     except exceptions.ResourceNotFoundError:
         raise container_not_found(target) from None
-    except exceptions.ClientAuthenticationError as exc:
-        raise _denied(target, exc) from None
-    except exceptions.HttpResponseError as exc:
-        if exc.status_code == 403:
-            raise _denied(target, exc) from None
-        raise _unreachable(target, exc) from None
-    except exceptions.AzureError as exc:  # connection refused, timeouts
-        raise _unreachable(target, exc) from None
+    except exceptions.AzureError as exc:
+        raise unreachable(target.account, exc) from None
 
 
 class BlobRestorer:

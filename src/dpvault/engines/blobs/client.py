@@ -4,7 +4,11 @@ policy short enough that an account that does not answer fails a job, retryable,
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
+
+from dpvault.errors import UserError
 
 
 def sdk() -> Any:
@@ -40,3 +44,41 @@ def account_name(connection_string: str) -> str:
         )
     except (ValueError, TypeError) as exc:
         raise ValueError("not an Azure Storage connection string") from exc
+
+
+def unreachable(account: str, exc: Exception) -> UserError:
+    return UserError(
+        "UserErrorStorageAccountUnreachable",
+        f"Storage account '{account}' could not be reached ({type(exc).__name__}).",
+        "Check the endpoint in the storage account's source mapping (dpvault sources set <account id>) "
+        "and that the account accepts connections from dpvault.",
+        retryable=True,
+    )
+
+
+def denied(account: str, reason: Any = None) -> UserError:
+    why = f" ({str(reason)[:80]})" if reason else ""
+    return UserError(
+        "UserErrorStorageAccountAccessDenied",
+        f"Storage account '{account}' refused dpvault's request{why}.",
+        "Update the storage account's source mapping with a current connection string that may list, read "
+        "and write blobs and tags (dpvault sources set <account id>), and check the account's network rules.",
+    )
+
+
+@contextlib.asynccontextmanager
+async def storage_errors(account: str) -> AsyncIterator[None]:
+    """Connection and credential failures as the user's errors; anything else stays an outage."""
+    errors = exceptions()
+    try:
+        yield
+    except errors.ClientAuthenticationError:
+        raise denied(account) from None
+    except errors.ServiceRequestError as exc:
+        raise unreachable(account, exc) from None
+    except errors.HttpResponseError as exc:
+        if exc.status_code != 403:  # 404s and 409s are the caller's to read
+            raise
+        # AuthorizationFailure (the account's network rules), AuthorizationPermissionMismatch (a SAS
+        # without the permission), ...: not an outage to retry
+        raise denied(account, getattr(exc, "error_code", None)) from None

@@ -39,6 +39,7 @@ from dpvault.engines.base import Fingerprint, Params, PointFiles, SourceFile
 from dpvault.engines.blobs import criteria
 from dpvault.engines.blobs.client import account_name, service_client
 from dpvault.engines.blobs.client import exceptions as _exceptions
+from dpvault.engines.blobs.client import storage_errors as _storage_errors
 from dpvault.engines.blobs.listing import (
     BlobRecord,
     Listing,
@@ -63,50 +64,12 @@ OWNER_KEY = "dpvaultrestorejob"
 _SKIPPED_TIERS = {"archive"}  # Azure's vaulted backup does not take archived blobs either
 
 
-def _unreachable(account: str, exc: Exception) -> UserError:
-    return UserError(
-        "UserErrorStorageAccountUnreachable",
-        f"Storage account '{account}' could not be reached ({type(exc).__name__}).",
-        "Check the endpoint in the storage account's source mapping (dpvault sources set <account id>) "
-        "and that the account accepts connections from dpvault.",
-        retryable=True,
-    )
-
-
-def _denied(account: str, reason: Any = None) -> UserError:
-    why = f" ({str(reason)[:80]})" if reason else ""
-    return UserError(
-        "UserErrorStorageAccountAccessDenied",
-        f"Storage account '{account}' refused dpvault's request{why}.",
-        "Update the storage account's source mapping with a current connection string that may list, read "
-        "and write blobs and tags (dpvault sources set <account id>), and check the account's network rules.",
-    )
-
-
 def _container_missing(account: str, container: str) -> UserError:
     return UserError(
         "UserErrorContainerNotFound",
         f"Container '{container}' does not exist in storage account '{account}'.",
         "Create the container, or remove it from containersList (BlobBackupDatasourceParameters).",
     )
-
-
-@contextlib.asynccontextmanager
-async def _storage_errors(account: str) -> AsyncIterator[None]:
-    """Connection and credential failures as the user's errors; anything else stays an outage."""
-    exceptions = _exceptions()
-    try:
-        yield
-    except exceptions.ClientAuthenticationError:
-        raise _denied(account) from None
-    except exceptions.ServiceRequestError as exc:
-        raise _unreachable(account, exc) from None
-    except exceptions.HttpResponseError as exc:
-        if exc.status_code != 403:  # 404s and 409s are the caller's to read
-            raise
-        # AuthorizationFailure (the account's network rules), AuthorizationPermissionMismatch (a SAS
-        # without the permission), ...: not an outage to retry
-        raise _denied(account, getattr(exc, "error_code", None)) from None
 
 
 def _etag(value: Any) -> str:
